@@ -1,0 +1,368 @@
+"""Baseline Qwen3-VL as an lmms-eval ``simple`` model (``--model qwen3vl``).
+
+Our own wrapper rather than lmms-eval's ``qwen3_vl``: that one imports decord
+and needs qwen_vl_utils, and it offers no seam around the prefill, which every
+intervention needs. The seams, in the order a batch meets them:
+
+- :meth:`prepare_batch` turns lmms-eval requests into a :class:`PreparedBatch`
+  (processed tensors, the image-token mask, each image's token grid);
+- :meth:`respond` produces the answers; by default one :meth:`generate` call
+  inside :meth:`steering`, the scoped state an intervention activates;
+- :meth:`prefill_logits` runs one forward for decisions taken before
+  generation (AdaptVis' confidence);
+- :meth:`finish_batch` sees the batch and its response once answers exist
+  (the attention log writes there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from accelerate import Accelerator
+from lmms_eval import utils as lmms_utils
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from PIL import Image
+from tqdm import tqdm
+from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
+@dataclass
+class GenerationSettings:
+    """What a task's ``generation_kwargs`` ask for, normalised."""
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    temperature: float = 0.0
+    top_p: float | None = None
+    num_beams: int = 1
+    until: list[str] = field(default_factory=list)
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+    @classmethod
+    def from_task(cls, gen_kwargs: dict, default_stop: str) -> GenerationSettings:
+        gen_kwargs = dict(gen_kwargs or {})
+        until = gen_kwargs.pop("until", [default_stop])
+        if isinstance(until, str):
+            until = [until]
+        if not isinstance(until, list):
+            raise ValueError(f"generation_kwargs['until'] must be a string or a list, got {type(until).__name__}")
+        return cls(
+            max_new_tokens=int(gen_kwargs.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
+            temperature=float(gen_kwargs.get("temperature", 0.0) or 0.0),
+            top_p=gen_kwargs.get("top_p"),
+            num_beams=int(gen_kwargs.get("num_beams", 1) or 1),
+            until=[stop for stop in until if stop],
+        )
+
+
+@dataclass
+class PreparedBatch:
+    """One batch as the model sees it, plus what interventions and logs need to know about it."""
+
+    contexts: list[str]
+    images: list[list[Image.Image]]  # per sequence, in prompt order
+    doc_ids: list[int]
+    task_names: list[str]
+    inputs: Any  # BatchFeature on the model's device, left-padded
+    image_token_mask: torch.Tensor  # [B, N] bool, True at <|image_pad|> positions
+    image_grids: list[list[tuple[int, int]]]  # per sequence, per image: (grid_h, grid_w) in merged tokens
+
+    @property
+    def size(self) -> int:
+        return len(self.contexts)
+
+
+@dataclass
+class Response:
+    """Answers of one batch and what the generation saw of its first token."""
+
+    texts: list[str]
+    first_token_probs: torch.Tensor  # [B, V] softmax of the first generated token's logits
+    extras: list[dict] = field(default_factory=list)  # per sequence, for the attention log
+
+
+class Qwen3VL(lmms):
+    """Qwen3-VL for lmms-eval ``generate_until`` tasks with images (any number) or none."""
+
+    is_simple = True
+    MODEL_NAME: ClassVar[str] = "qwen3vl"
+
+    def __init__(
+        self,
+        pretrained: str = "Qwen/Qwen3-VL-2B-Instruct",
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        attention_log: str | None = None,
+        system_prompt: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        if unknown:
+            raise ValueError(
+                f"unknown model argument(s) for {self.MODEL_NAME}: {', '.join(sorted(unknown))}. "
+                f"Valid arguments: {', '.join(self.valid_arguments())}"
+            )
+        del max_batch_size  # lmms-eval always passes it; there is no automatic batch sizing here
+        self.accelerator = Accelerator()
+        self._rank = self.accelerator.process_index
+        self._world_size = self.accelerator.num_processes
+        self._device = self._pick_device(device)
+        self.torch_dtype = self._pick_dtype(dtype, self._device)
+        self.batch_size_per_gpu = self._parse_batch_size(batch_size)
+        self.system_prompt = system_prompt.replace("\\n", "\n") if isinstance(system_prompt, str) else None
+        self.attention_log = Path(attention_log) if attention_log not in (None, "", "none", "None") else None
+
+        self.processor = AutoProcessor.from_pretrained(pretrained)
+        self._configure_pixels(min_pixels, max_pixels)
+        self.processor.tokenizer.padding_side = "left"
+        self._model = Qwen3VLForConditionalGeneration.from_pretrained(
+            pretrained, dtype=self.torch_dtype, attn_implementation="sdpa"
+        )
+        self._model.to(self._device).eval()
+        self.pretrained = pretrained
+        self.image_token_id = self._model.config.image_token_id
+
+    # ----------------------------------------------------------------- set-up
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> Qwen3VL:
+        """As lmms-eval's, except that ``batch_size`` in ``--model_args`` wins over the CLI default."""
+        args = lmms_utils.simple_parse_args_string(arg_string)
+        extra = {key: value for key, value in (additional_config or {}).items() if value is not None and key not in args}
+        return cls(**args, **extra)
+
+    @classmethod
+    def valid_arguments(cls) -> list[str]:
+        import inspect
+
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if klass is lmms or not issubclass(klass, Qwen3VL):
+                continue
+            for name, parameter in inspect.signature(klass.__init__).parameters.items():
+                if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name not in names:
+                    names.append(name)
+        return names
+
+    def _pick_device(self, device: str | None) -> torch.device:
+        if self._world_size > 1 and torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
+            return torch.device(f"cuda:{self.accelerator.local_process_index}")
+        if device in (None, "", "auto"):
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(device)
+
+    @staticmethod
+    def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+        if dtype == "auto":
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+        return DTYPES[dtype]
+
+    @staticmethod
+    def _parse_batch_size(batch_size: int | str) -> int:
+        try:
+            value = int(batch_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ('auto' is not supported)") from None
+        if value < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {value}")
+        return value
+
+    def _configure_pixels(self, min_pixels: int | None, max_pixels: int | None) -> None:
+        image_processor = self.processor.image_processor
+        size = dict(image_processor.size)
+        if min_pixels is not None:
+            size["shortest_edge"] = int(min_pixels)
+        if max_pixels is not None:
+            size["longest_edge"] = int(max_pixels)
+        image_processor.size = size
+        self.min_pixels, self.max_pixels = size["shortest_edge"], size["longest_edge"]
+
+    # ------------------------------------------------------- lmms-eval surface
+    @property
+    def model(self) -> Qwen3VLForConditionalGeneration:
+        return self._model
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise NotImplementedError(
+            f"{self.MODEL_NAME} answers generate_until tasks only (lmms-eval 0.7 breaks loglikelihood outputs)."
+        )
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise NotImplementedError(f"{self.MODEL_NAME} does not implement multi-round generation.")
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        def sort_key(args: tuple) -> tuple[int, str]:
+            return -len(args[0]), args[0]
+
+        collator = lmms_utils.Collator([request.args for request in requests], sort_key, grouping=True)
+        answers: list[str] = []
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.MODEL_NAME} responding")
+        for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
+            contexts, gen_kwargs, doc_to_visual, doc_ids, tasks, splits = zip(*chunk)
+            settings = GenerationSettings.from_task(gen_kwargs[0], self.tokenizer.decode([self.eot_token_id]))
+            visuals = [
+                doc_to_visual[i](self.task_dict[tasks[i]][splits[i]][doc_ids[i]]) for i in range(len(chunk))
+            ]
+            batch = self.prepare_batch(list(contexts), visuals, list(doc_ids), list(tasks))
+            response = self.respond(batch, settings)
+            texts = [truncate_at_stops(text, settings.until) for text in response.texts]
+            self.finish_batch(batch, response, texts)
+            for context, kwargs, text in zip(contexts, gen_kwargs, texts):
+                answers.append(text)
+                self.cache_hook.add_partial("generate_until", (context, kwargs), text)
+            progress.update(len(chunk))
+        progress.close()
+        return collator.get_original(answers)
+
+    # ------------------------------------------------------------- the seams
+    def prepare_batch(
+        self,
+        contexts: list[str],
+        visuals: list[Any],
+        doc_ids: list[int],
+        task_names: list[str],
+    ) -> PreparedBatch:
+        """Chat-format and process a batch (left padding), and locate its image tokens."""
+        images = [load_images(visual, task_name) for visual, task_name in zip(visuals, task_names)]
+        contexts = [context.replace("<image>", "").strip() for context in contexts]
+        texts = [self.chat_text(context, len(sequence_images)) for context, sequence_images in zip(contexts, images)]
+        flat_images = [image for sequence_images in images for image in sequence_images]
+        inputs = self.processor(
+            text=texts, images=flat_images or None, padding=True, padding_side="left", return_tensors="pt"
+        ).to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.torch_dtype)
+        image_token_mask = inputs["input_ids"] == self.image_token_id
+        return PreparedBatch(
+            contexts=contexts,
+            images=images,
+            doc_ids=doc_ids,
+            task_names=task_names,
+            inputs=inputs,
+            image_token_mask=image_token_mask,
+            image_grids=self._image_grids(inputs, [len(sequence_images) for sequence_images in images]),
+        )
+
+    def chat_text(self, context: str, num_images: int) -> str:
+        """One user turn, images first, through the checkpoint's chat template."""
+        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": context}]
+        messages = [{"role": "user", "content": content}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _image_grids(self, inputs: Any, counts: list[int]) -> list[list[tuple[int, int]]]:
+        if "image_grid_thw" not in inputs:
+            return [[] for _ in counts]
+        merge = self.processor.image_processor.merge_size
+        flat = [(int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist()]
+        grids, start = [], 0
+        for count in counts:
+            grids.append(flat[start : start + count])
+            start += count
+        return grids
+
+    def steering(self, batch: PreparedBatch) -> contextlib.AbstractContextManager:
+        """The scoped state generation runs under; the baseline runs unchanged."""
+        return contextlib.nullcontext()
+
+    def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+        """Answers for a batch; interventions override this to add passes or change inputs."""
+        with self.steering(batch):
+            return self.generate(batch, settings)
+
+    @torch.inference_mode()
+    def generate(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+        """``model.generate`` on the batch, keeping the first step's raw logits."""
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": settings.do_sample,
+            "num_beams": settings.num_beams,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "output_logits": True,
+            "return_dict_in_generate": True,
+        }
+        if settings.do_sample:
+            kwargs["temperature"] = settings.temperature
+            if settings.top_p is not None:
+                kwargs["top_p"] = settings.top_p
+        else:  # silence the checkpoint's sampling defaults so greedy really is greedy
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        output = self.model.generate(**batch.inputs, **kwargs)
+        prompt_length = batch.inputs["input_ids"].shape[1]
+        texts = self.processor.batch_decode(output.sequences[:, prompt_length:], skip_special_tokens=True)
+        first_token_probs = torch.softmax(output.logits[0].float(), dim=-1)
+        return Response(texts=texts, first_token_probs=first_token_probs, extras=[{} for _ in texts])
+
+    @torch.inference_mode()
+    def prefill_logits(self, batch: PreparedBatch) -> torch.Tensor:
+        """Logits of the next token after the prompt, ``[B, V]``: one forward, no generation."""
+        output = self.model(**batch.inputs, logits_to_keep=1, use_cache=False)
+        return output.logits[:, -1].float()
+
+    def finish_batch(self, batch: PreparedBatch, response: Response, texts: list[str]) -> None:
+        """Called once per batch after answering; the attention log hooks in here."""
+
+
+def truncate_at_stops(text: str, stops: list[str]) -> str:
+    """Cut an answer at the first of the task's stop strings."""
+    for stop in stops:
+        text = text.split(stop)[0]
+    return text
+
+
+def load_images(visual: Any, task_name: str) -> list[Image.Image]:
+    """A task's visuals as RGB images: PIL images or image file paths; videos are refused by name."""
+    if visual is None:
+        return []
+    items = visual if isinstance(visual, (list, tuple)) else [visual]
+    images = []
+    for item in items:
+        if isinstance(item, Image.Image):
+            images.append(item.convert("RGB"))
+        elif isinstance(item, (str, Path)) and Path(item).suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"}:
+            if not Path(item).is_file():
+                raise FileNotFoundError(f"task {task_name}: image file not found: {item}")
+            with Image.open(item) as image:
+                images.append(image.convert("RGB"))
+        else:
+            raise NotImplementedError(
+                f"task {task_name}: visual of type {type(item).__name__} ({str(item)[:80]!r}) is not supported; "
+                "qwen3vl takes images (PIL or file paths), not video or audio"
+            )
+    return images
+
+

@@ -1,0 +1,9 @@
+"""VSR (Visual Spatial Reasoning) as lmms-eval tasks: vsr_{random,zeroshot}_{dev,test} and groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TASKS_DIR = Path(__file__).resolve().parent
+TASK_NAMES = ("vsr_random_dev", "vsr_random_test", "vsr_zeroshot_dev", "vsr_zeroshot_test")
+GROUP_NAMES = ("vsr_random", "vsr_zeroshot", "vsr")

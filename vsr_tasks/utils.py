@@ -1,0 +1,117 @@
+"""lmms-eval hooks for the VSR tasks (referenced from the YAML files with ``!function utils.X``).
+
+lmms-eval executes this file by path, once per ``!function`` reference, so it
+only wires lmms-eval to the real code in the ``vsr_tasks`` package.
+"""
+
+from __future__ import annotations
+
+import datasets
+from lmms_eval.api.task import ConfigurableTask
+from PIL import Image
+
+from vsr_tasks import data, scoring
+from vsr_tasks.categories import META_CATEGORIES, meta_category
+from vsr_tasks.prompt import build_prompt
+
+
+class VSRTask(ConfigurableTask):
+    """A ConfigurableTask whose documents come from VSR_DATA_DIR (or the hub when it is unset).
+
+    A plain YAML task can only name a fixed path or a hub id; VSR's location is
+    a user's environment variable, so the download step is ours.
+    """
+
+    def __init__(self, config: dict) -> None:
+        config = {key: value for key, value in config.items() if key != "class"}
+        super().__init__(config=config)
+
+    def download(self, dataset_kwargs: dict | None = None) -> None:
+        dataset_kwargs = dict(dataset_kwargs or {})
+        dataset_type = dataset_kwargs["dataset_type"]
+        split = self.config.test_split
+        root = data.data_dir()
+        if root is not None:
+            rows = data.load_split(dataset_type, split, root)
+        else:
+            rows = _hub_rows(dataset_type, split)
+        documents = datasets.Dataset.from_list([_document(row) for row in rows])
+        self.dataset = datasets.DatasetDict({split: documents})
+        self.dataset_no_image = self.dataset
+
+
+def _hub_rows(dataset_type: str, split: str) -> list[dict]:
+    import os
+
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    if offline:
+        raise data.VSRDataError(data.unset_data_dir_message())
+    try:
+        hub = datasets.load_dataset(data.HUB_DATASETS[dataset_type], split=data.HUB_SPLIT_NAMES[split])
+    except Exception as error:  # the hub raises many connection error types
+        raise data.VSRDataError(f"{data.unset_data_dir_message()} (hub error: {error})") from error
+    return [dict(row) for row in hub]
+
+
+def _document(row: dict) -> dict:
+    """Keep the fields the hooks and the analysis need, with stable types for Arrow."""
+    return {
+        "image": row["image"],
+        "image_link": row.get("image_link") or "",
+        "caption": row["caption"],
+        "label": int(row["label"]),
+        "relation": row["relation"],
+        "meta_category": meta_category(row["relation"]),
+        "subj": row.get("subj") or "",
+        "obj": row.get("obj") or "",
+    }
+
+
+def vsr_doc_to_visual(doc: dict) -> list[Image.Image]:
+    path = data.image_path(doc, data.image_dir())
+    with Image.open(path) as image:
+        return [image.convert("RGB")]
+
+
+def vsr_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return build_prompt(doc["caption"])
+
+
+def vsr_doc_to_target(doc: dict) -> str:
+    return "True" if doc["label"] == 1 else "False"
+
+
+def vsr_process_results(doc: dict, results: list[str]) -> dict:
+    record = scoring.score_record(results[0], doc["label"], doc["relation"], doc["meta_category"])
+    metrics = {"accuracy": record, "f1_true": record, "unparseable_rate": record}
+    metrics.update({f"accuracy_{category.lower()}": record for category in META_CATEGORIES})
+    return metrics
+
+
+def vsr_aggregate_accuracy(records: list[dict]) -> float:
+    return scoring.accuracy(records)
+
+
+def vsr_aggregate_f1_true(records: list[dict]) -> float:
+    return scoring.f1_true(records)
+
+
+def vsr_aggregate_unparseable_rate(records: list[dict]) -> float:
+    return scoring.unparseable_rate(records)
+
+
+def _category_aggregation(category: str):
+    def aggregate(records: list[dict]) -> float:
+        return scoring.category_accuracy(records, category)
+
+    aggregate.__name__ = f"vsr_aggregate_accuracy_{category.lower()}"
+    return aggregate
+
+
+vsr_aggregate_accuracy_adjacency = _category_aggregation("Adjacency")
+vsr_aggregate_accuracy_directional = _category_aggregation("Directional")
+vsr_aggregate_accuracy_orientation = _category_aggregation("Orientation")
+vsr_aggregate_accuracy_projective = _category_aggregation("Projective")
+vsr_aggregate_accuracy_proximity = _category_aggregation("Proximity")
+vsr_aggregate_accuracy_topological = _category_aggregation("Topological")
+vsr_aggregate_accuracy_unallocated = _category_aggregation("Unallocated")
