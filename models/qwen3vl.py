@@ -17,7 +17,6 @@ intervention needs. The seams, in the order a batch meets them:
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +26,7 @@ from accelerate import Accelerator
 from lmms_eval import utils as lmms_utils
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
+from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
@@ -142,7 +142,9 @@ class Qwen3VL(lmms):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> Qwen3VL:
         """As lmms-eval's, except that ``batch_size`` in ``--model_args`` wins over the CLI default."""
         args = lmms_utils.simple_parse_args_string(arg_string)
-        extra = {key: value for key, value in (additional_config or {}).items() if value is not None and key not in args}
+        extra = {
+            key: value for key, value in (additional_config or {}).items() if value is not None and key not in args
+        }
         return cls(**args, **extra)
 
     @classmethod
@@ -178,7 +180,9 @@ class Qwen3VL(lmms):
         try:
             value = int(batch_size)
         except (TypeError, ValueError):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ('auto' is not supported)") from None
+            raise ValueError(
+                f"batch_size must be a positive integer, got {batch_size!r} ('auto' is not supported)"
+            ) from None
         if value < 1:
             raise ValueError(f"batch_size must be a positive integer, got {value}")
         return value
@@ -226,15 +230,14 @@ class Qwen3VL(lmms):
         def sort_key(args: tuple) -> tuple[int, str]:
             return -len(args[0]), args[0]
 
+        logger.info(f"{self.MODEL_NAME} rank {self.rank}/{self.world_size}: {len(requests)} requests")
         collator = lmms_utils.Collator([request.args for request in requests], sort_key, grouping=True)
         answers: list[str] = []
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.MODEL_NAME} responding")
         for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
             contexts, gen_kwargs, doc_to_visual, doc_ids, tasks, splits = zip(*chunk)
             settings = GenerationSettings.from_task(gen_kwargs[0], self.tokenizer.decode([self.eot_token_id]))
-            visuals = [
-                doc_to_visual[i](self.task_dict[tasks[i]][splits[i]][doc_ids[i]]) for i in range(len(chunk))
-            ]
+            visuals = [doc_to_visual[i](self.task_dict[tasks[i]][splits[i]][doc_ids[i]]) for i in range(len(chunk))]
             batch = self.prepare_batch(list(contexts), visuals, list(doc_ids), list(tasks))
             response = self.respond(batch, settings)
             texts = [truncate_at_stops(text, settings.until) for text in response.texts]
@@ -364,5 +367,3 @@ def load_images(visual: Any, task_name: str) -> list[Image.Image]:
                 "qwen3vl takes images (PIL or file paths), not video or audio"
             )
     return images
-
-

@@ -118,4 +118,6 @@ def image_path(row: dict, folder: Path) -> Path:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise VSRDataError(f"image {name} not found (looked for {tried}); set {IMAGE_DIR_VARIABLE} to the COCO image folder")
+    raise VSRDataError(
+        f"image {name} not found (looked for {tried}); set {IMAGE_DIR_VARIABLE} to the COCO image folder"
+    )

@@ -43,7 +43,9 @@ class VSRTask(ConfigurableTask):
 def _hub_rows(dataset_type: str, split: str) -> list[dict]:
     import os
 
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
     if offline:
         raise data.VSRDataError(data.unset_data_dir_message())
     try:

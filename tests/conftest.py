@@ -1,0 +1,27 @@
+"""Shared fixtures: a tiny Qwen3-VL checkpoint and a VSR data folder with generated images.
+
+Nothing is downloaded: the checkpoint is built by ``models.tiny`` and the VSR
+rows are the real annotation files from ``../shared/vsr`` (``VSR_SHARED_DIR``
+overrides), with random images generated for the rows the tests evaluate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import build_vsr_data_dir, shared_vsr_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from models.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def vsr_data_dir(tmp_path_factory) -> Path:
+    """Real VSR splits; images exist for the first 16 rows of dev/test and 64 of train."""
+    return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data", shared_vsr_dir())

@@ -1,0 +1,79 @@
+"""Test utilities: VSR folders with generated images, and running the lmms-eval CLI."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_vsr_dir() -> Path:
+    path = Path(os.environ.get("VSR_SHARED_DIR", REPO_ROOT.parent / "shared" / "vsr"))
+    if not (path / "splits").is_dir():
+        raise RuntimeError(f"the real VSR annotation files are expected in {path} (set VSR_SHARED_DIR)")
+    return path
+
+
+def write_random_image(path: Path, rng: np.random.Generator, min_side: int = 48, max_side: int = 160) -> None:
+    height, width = (int(v) for v in rng.integers(min_side, max_side, 2))
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+
+
+def build_vsr_data_dir(root: Path, shared: Path, eval_rows: int = 16, train_rows: int = 64, seed: int = 0) -> Path:
+    """A VSR_DATA_DIR: the real split files plus random images for the first rows of each split."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(shared / "splits", root / "splits")
+    for split_file in sorted((root / "splits").glob("*/*.jsonl")):
+        limit = train_rows if split_file.stem == "train" else eval_rows
+        with split_file.open() as handle:
+            for index, line in enumerate(handle):
+                if index >= limit:
+                    break
+                image = root / "images" / json.loads(line)["image"]
+                if not image.exists():
+                    write_random_image(image, rng)
+    return root
+
+
+def lmms_eval_env(vsr_data_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    if vsr_data_dir is not None:
+        env["VSR_DATA_DIR"] = str(vsr_data_dir)
+    env.update(extra)
+    return env
+
+
+def run_lmms_eval(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
+    """Run ``python -m lmms_eval ARGS``; lmms-eval exits 0 even when evaluation fails, so callers check files."""
+    return subprocess.run(
+        [sys.executable, "-m", "lmms_eval", *args],
+        env=env,
+        cwd=cwd or REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def find_results(output_path: Path) -> tuple[dict, dict[str, list[dict]]]:
+    """The results JSON and the samples (per task) that one lmms-eval run wrote under output_path."""
+    results_files = glob.glob(str(output_path / "**" / "*_results.json"), recursive=True)
+    if len(results_files) != 1:
+        raise AssertionError(f"expected one results file under {output_path}, found {results_files}")
+    results = json.loads(Path(results_files[0]).read_text())
+    samples: dict[str, list[dict]] = {}
+    for path in glob.glob(str(output_path / "**" / "*_samples_*.jsonl"), recursive=True):
+        task = Path(path).stem.split("_samples_", 1)[1]
+        samples[task] = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return results, samples

@@ -1,0 +1,93 @@
+"""The VSR tasks load through lmms-eval's own TaskManager from the real annotation files."""
+
+from __future__ import annotations
+
+import inspect
+
+import lmms_eval.models  # noqa: F401  (loads our entry point, which registers the task folder)
+import pytest
+from lmms_eval.tasks import TaskManager
+
+from vsr_tasks import GROUP_NAMES, TASK_NAMES, TASKS_DIR
+from vsr_tasks.registration import register_task_folder
+
+EXPECTED_DOCS = {"vsr_random_dev": 1097, "vsr_random_test": 2195, "vsr_zeroshot_dev": 340, "vsr_zeroshot_test": 1222}
+
+
+@pytest.fixture(scope="module")
+def task_manager(vsr_data_dir, monkeypatch_module) -> TaskManager:
+    monkeypatch_module.setenv("VSR_DATA_DIR", str(vsr_data_dir))
+    return TaskManager()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_bare_task_manager_indexes_every_task_and_group(task_manager):
+    for name in TASK_NAMES + GROUP_NAMES:
+        assert name in task_manager.all_tasks
+    assert task_manager.task_index["vsr_random_dev"]["yaml_path"] == str(TASKS_DIR / "vsr_random_dev.yaml")
+
+
+def test_four_tasks_have_the_real_document_counts(task_manager):
+    loaded = task_manager.load_task_or_group(list(TASK_NAMES))
+    counts = {name: len(task.test_docs()) for name, task in loaded.items()}
+    assert counts == EXPECTED_DOCS
+
+
+def test_documents_carry_fields_and_prompt(task_manager):
+    task = task_manager.load_task_or_group(["vsr_zeroshot_dev"])["vsr_zeroshot_dev"]
+    doc = task.test_docs()[0]
+    assert doc["caption"] == "The dog is on the surfboard."
+    assert (doc["label"], doc["relation"], doc["meta_category"], doc["subj"], doc["obj"]) == (
+        1,
+        "on",
+        "Topological",
+        "dog",
+        "surfboard",
+    )
+    assert task.doc_to_text(doc) == (
+        "Look at the image and decide whether the statement is True or False.\n"
+        "Statement: The dog is on the surfboard.\n"
+        "Answer with exactly one word: True or False."
+    )
+    assert task.doc_to_target(doc) == "True"
+    images = task.doc_to_visual(doc)
+    assert len(images) == 1 and images[0].mode == "RGB"
+
+
+def test_groups_expand_to_their_tasks(task_manager):
+    loaded = task_manager.load_task_or_group(["vsr"])
+    names = set()
+
+    def collect(tree):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                collect(value)
+            else:
+                names.add(key)
+
+    collect(loaded)
+    assert names == set(TASK_NAMES)
+
+
+def test_include_path_still_works_without_duplicates(vsr_data_dir, monkeypatch):
+    monkeypatch.setenv("VSR_DATA_DIR", str(vsr_data_dir))
+    manager = TaskManager(include_path=str(TASKS_DIR))
+    assert manager.task_index["vsr_zeroshot_test"]["type"] == "python_task"
+    assert sum(name.startswith("vsr_") for name in manager.all_tasks) == len(TASK_NAMES) + 2
+
+
+def test_lmms_eval_still_has_the_method_registration_wraps():
+    """If lmms-eval renames or reshapes this, bare `--tasks vsr_*` breaks: fail here, loudly."""
+    original = TaskManager.initialize_tasks
+    assert getattr(original, "_vsr_tasks_folder_added", False), "our wrapper is not installed"
+    parameters = list(inspect.signature(original.__wrapped__).parameters)
+    assert parameters == ["self", "include_path", "include_defaults"], (
+        f"lmms-eval changed TaskManager.initialize_tasks to {parameters}; update vsr_tasks/registration.py"
+    )
+    register_task_folder()  # idempotent
+    assert TaskManager.initialize_tasks is original
