@@ -17,6 +17,7 @@ intervention needs. The seams, in the order a batch meets them:
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -232,22 +233,32 @@ class Qwen3VL(lmms):
 
         logger.info(f"{self.MODEL_NAME} rank {self.rank}/{self.world_size}: {len(requests)} requests")
         collator = lmms_utils.Collator([request.args for request in requests], sort_key, grouping=True)
+        chunks = list(collator.get_batched(n=self.batch_size, batch_fn=None))
         answers: list[str] = []
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.MODEL_NAME} responding")
-        for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
-            contexts, gen_kwargs, doc_to_visual, doc_ids, tasks, splits = zip(*chunk)
-            settings = GenerationSettings.from_task(gen_kwargs[0], self.tokenizer.decode([self.eot_token_id]))
-            visuals = [doc_to_visual[i](self.task_dict[tasks[i]][splits[i]][doc_ids[i]]) for i in range(len(chunk))]
-            batch = self.prepare_batch(list(contexts), visuals, list(doc_ids), list(tasks))
-            response = self.respond(batch, settings)
-            texts = [truncate_at_stops(text, settings.until) for text in response.texts]
-            self.finish_batch(batch, response, texts)
-            for context, kwargs, text in zip(contexts, gen_kwargs, texts):
-                answers.append(text)
-                self.cache_hook.add_partial("generate_until", (context, kwargs), text)
-            progress.update(len(chunk))
+        # Images are decoded and processed for the next batch while the model answers this one.
+        with ThreadPoolExecutor(max_workers=1) as prefetcher:
+            upcoming = prefetcher.submit(self._prepare_chunk, chunks[0]) if chunks else None
+            for index, chunk in enumerate(chunks):
+                batch = upcoming.result()
+                if index + 1 < len(chunks):
+                    upcoming = prefetcher.submit(self._prepare_chunk, chunks[index + 1])
+                contexts, gen_kwargs = [args[0] for args in chunk], [args[1] for args in chunk]
+                settings = GenerationSettings.from_task(gen_kwargs[0], self.tokenizer.decode([self.eot_token_id]))
+                response = self.respond(batch, settings)
+                texts = [truncate_at_stops(text, settings.until) for text in response.texts]
+                self.finish_batch(batch, response, texts)
+                for context, kwargs, text in zip(contexts, gen_kwargs, texts):
+                    answers.append(text)
+                    self.cache_hook.add_partial("generate_until", (context, kwargs), text)
+                progress.update(len(chunk))
         progress.close()
         return collator.get_original(answers)
+
+    def _prepare_chunk(self, chunk: list[tuple]) -> PreparedBatch:
+        contexts, _, doc_to_visual, doc_ids, tasks, splits = zip(*chunk)
+        visuals = [doc_to_visual[i](self.task_dict[tasks[i]][splits[i]][doc_ids[i]]) for i in range(len(chunk))]
+        return self.prepare_batch(list(contexts), visuals, list(doc_ids), list(tasks))
 
     # ------------------------------------------------------------- the seams
     def prepare_batch(
