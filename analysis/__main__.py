@@ -1,0 +1,123 @@
+"""Command line: ``python -m analysis report ...`` and ``python -m analysis heatmap ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.attention import AttentionLogError
+from analysis.heatmaps import document_figure
+from analysis.report import DEFAULT_BASELINE, DEFAULT_EXAMPLES, ReportSettings, attention_source, build_report, slug
+from analysis.runs import RunError, load_runs
+from analysis.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+
+def _overrides(values: list[str]) -> dict[str, str]:
+    overrides = {}
+    for value in values:
+        if "=" not in value:
+            raise SystemExit(f"--attention_log expects RUN=FOLDER (or RUN=none), got {value!r}")
+        key, folder = value.rsplit("=", 1)
+        overrides[key] = folder
+    return overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_help = "an lmms-eval --output_path folder, a *_results.json, or a *_samples_<task>.jsonl"
+    attention_help = (
+        "RUN=FOLDER: the attention log of a run (RUN is its label, model name, or the RUN argument as typed; "
+        "FOLDER 'none' ignores its log). Default: the attention_log in the run's model_args. Repeatable."
+    )
+
+    report = commands.add_parser("report", help="tables, paired significance, breakdowns, layer plots, heatmaps")
+    report.add_argument("runs", nargs="+", metavar="RUN", help=run_help)
+    report.add_argument("--out", required=True, type=Path, help="folder for report.md, report.html, PNGs, summary.json")
+    report.add_argument(
+        "--baseline", default=DEFAULT_BASELINE, help="run label or model name of the baseline (default: %(default)s)"
+    )
+    report.add_argument(
+        "--bootstrap", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default: %(default)s)"
+    )
+    report.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed of the bootstrap and of the random examples (default: %(default)s)",
+    )
+    report.add_argument(
+        "--examples", type=int, default=DEFAULT_EXAMPLES, help="heatmap documents per task (default: %(default)s)"
+    )
+    report.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        help="heatmap layer (0-based, negative from the end; default: mean of the last third)",
+    )
+    report.add_argument("--attention_log", action="append", default=[], metavar="RUN=FOLDER", help=attention_help)
+
+    heatmap = commands.add_parser("heatmap", help="one document's attention heatmaps, the runs side by side")
+    heatmap.add_argument("runs", nargs="+", metavar="RUN", help=run_help)
+    heatmap.add_argument("--doc", type=int, required=True, help="lmms-eval doc_id")
+    heatmap.add_argument("--task", default=None, help="task name (needed when the runs hold several tasks)")
+    heatmap.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        help="layer (0-based, negative from the end; default: mean of the last third)",
+    )
+    heatmap.add_argument("--out", type=Path, default=None, help="PNG path (default: heatmap_<task>_doc<ID>.png here)")
+    heatmap.add_argument("--attention_log", action="append", default=[], metavar="RUN=FOLDER", help=attention_help)
+    return parser
+
+
+def _heatmap(args: argparse.Namespace) -> int:
+    runs = load_runs(args.runs)
+    tasks = sorted({task for run in runs for task in run.tasks})
+    task = args.task
+    if task is None:
+        if len(tasks) != 1:
+            raise SystemExit(f"the runs hold tasks {', '.join(tasks) or 'none'}: pick one with --task")
+        task = tasks[0]
+    if task not in tasks:
+        raise SystemExit(f"task {task} is not in the runs (they hold {', '.join(tasks) or 'none'})")
+    overrides = _overrides(args.attention_log)
+    sources = {run.label: attention_source(run, overrides) for run in runs}
+    for label, source in sources.items():
+        if source.log is None:
+            print(f"{label}: no attention map ({source.description})", file=sys.stderr)
+    out = args.out or Path(f"heatmap_{slug(task)}_doc{args.doc}.png")
+    path, note = document_figure(out, task, args.doc, runs, {k: s.log for k, s in sources.items()}, args.layer)
+    if note:
+        print(note, file=sys.stderr)
+    if path is None:
+        return 1
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "heatmap":
+            return _heatmap(args)
+        settings = ReportSettings(
+            baseline=args.baseline,
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+            examples=args.examples,
+            layer=args.layer,
+            attention_overrides=_overrides(args.attention_log),
+        )
+        summary = build_report(args.runs, args.out, settings)
+    except (RunError, AttentionLogError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.out / 'report.md'} ({len(summary['figures'])} figures, {len(summary['skipped'])} skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

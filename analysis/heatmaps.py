@@ -1,0 +1,207 @@
+"""Heatmaps: the last prompt row's attention over the image, per method, side by side for one document.
+
+The map comes from the attention log's ``after_0`` (first image), averaged over the chosen layers,
+and is stretched over the original image (the model saw a resized copy with the same aspect up to
+rounding). The image is found from the samples' ``input_media`` or the task's VSR row, with
+``VSR_DATA_DIR`` / ``VSR_IMAGE_DIR``; when it cannot be found the map is drawn alone and the figure
+says so.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import textwrap
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from analysis.attention import AttentionLog, describe_layers, layer_selection
+from analysis.runs import Document, Run
+from vsr_tasks import data
+
+_VSR_TASK = re.compile(r"^vsr_(random|zeroshot)_(train|dev|test)$")
+PANEL_WIDTH = 3.6
+MAP_CMAP = "inferno"
+
+
+@dataclass
+class Panel:
+    """One column of the figure: a run's attention map, or an image (VEA's highlighted input)."""
+
+    title: str
+    attention: np.ndarray | None = None  # [grid_h, grid_w]
+    picture: np.ndarray | None = None  # [H, W, 3] uint8 shown as is
+
+
+@lru_cache(maxsize=8)
+def _split_rows(task: str, root: Path) -> tuple[dict, ...]:
+    match = _VSR_TASK.match(task)
+    if not match:
+        return ()
+    try:
+        return tuple(data.load_split(match.group(1), match.group(2), root))
+    except (data.VSRDataError, ValueError):
+        return ()
+
+
+def vsr_row(task: str, doc_id: int) -> dict | None:
+    """The task's VSR row for a doc_id (doc_ids index the split in file order), if VSR_DATA_DIR has it."""
+    try:
+        root = data.data_dir()
+    except data.VSRDataError:
+        return None
+    rows = _split_rows(task, root) if root is not None else ()
+    return rows[doc_id] if 0 <= doc_id < len(rows) else None
+
+
+def caption_of(task: str, document: Document) -> str:
+    if document.caption:
+        return document.caption
+    row = vsr_row(task, document.doc_id)
+    return row["caption"] if row else f"(caption unknown: doc {document.doc_id})"
+
+
+def resolve_image(task: str, document: Document) -> tuple[Path | None, str]:
+    """The document's image file, or None and why not (shown on the figure and in the report)."""
+    name, link = document.image, document.image_link
+    if not name:
+        row = vsr_row(task, document.doc_id)
+        if row is None:
+            return None, "image name unknown (no input_media in the samples, no VSR row for this task)"
+        name, link = row["image"], row.get("image_link")
+    try:
+        return data.image_path({"image": name, "image_link": link or ""}, data.image_dir()), ""
+    except data.VSRDataError as error:
+        return None, str(error)
+
+
+def mean_map(maps: dict[str, np.ndarray], layers: list[int], key: str = "after_0") -> np.ndarray | None:
+    """Head-mean last-row attention of image 0, averaged over ``layers`` ([grid_h, grid_w], float64)."""
+    if key not in maps:
+        return None
+    stack = np.asarray(maps[key], dtype=np.float64)
+    return stack[layers].mean(axis=0)
+
+
+def panels_for(
+    run: Run, log: AttentionLog | None, task: str, doc_id: int, layer: int | None
+) -> tuple[list[Panel], int]:
+    """A run's panels for one document (its map; VEA also its highlighted image), and the layer count."""
+    if log is None:
+        return [], 0
+    record = log.get(task, doc_id)
+    if record is None:
+        return [], 0
+    maps = log.maps(record)
+    layers = layer_selection(record.num_layers, layer)
+    attention = mean_map(maps, layers)
+    panels = []
+    if attention is not None:
+        panels.append(Panel(title=run.label, attention=attention))
+    if "highlighted_0" in maps:
+        panels.append(
+            Panel(title=f"{run.label}: highlighted image", picture=np.asarray(maps["highlighted_0"], dtype=np.uint8))
+        )
+    return panels, record.num_layers
+
+
+def _verdict(document: Document | None) -> str:
+    if document is None:
+        return "not evaluated"
+    answer = {True: "True", False: "False", None: "unparseable"}[document.prediction]
+    return f"{answer} ({'right' if document.correct else 'wrong'})"
+
+
+def document_figure(
+    path: Path,
+    task: str,
+    doc_id: int,
+    runs: list[Run],
+    logs: dict[str, AttentionLog | None],
+    layer: int | None = None,
+) -> tuple[Path | None, str]:
+    """Write one document's figure; returns (path, note), path None when no run has a map for it."""
+    documents = {run.label: run.tasks[task].documents.get(doc_id) for run in runs if task in run.tasks}
+    any_document = next((d for d in documents.values() if d is not None), None)
+    if any_document is None:
+        return None, f"doc {doc_id} is not in any run's {task} samples"
+    panels: list[Panel] = []
+    num_layers = 0
+    for run in runs:
+        run_panels, run_layers = panels_for(run, logs.get(run.label), task, doc_id, layer)
+        panels.extend(run_panels)
+        num_layers = num_layers or run_layers
+    if not any(panel.attention is not None for panel in panels):
+        return None, f"doc {doc_id}: no attention map in any run's log"
+    image_path, missing = resolve_image(task, any_document)
+    image = None
+    if image_path is not None:
+        with Image.open(image_path) as opened:
+            image = np.asarray(opened.convert("RGB"))
+    columns = len(panels) + (1 if image is not None else 0)
+    figure = Figure(figsize=(max(PANEL_WIDTH * columns, 6.0), 4.9), layout="constrained")
+    axes = figure.subplots(1, columns, squeeze=False)[0]
+    index = 0
+    if image is not None:
+        axes[0].imshow(image)
+        axes[0].set_title("original image", fontsize=10)
+        axes[0].set_axis_off()
+        index = 1
+    for panel in panels:
+        axis = axes[index]
+        index += 1
+        axis.set_title("\n".join(textwrap.wrap(panel.title, 34)), fontsize=10)
+        if panel.picture is not None:
+            axis.imshow(panel.picture)
+            axis.set_axis_off()
+            continue
+        if image is not None:
+            height, width = image.shape[:2]
+            axis.imshow(image, extent=(0, width, height, 0))
+            shown = axis.imshow(
+                panel.attention, extent=(0, width, height, 0), cmap=MAP_CMAP, alpha=0.6, interpolation="bilinear"
+            )
+            axis.set_axis_off()
+        else:
+            shown = axis.imshow(panel.attention, cmap=MAP_CMAP, interpolation="nearest")
+            axis.set_xlabel("visual token column")
+            axis.set_ylabel("visual token row")
+        colour_bar = figure.colorbar(shown, ax=axis, shrink=0.8, pad=0.02)
+        colour_bar.set_label("attention mass per visual token", fontsize=8)
+        colour_bar.ax.tick_params(labelsize=7)
+    label = "True" if any_document.label == 1 else "False"
+    width_chars = int(max(PANEL_WIDTH * columns, 6.0) * 11)  # about 11 characters per inch at 10 pt
+    predictions = "; ".join(f"{name}: {_verdict(document)}" for name, document in documents.items())
+    lines = textwrap.wrap(f'{task} doc {doc_id}: "{caption_of(task, any_document)}"', width_chars)
+    lines += textwrap.wrap(f"label: {label}.  {predictions}", width_chars)
+    lines.append(describe_layers(layer_selection(num_layers, layer), num_layers) if num_layers else "")
+    if image is None:
+        lines += textwrap.wrap(f"original image not found, map drawn alone: {missing}", width_chars)
+    figure.suptitle("\n".join(line for line in lines if line), fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path, "" if image is not None else f"doc {doc_id}: original image not found ({missing})"
+
+
+def choose_examples(
+    task: str, baseline: Run | None, methods: list[Run], count: int, seed: int, candidates: set[int]
+) -> list[int]:
+    """Up to ``count`` doc_ids: those whose prediction some method changed from the baseline, then random ones."""
+    changed = []
+    if baseline is not None and task in baseline.tasks:
+        base = baseline.tasks[task].documents
+        for doc_id in sorted(candidates):
+            for run in methods:
+                document = run.tasks[task].documents.get(doc_id) if task in run.tasks else None
+                if document is not None and doc_id in base and document.prediction != base[doc_id].prediction:
+                    changed.append(doc_id)
+                    break
+    chosen = changed[:count]
+    rest = sorted(candidates - set(chosen))
+    random.Random(seed).shuffle(rest)
+    return chosen + rest[: count - len(chosen)]

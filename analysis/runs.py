@@ -1,0 +1,261 @@
+"""Reading lmms-eval output folders into runs: one run = one model + model_args, its tasks and documents.
+
+lmms-eval 0.7.3 writes ``OUTPUT/<model>/<timestamp>_results.json`` and, with ``--log_samples``,
+``<timestamp>_samples_<task>.jsonl`` beside it; one folder may hold several evaluations. The VSR
+tasks store a per-document record under each metric key (``accuracy`` holds
+``{prediction, label, correct, relation, category}``), which is all the statistics need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RESULTS_SUFFIX = "_results.json"
+_STATEMENT = re.compile(r"Statement:\s*(.*?)\s*(?:\n|$)")
+
+
+class RunError(RuntimeError):
+    """A RUN argument points at nothing lmms-eval wrote; the message says what was looked for."""
+
+
+@dataclass
+class Document:
+    """One evaluated document: its VSR record plus what the heatmaps need to draw it."""
+
+    doc_id: int
+    correct: bool
+    prediction: bool | None
+    label: int
+    relation: str
+    category: str
+    response: str = ""
+    caption: str | None = None
+    image: str | None = None  # file name, as in the VSR row
+    image_link: str | None = None
+
+    @property
+    def record(self) -> dict:
+        """The record vsr_tasks.scoring reads."""
+        return {
+            "prediction": self.prediction,
+            "label": self.label,
+            "correct": self.correct,
+            "relation": self.relation,
+            "category": self.category,
+        }
+
+
+@dataclass
+class TaskResult:
+    """One task of a run: the documents (by doc_id) and the results JSON's metrics."""
+
+    task: str
+    documents: dict[int, Document]
+    metrics: dict[str, object]  # the results JSON's results[task]
+    samples_file: Path
+
+    def ordered(self, doc_ids: list[int] | None = None) -> list[Document]:
+        ids = sorted(self.documents) if doc_ids is None else doc_ids
+        return [self.documents[i] for i in ids]
+
+
+@dataclass
+class Run:
+    """A model configuration and everything it was evaluated on."""
+
+    model: str
+    model_args: str
+    args: dict[str, str]
+    results_files: list[Path] = field(default_factory=list)
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+    skipped_tasks: dict[str, str] = field(default_factory=dict)  # task -> why it is not analysed
+    notes: list[str] = field(default_factory=list)
+    label: str = ""
+    source: str = ""  # the RUN argument as typed
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.model, canonical_args(self.args)
+
+
+def parse_model_args(text: str) -> dict[str, str]:
+    """``a=1,layers=[1,2],b="x,y"`` -> dict, splitting on commas outside brackets and quotes (as lmms-eval)."""
+    parts, depth, quote, current = [], 0, "", []
+    for char in text or "":
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    args = {}
+    for part in parts:
+        if "=" in part:
+            key, value = part.split("=", 1)
+            args[key.strip()] = value.strip()
+    return args
+
+
+def canonical_args(args: dict[str, str]) -> str:
+    """Order-independent model_args: evaluations of one configuration merge, any differing argument splits them."""
+    return ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+
+
+def results_files(path: Path) -> list[Path]:
+    """The results JSONs a RUN argument names: a results file, a samples file, or a folder searched recursively."""
+    path = Path(path)
+    if path.is_file():
+        if path.name.endswith(RESULTS_SUFFIX):
+            return [path]
+        if "_samples_" in path.name:
+            candidate = path.with_name(path.name.split("_samples_", 1)[0] + RESULTS_SUFFIX)
+            if candidate.is_file():
+                return [candidate]
+            raise RunError(f"{path}: no results file {candidate.name} beside this samples file")
+        raise RunError(f"{path}: not an lmms-eval results file (*{RESULTS_SUFFIX}) or samples file")
+    if path.is_dir():
+        found = sorted(path.rglob(f"*{RESULTS_SUFFIX}"))
+        if not found:
+            raise RunError(f"{path}: no *{RESULTS_SUFFIX} in this folder (was lmms-eval run with --output_path here?)")
+        return found
+    raise RunError(f"{path}: no such file or folder")
+
+
+def _document(sample: dict) -> Document | None:
+    record = sample.get("accuracy")
+    if not isinstance(record, dict) or "correct" not in record:
+        return None
+    media = sample.get("input_media") or []
+    caption = _STATEMENT.search(sample.get("input") or "")
+    response = sample.get("filtered_resps")
+    if isinstance(response, list):
+        response = response[0] if response else ""
+    return Document(
+        doc_id=int(sample["doc_id"]),
+        correct=bool(record["correct"]),
+        prediction=record.get("prediction"),
+        label=int(record["label"]),
+        relation=str(record.get("relation", "")),
+        category=str(record.get("category", "")),
+        response=str(response if response is not None else ""),
+        caption=caption.group(1) if caption else None,
+        image=media[0] if len(media) > 0 and isinstance(media[0], str) else None,
+        image_link=media[1] if len(media) > 1 and isinstance(media[1], str) else None,
+    )
+
+
+def read_samples(path: Path) -> tuple[dict[int, Document], int]:
+    """VSR documents of a samples file, and how many lines carried no VSR record."""
+    documents, foreign = {}, 0
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            document = _document(json.loads(line))
+            if document is None:
+                foreign += 1
+            else:
+                documents[document.doc_id] = document
+    return documents, foreign
+
+
+def read_results_file(path: Path) -> Run:
+    """One evaluation: its config, and each task's documents from the samples files beside it."""
+    try:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path}: not valid JSON ({error.msg})") from None
+    config = results.get("config") or {}
+    model_args = config.get("model_args") or ""
+    if isinstance(model_args, dict):
+        model_args = ",".join(f"{k}={v}" for k, v in model_args.items())
+    run = Run(
+        model=str(config.get("model", "unknown")),
+        model_args=model_args,
+        args=parse_model_args(model_args),
+        results_files=[Path(path)],
+    )
+    prefix = Path(path).name[: -len(RESULTS_SUFFIX)]
+    metrics = results.get("results") or {}
+    group_subtasks = results.get("group_subtasks") or {}
+    samples = {
+        p.name.split("_samples_", 1)[1][: -len(".jsonl")]: p
+        for p in Path(path).parent.glob(f"{prefix}_samples_*.jsonl")
+    }
+    for task in sorted(set(metrics) | set(samples)):
+        if task not in samples:
+            if not group_subtasks.get(task):  # a group's subtasks have their own samples files
+                run.skipped_tasks[task] = "no samples file (run lmms-eval with --log_samples)"
+            continue
+        documents, foreign = read_samples(samples[task])
+        if not documents:
+            run.skipped_tasks[task] = "its samples carry no VSR record (only VSR tasks are analysed)"
+            continue
+        if foreign:
+            run.notes.append(f"{task}: {foreign} sample line(s) without a VSR record were ignored")
+        run.tasks[task] = TaskResult(task, documents, dict(metrics.get(task) or {}), samples[task])
+    return run
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    """Runs from RUN arguments; evaluations with the same model and model_args merge (latest wins per task)."""
+    runs: dict[tuple[str, str], Run] = {}
+    for source in paths:
+        for results_path in results_files(Path(source)):
+            part = read_results_file(results_path)
+            part.source = str(source)
+            existing = runs.get(part.key)
+            if existing is None:
+                runs[part.key] = part
+                continue
+            existing.results_files.append(results_path)
+            for task, result in part.tasks.items():
+                if task in existing.tasks:
+                    existing.notes.append(
+                        f"{task}: evaluated twice with the same model_args; {results_path} is used, "
+                        f"{existing.tasks[task].samples_file} ignored"
+                    )
+                existing.tasks[task] = result
+                existing.skipped_tasks.pop(task, None)
+            for task, why in part.skipped_tasks.items():
+                if task not in existing.tasks:
+                    existing.skipped_tasks[task] = why
+            existing.notes.extend(part.notes)
+    ordered = list(runs.values())
+    assign_labels(ordered)
+    return ordered
+
+
+def assign_labels(runs: list[Run]) -> None:
+    """Short unique names: the model, plus the model_args that tell its runs of that model apart."""
+    by_model: dict[str, list[Run]] = {}
+    for run in runs:
+        by_model.setdefault(run.model, []).append(run)
+    seen: dict[str, int] = {}
+    for model, group in by_model.items():
+        keys = sorted({k for run in group for k in run.args})
+        differing = [k for k in keys if len({run.args.get(k) for run in group}) > 1]
+        # where the log folder is, is noise in a label unless nothing else tells the runs apart
+        differing = [k for k in differing if k != "attention_log"] or differing
+        for run in group:
+            shown = [f"{k}={_short(run.args.get(k, '-'))}" for k in differing]
+            label = f"{model} ({', '.join(shown)})" if shown else model
+            count = seen.get(label, 0)
+            seen[label] = count + 1
+            run.label = label if count == 0 else f"{label} #{count + 1}"
+
+
+def _short(value: str) -> str:
+    """A path-like value by its last component, so labels stay readable."""
+    return Path(value).name if "/" in value else value

@@ -1,0 +1,125 @@
+"""Statistics against values computed by hand: exact McNemar, bootstrap intervals, paired comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.attention import layer_selection
+from analysis.runs import Run, assign_labels, parse_model_args
+from analysis.stats import bootstrap_interval, bootstrap_means, compare, mcnemar_exact, summarise
+
+
+@pytest.mark.parametrize(
+    ("broken", "fixed", "expected"),
+    [
+        (1, 5, 2 * (1 + 6) / 64),  # P(X <= 1), X ~ Bin(6, 1/2) = 7/64
+        (5, 1, 2 * (1 + 6) / 64),  # symmetric
+        (0, 5, 2 / 32),
+        (0, 1, 1.0),  # 2 * 1/2
+        (3, 3, 1.0),  # 2 * 42/64 > 1, capped
+        (0, 0, 1.0),  # no discordant pair
+        (2, 10, 2 * (1 + 12 + 66) / 4096),
+    ],
+)
+def test_mcnemar_exact_equals_the_binomial_by_hand(broken, fixed, expected):
+    assert mcnemar_exact(broken, fixed) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mcnemar_stays_exact_for_thousands_of_documents():
+    # 2**1100 overflows a float; the integer computation must not
+    assert mcnemar_exact(550, 550) == 1.0
+    assert 0 < mcnemar_exact(500, 600) < 0.01
+
+
+def test_bootstrap_interval_brackets_the_accuracy_and_is_reproducible():
+    correct = np.array([1] * 7 + [0] * 3, dtype=float)
+    low, high = bootstrap_interval(correct, n_resamples=2000, seed=3)
+    assert low <= 0.7 <= high and low < high
+    assert 0.3 <= low and high <= 1.0  # 10 documents: a wide but not absurd interval
+    assert bootstrap_interval(correct, n_resamples=2000, seed=3) == (low, high)
+    assert np.array_equal(bootstrap_means(correct, 2000, 3), bootstrap_means(correct, 2000, 3))
+    assert not np.array_equal(bootstrap_means(correct, 2000, 3), bootstrap_means(correct, 2000, 4))
+    # every resample mean is a multiple of 1/10 and lies in [0, 1]
+    means = bootstrap_means(correct, 500, 0)
+    assert np.allclose(means * 10, np.round(means * 10)) and means.min() >= 0 and means.max() <= 1
+
+
+def test_bootstrap_of_a_constant_is_the_constant():
+    assert bootstrap_interval(np.ones(5), n_resamples=100, seed=0) == (1.0, 1.0)
+    assert bootstrap_interval(np.zeros(5), n_resamples=100, seed=0) == (0.0, 0.0)
+
+
+def test_bootstrap_resamples_are_paired_across_runs():
+    """Same seed and n -> same document indices, so run A's and run B's means move together."""
+    a = np.array([1, 0, 1, 1, 0, 1, 0, 1], dtype=float)
+    b = a.copy()
+    b[1] = 1  # b fixes one document
+    difference = bootstrap_means(b, 1000, 7) - bootstrap_means(a, 1000, 7)
+    np.testing.assert_allclose(difference, bootstrap_means(b - a, 1000, 7), atol=1e-12)
+
+
+def test_summary_by_hand():
+    records = [
+        {"prediction": True, "label": 1, "correct": True},  # tp
+        {"prediction": True, "label": 0, "correct": False},  # fp
+        {"prediction": False, "label": 1, "correct": False},  # fn
+        {"prediction": None, "label": 0, "correct": False},  # unparseable
+    ]
+    s = summarise(records, n_resamples=500, seed=0)
+    assert (s.n, s.accuracy, s.f1_true, s.unparseable_rate) == (4, 0.25, 2 * 1 / (2 * 1 + 1 + 1), 0.25)
+    assert s.ci_low <= 0.25 <= s.ci_high
+
+
+def test_identical_runs_give_p_one_and_zero_difference():
+    correct = [True, False, True, True, False]
+    c = compare(correct, correct, n_resamples=1000, seed=0)
+    assert (c.difference, c.ci_low, c.ci_high, c.fixed, c.broken, c.p_value) == (0.0, 0.0, 0.0, 0, 0, 1.0)
+
+
+def test_paired_comparison_of_a_known_table():
+    # 10 documents: 3 both right, 1 both wrong, 5 fixed (baseline wrong -> right), 1 broken
+    baseline = [True] * 3 + [False] + [False] * 5 + [True]
+    method = [True] * 3 + [False] + [True] * 5 + [False]
+    c = compare(baseline, method, n_resamples=2000, seed=0)
+    assert (c.n, c.fixed, c.broken) == (10, 5, 1)
+    assert c.difference == pytest.approx(0.4)
+    assert c.p_value == pytest.approx(14 / 64)
+    assert c.ci_low <= 0.4 <= c.ci_high
+    assert c.ci_low > -0.2 and c.ci_high < 1.0  # per-document differences lie in {-1, 0, 1}, mostly +1
+
+
+def test_compare_refuses_unpaired_input():
+    with pytest.raises(ValueError):
+        compare([True, False], [True], n_resamples=10)
+
+
+def test_model_args_are_split_like_lmms_eval():
+    assert parse_model_args("pretrained=/a/b,layers=[17,20,24],hint='x, y',sharpen_weight=1.2") == {
+        "pretrained": "/a/b",
+        "layers": "[17,20,24]",
+        "hint": "'x, y'",
+        "sharpen_weight": "1.2",
+    }
+
+
+def test_labels_show_only_the_arguments_that_differ():
+    runs = [
+        Run("qwen3vl", "pretrained=/c", {"pretrained": "/c", "attention_log": "/l1"}),
+        Run("qwen3vl_adaptvis", "", {"pretrained": "/c", "sharpen_weight": "1.2", "attention_log": "/l2"}),
+        Run("qwen3vl_adaptvis", "", {"pretrained": "/c", "sharpen_weight": "1.5", "attention_log": "/l3"}),
+    ]
+    assign_labels(runs)
+    assert [r.label for r in runs] == [
+        "qwen3vl",
+        "qwen3vl_adaptvis (sharpen_weight=1.2)",
+        "qwen3vl_adaptvis (sharpen_weight=1.5)",
+    ]
+
+
+def test_heatmap_layers_default_to_the_last_third():
+    assert layer_selection(28) == list(range(18, 28))  # ceil(28 / 3) = 10 layers
+    assert layer_selection(4) == [2, 3]
+    assert layer_selection(4, 0) == [0] and layer_selection(4, -1) == [3]
+    with pytest.raises(ValueError, match="outside"):
+        layer_selection(4, 4)

@@ -1,0 +1,182 @@
+"""Synthetic inputs for the analysis tests: lmms-eval output folders and attention logs, written by hand.
+
+The writers follow lmms-eval 0.7.3's files (``<timestamp>_results.json`` + ``<timestamp>_samples_<task>.jsonl``
+under ``OUTPUT/<model>/``) and docs/ATTENTION_LOG.md exactly, so the analysis can be tested before (and
+independently of) the models that write them. The tests in this file check the writers against the readers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from analysis.attention import read_attention_log
+from analysis.runs import load_runs
+
+RELATIONS = [("left of", "Projective"), ("near", "Proximity"), ("on", "Topological"), ("facing", "Orientation")]
+
+
+def make_documents(labels: list[int], predictions: list[bool | None]) -> list[dict]:
+    """VSR sample records for doc_ids 0..n-1, relations cycling through RELATIONS."""
+    documents = []
+    for doc_id, (label, prediction) in enumerate(zip(labels, predictions)):
+        relation, category = RELATIONS[doc_id % len(RELATIONS)]
+        documents.append(
+            {
+                "doc_id": doc_id,
+                "label": label,
+                "prediction": prediction,
+                "relation": relation,
+                "category": category,
+                "image": f"{doc_id:012d}.jpg",
+                "caption": f"The cat number {doc_id} is {relation} the dog.",
+            }
+        )
+    return documents
+
+
+def write_run(
+    output_path: Path,
+    model: str,
+    model_args: str,
+    tasks: dict[str, list[dict]],
+    timestamp: str = "20260101_000000",
+) -> Path:
+    """An lmms-eval --output_path folder for one evaluation; returns the results JSON's path."""
+    folder = Path(output_path) / "synthetic__checkpoint"
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    for task, documents in tasks.items():
+        lines = []
+        correct_flags = []
+        for d in documents:
+            correct = d["prediction"] is not None and d["prediction"] == bool(d["label"])
+            correct_flags.append(correct)
+            record = {
+                "prediction": d["prediction"],
+                "label": d["label"],
+                "correct": correct,
+                "relation": d["relation"],
+                "category": d["category"],
+            }
+            answer = {True: "True", False: "False", None: "maybe"}[d["prediction"]]
+            lines.append(
+                {
+                    "doc_id": d["doc_id"],
+                    "target": "True" if d["label"] else "False",
+                    "filtered_resps": answer,
+                    "input_media": [d["image"], f"http://images.cocodataset.org/train2017/{d['image']}"],
+                    "accuracy": record,
+                    "f1_true": record,
+                    "unparseable_rate": record,
+                    "input": f"Look at the image.\nStatement: {d['caption']}\nAnswer with exactly one word: True or False.",
+                }
+            )
+        (folder / f"{timestamp}_samples_{task}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        results[task] = {
+            "alias": task,
+            "accuracy,none": sum(correct_flags) / len(correct_flags),
+            "accuracy_stderr,none": "N/A",
+        }
+    payload = {
+        "results": results,
+        "group_subtasks": {task: [] for task in tasks},
+        "config": {"model": model, "model_args": model_args, "batch_size": 1},
+        "n-samples": {task: {"original": 1097, "effective": len(docs)} for task, docs in tasks.items()},
+    }
+    path = folder / f"{timestamp}_results.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def write_attention_log(
+    folder: Path,
+    model: str,
+    task: str,
+    doc_ids: list[int],
+    num_layers: int = 4,
+    grid: tuple[int, int] = (3, 4),
+    image_share: float = 0.3,
+    before: bool = False,
+    vea: bool = False,
+    rank: int = 0,
+) -> Path:
+    """A log in the docs/ATTENTION_LOG.md format whose image mass per layer is ``image_share * (layer + 1) / L``.
+
+    The map of layer l is uniform except a peak at token (doc_id % grid_h, doc_id % grid_w), and sums to
+    that layer's image mass, as a real last-row map over the image tokens does.
+    """
+    folder = Path(folder)
+    (folder / "maps" / task).mkdir(parents=True, exist_ok=True)
+    grid_h, grid_w = grid
+    with (folder / f"records.rank{rank}.jsonl").open("a") as handle:
+        for doc_id in doc_ids:
+            image_mass = [image_share * (layer + 1) / num_layers for layer in range(num_layers)]
+            maps = np.ones((num_layers, grid_h, grid_w))
+            maps[:, doc_id % grid_h, doc_id % grid_w] = 5.0
+            maps = maps / maps.sum(axis=(1, 2), keepdims=True) * np.asarray(image_mass)[:, None, None]
+            arrays = {"after_0": maps.astype(np.float16)}
+            image_before = text_before = None
+            if before:
+                arrays["before_0"] = (maps / 2).astype(np.float16)
+                image_before = [m / 2 for m in image_mass]
+                text_before = [1 - m for m in image_before]
+            if vea:
+                arrays["evidence_0"] = maps.mean(axis=0).astype(np.float16)
+                arrays["highlighted_0"] = np.full((grid_h * 32, grid_w * 32, 3), 90, dtype=np.uint8)
+            maps_file = f"maps/{task}/{doc_id}.npz"
+            np.savez(folder / maps_file, **arrays)
+            record = {
+                "task": task,
+                "doc_id": doc_id,
+                "model": model,
+                "model_args": {},
+                "num_layers": num_layers,
+                "image_grids": [[grid_h, grid_w]],
+                "image_mass": image_mass,
+                "text_mass": [1 - m for m in image_mass],
+                "image_mass_before": image_before,
+                "text_mass_before": text_before,
+                "decision": {"confidence": 0.5, "alpha": 0.2} if before else {},
+                "answer": "True",
+                "maps_file": maps_file,
+            }
+            handle.write(json.dumps(record) + "\n")
+    return folder
+
+
+def write_images(folder: Path, documents: list[dict]) -> Path:
+    """Solid-colour images named as the documents' ``input_media`` (a flat VSR_IMAGE_DIR)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in documents:
+        Image.new("RGB", (128, 96), (40 + 20 * d["doc_id"] % 200, 120, 160)).save(folder / d["image"])
+    return folder
+
+
+def test_synthetic_run_reads_back(tmp_path):
+    documents = make_documents([1, 0, 1], [True, None, False])
+    write_run(tmp_path, "qwen3vl", "pretrained=/ckpt,attention_log=/nowhere", {"vsr_random_dev": documents})
+    (run,) = load_runs([tmp_path])
+    assert run.model == "qwen3vl" and run.args == {"pretrained": "/ckpt", "attention_log": "/nowhere"}
+    docs = run.tasks["vsr_random_dev"].documents
+    assert [docs[i].correct for i in range(3)] == [True, False, False]
+    assert docs[1].prediction is None and docs[2].relation == "on" and docs[2].category == "Topological"
+    assert docs[0].caption == "The cat number 0 is left of the dog." and docs[0].image == "000000000000.jpg"
+    assert run.tasks["vsr_random_dev"].metrics["accuracy,none"] == 1 / 3
+
+
+def test_synthetic_attention_log_reads_back(tmp_path):
+    write_attention_log(tmp_path, "qwen3vl_adaptvis", "vsr_random_dev", [0, 1], before=True)
+    write_attention_log(tmp_path, "qwen3vl", "vsr_random_dev", [0], rank=1)
+    log = read_attention_log(tmp_path, model="qwen3vl_adaptvis")
+    assert sorted(log.records) == [("vsr_random_dev", 0), ("vsr_random_dev", 1)]
+    record = log.get("vsr_random_dev", 1)
+    np.testing.assert_allclose(record.image_mass + record.text_mass, 1.0)
+    np.testing.assert_allclose(record.image_mass_before, record.image_mass / 2)
+    maps = log.maps(record)
+    assert maps["after_0"].shape == (4, 3, 4) and maps["after_0"].dtype == np.float16
+    np.testing.assert_allclose(maps["after_0"].astype(np.float64).sum(axis=(1, 2)), record.image_mass, rtol=2e-3)
+    assert sorted(read_attention_log(tmp_path, model="qwen3vl").records) == [("vsr_random_dev", 0)]
