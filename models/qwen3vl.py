@@ -137,6 +137,7 @@ class Qwen3VL(lmms):
         self._model.to(self._device).eval()
         self.pretrained = pretrained
         self.image_token_id = self._model.config.image_token_id
+        self.attention_logger = self._attention_logger() if self.attention_log is not None else None
 
     # ----------------------------------------------------------------- set-up
     @classmethod
@@ -197,6 +198,18 @@ class Qwen3VL(lmms):
             size["longest_edge"] = int(max_pixels)
         image_processor.size = size
         self.min_pixels, self.max_pixels = size["shortest_edge"], size["longest_edge"]
+
+    def method_arguments(self) -> dict:
+        """The method's parameters that shape an answer (the attention log's ``model_args``)."""
+        return {}
+
+    def _attention_logger(self):
+        from interventions import use_steered_attention
+        from models.attention_log import AttentionLogWriter
+
+        use_steered_attention(self._model)
+        num_layers = self._model.config.text_config.num_hidden_layers
+        return AttentionLogWriter(self.attention_log, self.rank, self.MODEL_NAME, num_layers, self.method_arguments())
 
     # ------------------------------------------------------- lmms-eval surface
     @property
@@ -308,9 +321,18 @@ class Qwen3VL(lmms):
             start += count
         return grids
 
-    def steering(self, batch: PreparedBatch) -> contextlib.AbstractContextManager:
-        """The scoped state generation runs under; the baseline runs unchanged."""
-        return contextlib.nullcontext()
+    def steering(self, batch: PreparedBatch, method: Any = None) -> contextlib.AbstractContextManager:
+        """The scoped state generation runs under: a method's last-row edits and the attention log's recording.
+
+        The baseline without ``attention_log`` runs unchanged (plain SDPA, nothing recorded).
+        """
+        recorder = self.attention_logger.start(method is not None) if self.attention_logger is not None else None
+        if method is None and recorder is None:
+            return contextlib.nullcontext()
+        from interventions import SteeringState, steer
+
+        observers = [recorder] if recorder is not None else []
+        return steer(self.model, SteeringState(batch.image_token_mask, method=method, observers=observers))
 
     def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
         """Answers for a batch; interventions override this to add passes or change inputs."""
@@ -348,7 +370,9 @@ class Qwen3VL(lmms):
         return output.logits[:, -1].float()
 
     def finish_batch(self, batch: PreparedBatch, response: Response, texts: list[str]) -> None:
-        """Called once per batch after answering; the attention log hooks in here."""
+        """Called once per batch after answering; the attention log writes here."""
+        if self.attention_logger is not None:
+            self.attention_logger.write(batch, response, texts)
 
 
 def truncate_at_stops(text: str, stops: list[str]) -> str:

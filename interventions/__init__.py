@@ -1,0 +1,22 @@
+"""Attention interventions on Qwen3-VL's fused attention (AdaptVis, CLVS; VEA reads attention).
+
+The mechanism: :mod:`interventions.attention` (one registered attention function),
+:mod:`interventions.state` (the scoped per-forward state), :mod:`interventions.recording`
+(last-row attention recording). One module per method. Knows nothing of lmms-eval.
+"""
+
+from interventions.attention import ATTENTION_NAME, use_steered_attention
+from interventions.recording import LastRowRecorder, record_image_attention
+from interventions.state import LastRow, RowEdit, SteeringState, active_state, steer
+
+__all__ = [
+    "ATTENTION_NAME",
+    "LastRow",
+    "LastRowRecorder",
+    "RowEdit",
+    "SteeringState",
+    "active_state",
+    "record_image_attention",
+    "steer",
+    "use_steered_attention",
+]

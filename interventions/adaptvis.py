@@ -1,0 +1,67 @@
+"""AdaptVis (Chen et al., ICML 2025): confidence-gated scaling of the last row's image logits.
+
+Pass 1 gives the confidence ``c`` (top-1 probability of the first token); pass 2 multiplies
+the last row's pre-softmax logits on image keys by ``alpha`` (``smoothen_weight`` if
+``c < confidence_threshold`` else ``sharpen_weight``, per sequence) in the selected
+layers, before the additive mask, then softmax as usual. See METHODS.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from interventions.state import LastRow, RowEdit, SteeringState
+
+
+@dataclass(frozen=True)
+class AdaptVisParams:
+    confidence_threshold: float = 0.8
+    sharpen_weight: float = 1.2
+    smoothen_weight: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("confidence_threshold", "sharpen_weight", "smoothen_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if self.sharpen_weight < 0 or self.smoothen_weight < 0:
+            raise ValueError("sharpen_weight and smoothen_weight must be >= 0")
+
+    def alphas(self, confidence: torch.Tensor) -> list[float]:
+        """Per sequence ``alpha``: smoothen below the threshold, sharpen at or above it."""
+        return [
+            float(self.smoothen_weight) if float(c) < self.confidence_threshold else float(self.sharpen_weight)
+            for c in confidence
+        ]
+
+
+def first_token_confidence(logits: torch.Tensor) -> torch.Tensor:
+    """Top-1 softmax probability of next-token logits ``[B, V]`` (a probability, not the raw max logit)."""
+    return torch.softmax(logits.float(), dim=-1).max(dim=-1).values
+
+
+class AdaptVis:
+    """Pass-2 method: scale image-key logits of the last row by a per-sequence ``alpha`` in ``layers``."""
+
+    def __init__(self, alphas: Sequence[float] | torch.Tensor, layers: Sequence[int]) -> None:
+        self.alphas = torch.as_tensor(alphas, dtype=torch.float32)
+        self.layers = frozenset(int(layer) for layer in layers)
+
+    def begin(self, state: SteeringState) -> None:
+        self.alphas = self.alphas.to(state.image_mask.device)
+
+    def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
+        return []
+
+    def edit(self, row: LastRow) -> RowEdit | None:
+        if row.layer not in self.layers:
+            return None
+        rows = row.has_image & (self.alphas != 1.0)
+        if not bool(rows.any()):
+            return None
+        factor = torch.where(row.image_mask, self.alphas[:, None], torch.ones_like(self.alphas)[:, None])
+        weights = torch.softmax(row.scores * factor[:, None, :] + row.mask, dim=-1)
+        return RowEdit(weights=weights, rows=rows)

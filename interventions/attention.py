@@ -1,0 +1,137 @@
+"""The one attention function all interventions share: fused SDPA plus an explicit last row.
+
+Registered with transformers' ``AttentionInterface`` (and the SDPA mask function
+with ``AttentionMaskInterface``, without which transformers would build no padding
+mask for an unknown implementation name) under :data:`ATTENTION_NAME`.
+:func:`use_steered_attention` switches a loaded Qwen3-VL's *text* model to it (the
+vision tower keeps SDPA).
+
+Outside a :func:`interventions.state.steer` block, and in every decode step, the
+function is exactly ``sdpa_attention_forward``. In a prompt prefill under an
+active state it runs the fused kernel for all rows, then recomputes the last row
+(``q_last . K^T * scaling + mask_last``; GQA heads grouped, never repeated in
+memory), hands it to the method and the observers, and where the method returned
+new weights overwrites the last row's output with ``weights @ V``. Cost: O(N)
+per head and layer; no eager attention, no N x N map.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from interventions.state import LastRow, SteeringState, active_state
+
+ATTENTION_NAME = "vsr_steered_sdpa"
+
+
+def text_config(model: torch.nn.Module):
+    """The text (decoder) config of a Qwen3-VL model, or the model's config for a text-only model."""
+    return getattr(model.config, "text_config", None) or model.config
+
+
+def last_row_scores(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
+    """``q_last . K^T * scaling`` as float32 ``[B, H, N]``; query ``[B, H, N, D]``, key ``[B, H_kv, N, D]``."""
+    batch, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    q_last = query[:, :, -1].float().reshape(batch, kv_heads, heads // kv_heads, dim)
+    scores = torch.matmul(q_last, key.float().transpose(-1, -2))  # [B, H_kv, G, N]
+    return scores.reshape(batch, heads, -1) * scaling
+
+
+def weighted_values(weights: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``weights @ V`` for one row per head: weights ``[B, H, N]``, value ``[B, H_kv, N, D]`` -> ``[B, H, D]``."""
+    batch, heads, length = weights.shape
+    kv_heads = value.shape[1]
+    grouped = weights.reshape(batch, kv_heads, heads // kv_heads, length)
+    return torch.matmul(grouped, value.float()).reshape(batch, heads, -1)
+
+
+def last_row_mask(attention_mask: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
+    """The last query row's additive mask ``[B, 1, N]`` (float32: 0 visible, -inf hidden)."""
+    if attention_mask is None:  # causal without padding: the last row sees every key
+        return torch.zeros(batch, 1, length, device=device)
+    row = attention_mask[:, :, -1, :length]
+    if row.dtype == torch.bool:
+        row = torch.zeros(row.shape, device=device).masked_fill(~row, float("-inf"))
+    else:
+        row = row.float().masked_fill(row <= torch.finfo(attention_mask.dtype).min, float("-inf"))
+    return row[:, :1].expand(batch, 1, length)
+
+
+def steered_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """SDPA, with the prefill's last row handed to the active state's method and observers."""
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    state = active_state()
+    layer = getattr(module, "layer_idx", None)
+    if state is None or layer is None or not state.active or not state.is_prefill(query, key):
+        return output, None
+    return _steer_last_row(state, module, layer, output, query, key, value, attention_mask, scaling), None
+
+
+def _steer_last_row(
+    state: SteeringState,
+    module: torch.nn.Module,
+    layer: int,
+    output: torch.Tensor,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None,
+) -> torch.Tensor:
+    if layer == 0:
+        state.begin_prefill()
+    batch, _, length, dim = query.shape
+    scale = scaling if scaling is not None else dim**-0.5
+    row = LastRow(
+        layer=layer,
+        scores=last_row_scores(query, key, scale),
+        mask=last_row_mask(attention_mask, batch, length, query.device),
+        image_mask=state.image_mask,
+        module=module,
+    )
+    edit = state.method.edit(row) if state.method is not None else None
+    used, edited = row.weights, None
+    if edit is not None and bool(edit.rows.any()):
+        edited = edit.rows
+        used = torch.where(edited[:, None, None], edit.weights, row.weights)
+        new_last = weighted_values(edit.weights, value).to(output.dtype)  # [B, H, D]
+        output[:, -1] = torch.where(edited[:, None, None], new_last, output[:, -1])
+        state.edited_layers.append(layer)
+    for observer in state.observers:
+        observer.observe(row, used, edited)
+    return output
+
+
+def register() -> None:
+    """Register the attention and mask functions under :data:`ATTENTION_NAME` (idempotent)."""
+    AttentionInterface.register(ATTENTION_NAME, steered_attention_forward)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+
+
+def use_steered_attention(model: torch.nn.Module) -> torch.nn.Module:
+    """Switch the model's text attention to the steered SDPA (the vision tower is left on its own)."""
+    register()
+    if text_config(model)._attn_implementation == ATTENTION_NAME:
+        return model
+    if hasattr(model.config, "text_config"):
+        model.set_attn_implementation({"text_config": ATTENTION_NAME})
+    else:
+        model.set_attn_implementation(ATTENTION_NAME)
+    if text_config(model)._attn_implementation != ATTENTION_NAME:
+        raise RuntimeError(f"could not switch {type(model).__name__} to the {ATTENTION_NAME} attention")
+    return model
+
+
+register()

@@ -1,0 +1,209 @@
+"""CLVS: Cross-Layer Vision Smoothing (Zhao et al., arXiv 2509.12897), on the prefill's last row.
+
+1. Layer 0: the last row recomputed with position-unbiased M-RoPE (every visual token at the
+   first visual token's (t, h, w), later text shifted down so each image takes one position)
+   replaces the row; memory ``m`` = max over heads of its image part.
+2. Layers >= 1 while smoothing is on: ``w_I <- s * w_I + (1 - s) * m``, row renormalised.
+3. After each layer ``m <- r * m + (1 - r) * max_heads(w_I)`` with the *unsmoothed* ``w_I``.
+4. After each layer ``l > L // 2``: logit lens at the last position (final norm by default);
+   normalised entropy of the top-10 softmax below ``uncertainty_threshold`` turns smoothing
+   off for the later layers of that sequence.
+
+Exactness of step 1: the attention function only sees post-RoPE q/k, so layer 0's
+``q_norm`` / ``k_norm`` outputs (the pre-RoPE q/k) are captured by forward hooks and
+rotated again with the model's own rotary embedding at the unbiased positions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from interventions.attention import last_row_scores
+from interventions.state import LastRow, RowEdit, SteeringState
+
+TOP_K = 10
+
+
+@dataclass(frozen=True)
+class CLVSParams:
+    smoothing: float = 0.7
+    window_memory_size: float = 0.8
+    uncertainty_threshold: float = 0.5
+    position_unbiased: bool = True
+    logit_lens_norm: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("smoothing", "window_memory_size", "uncertainty_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        for name in ("smoothing", "window_memory_size"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        for name in ("position_unbiased", "logit_lens_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+
+def language_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack (``layers``, ``norm``, ``rotary_emb``) of a Qwen3-VL model."""
+    inner = getattr(model, "model", model)
+    return getattr(inner, "language_model", inner)
+
+
+def unbiased_position_ids(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    mm_token_type_ids: torch.Tensor | None,
+    image_grid_thw: torch.Tensor | None,
+) -> torch.Tensor:
+    """``[3, B, N]`` M-RoPE positions where each image's tokens all take its first token's (t, h, w).
+
+    Text after an image is shifted down so that the image occupies a single position. Sequences
+    without images keep their positions.
+    """
+    inner = getattr(model, "model", model)
+    if image_grid_thw is None or mm_token_type_ids is None:
+        length = input_ids.shape[1]
+        if attention_mask is None:
+            base = torch.arange(length, device=input_ids.device).expand(input_ids.shape[0], -1)
+        else:
+            base = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return base[None].expand(3, -1, -1).clone()
+    positions, _ = inner.get_rope_index(
+        input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=attention_mask
+    )
+    image = input_ids == model.config.image_token_id
+    index = torch.arange(image.shape[1], device=image.device).expand_as(image)
+    previous = torch.nn.functional.pad(image[:, :-1], (1, 0), value=False)
+    run_start = torch.where(image & ~previous, index, 0).cummax(dim=-1).values  # latest image run start
+    after_run = ~image & previous  # the token right after an image run (<|vision_end|>)
+    # an image that took positions [p0, next text) now takes one: later tokens move down by the rest
+    first = positions[0].gather(1, run_start)
+    shift = torch.where(after_run, positions[0] - first - 1, 0).cumsum(dim=-1)
+    unbiased = positions - shift[None]
+    run_first = positions.gather(2, run_start[None].expand(3, -1, -1)) - shift[None]
+    unbiased = torch.where(image[None], run_first, unbiased)
+    if attention_mask is not None:
+        unbiased = torch.where(attention_mask[None].bool(), unbiased, positions)
+    return unbiased
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def normalised_top_entropy(logits: torch.Tensor, top_k: int = TOP_K) -> torch.Tensor:
+    """Entropy of the softmax over the top-k logits, divided by log(k): ``[B]`` in [0, 1]."""
+    top = logits.float().topk(top_k, dim=-1).values
+    log_p = torch.log_softmax(top, dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1) / math.log(top_k)
+
+
+class CLVS:
+    """The CLVS method for one batch; ``unbiased_positions`` from :func:`unbiased_position_ids`."""
+
+    def __init__(self, params: CLVSParams, unbiased_positions: torch.Tensor | None = None) -> None:
+        if params.position_unbiased and unbiased_positions is None:
+            raise ValueError("position_unbiased=true needs unbiased_positions (see unbiased_position_ids)")
+        self.params = params
+        self.unbiased_positions = unbiased_positions
+        self.memory: torch.Tensor | None = None  # [B, N]
+        self.smoothing_on: torch.Tensor | None = None  # [B] bool
+        self.stop_layer: list[int | None] = []
+        self.entropies: dict[int, torch.Tensor] = {}  # layer -> [B], logit-lens entropy (layers > L // 2)
+        self._raw_query: torch.Tensor | None = None  # layer 0 pre-RoPE q of the last position [B, H, D]
+        self._raw_key: torch.Tensor | None = None  # layer 0 pre-RoPE k [B, N, H_kv, D]
+        self._decoder: torch.nn.Module | None = None
+        self._lm_head: torch.nn.Module | None = None
+        self._state: SteeringState | None = None
+
+    # ------------------------------------------------------------ set-up
+    def begin(self, state: SteeringState) -> None:
+        batch = state.image_mask.shape[0]
+        self.memory = None
+        self.smoothing_on = state.image_mask.any(dim=-1).clone()
+        self.stop_layer = [None] * batch
+        self.entropies = {}
+
+    def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
+        self._state = state
+        self._decoder = language_model(model)
+        self._lm_head = model.get_output_embeddings()
+        layers = self._decoder.layers
+        handles = []
+        if self.params.position_unbiased:
+            attention = layers[0].self_attn
+            handles.append(attention.q_norm.register_forward_hook(self._capture_query))
+            handles.append(attention.k_norm.register_forward_hook(self._capture_key))
+        for index in range(len(layers) // 2 + 1, len(layers)):
+            handles.append(layers[index].register_forward_hook(self._lens_hook(index)))
+        return handles
+
+    def _is_prefill(self, hidden: torch.Tensor) -> bool:
+        batch, length = self._state.image_mask.shape
+        return hidden.shape[0] == batch and hidden.shape[1] == length and length > 1
+
+    def _capture_query(self, module, args, output: torch.Tensor) -> None:
+        if self._is_prefill(output):
+            self._raw_query = output[:, -1]  # [B, H, D]
+
+    def _capture_key(self, module, args, output: torch.Tensor) -> None:
+        if self._is_prefill(output):
+            self._raw_key = output  # [B, N, H_kv, D]
+
+    def _lens_hook(self, layer: int):
+        def hook(module, args, output) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output
+            if not self._is_prefill(hidden) or self.smoothing_on is None or not bool(self.smoothing_on.any()):
+                return
+            last = hidden[:, -1]
+            if self.params.logit_lens_norm:
+                last = self._decoder.norm(last)
+            entropy = normalised_top_entropy(self._lm_head(last))
+            self.entropies[layer] = entropy
+            stop = self.smoothing_on & (entropy < self.params.uncertainty_threshold)
+            for b in torch.nonzero(stop).flatten().tolist():
+                self.stop_layer[b] = layer
+            self.smoothing_on = self.smoothing_on & ~stop
+
+        return hook
+
+    # ------------------------------------------------------------ the row
+    def _unbiased_scores(self, row: LastRow) -> torch.Tensor:
+        if self._raw_query is None or self._raw_key is None:
+            raise RuntimeError("CLVS: layer 0's pre-RoPE query/key were not captured (hooks not installed?)")
+        probe = self._raw_key.new_zeros(1, dtype=torch.float32)
+        positions = self.unbiased_positions.to(self._raw_key.device)
+        cos, sin = self._decoder.rotary_emb(probe, positions)  # [B, N, D] float32
+        query = self._raw_query.float()  # [B, H, D]
+        query = query * cos[:, -1, None] + _rotate_half(query) * sin[:, -1, None]
+        key = self._raw_key.float()  # [B, N, H_kv, D]
+        key = key * cos[:, :, None] + _rotate_half(key) * sin[:, :, None]
+        self._raw_query = self._raw_key = None
+        return last_row_scores(query[:, :, None], key.transpose(1, 2), row.module.scaling)
+
+    def edit(self, row: LastRow) -> RowEdit | None:
+        image = row.image_mask[:, None, :]
+        if row.layer == 0:
+            rows = row.has_image if self.params.position_unbiased else torch.zeros_like(row.has_image)
+            weights = torch.softmax(self._unbiased_scores(row) + row.mask, dim=-1) if rows.any() else row.weights
+            if self.params.position_unbiased and rows.any():
+                weights = torch.where(rows[:, None, None], weights, row.weights)
+            self.memory = (weights * image).amax(dim=1)
+            return RowEdit(weights=weights, rows=rows) if bool(rows.any()) else None
+        weights = row.weights
+        rows = row.has_image & self.smoothing_on
+        edit = None
+        if self.params.smoothing != 1.0 and bool(rows.any()):
+            s = self.params.smoothing
+            mixed = torch.where(image, s * weights + (1.0 - s) * self.memory[:, None, :], weights)
+            edit = RowEdit(weights=mixed / mixed.sum(dim=-1, keepdim=True), rows=rows)
+        r = self.params.window_memory_size
+        self.memory = r * self.memory + (1.0 - r) * (weights * image).amax(dim=1)
+        return edit

@@ -1,0 +1,59 @@
+"""Parsing the ``layers`` model argument: ``all``, ``[0,1,2,20]`` or ranges such as ``[0-13,20]``.
+
+lmms-eval hands ``--model_args layers=[0-13,20]`` through as the string ``'[0-13,20]'``
+(commas inside brackets are kept), so the string form is the one users write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def parse_layers(value: str | int | Iterable[int] | None, num_layers: int, argument: str = "layers") -> list[int]:
+    """Sorted, de-duplicated layer indices in ``[0, num_layers)``; ``all`` / None means every layer.
+
+    Accepts ``all``, an int, a list of ints, or a string ``[a,b,c-d]`` (brackets optional, ranges inclusive).
+    Anything else raises ``ValueError`` naming ``argument``.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return list(range(num_layers))
+    if isinstance(value, bool):
+        raise ValueError(
+            f"{argument} must be 'all' or a list of layer indices like [0,1,2] or [0-13,20], got {value!r}"
+        )
+    items: list[int] = []
+    if isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") != text.endswith("]"):
+            raise ValueError(f"{argument}: unbalanced brackets in {value!r}")
+        text = text.strip("[]").strip()
+        if not text:
+            raise ValueError(f"{argument} is empty ({value!r}); use 'all' or a list like [0,1,2]")
+        for part in text.split(","):
+            part = part.strip()
+            try:
+                if "-" in part[1:]:
+                    start_text, end_text = part.split("-", 1) if not part.startswith("-") else (part, "")
+                    start, end = int(start_text), int(end_text)
+                    if start > end:
+                        raise ValueError
+                    items.extend(range(start, end + 1))
+                else:
+                    items.append(int(part))
+            except ValueError:
+                raise ValueError(
+                    f"{argument}: cannot read {part!r} in {value!r}; write 'all', [0,1,2] or ranges like [0-13,20]"
+                ) from None
+    else:
+        try:
+            items = [int(item) for item in value]
+        except (TypeError, ValueError):
+            raise ValueError(f"{argument} must be 'all' or a list of layer indices, got {value!r}") from None
+    bad = [item for item in items if not 0 <= item < num_layers]
+    if bad:
+        raise ValueError(
+            f"{argument}: layer(s) {bad} out of range for a model with {num_layers} layers (0-{num_layers - 1})"
+        )
+    return sorted(set(items))

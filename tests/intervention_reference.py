@@ -1,0 +1,194 @@
+"""Independent eager references for the intervention tests (not the code under test).
+
+A plain softmax attention (full ``N x N`` weights, GQA by ``repeat_kv``) registered as
+its own transformers attention implementation. In a prefill it hands the last row
+(scores, additive mask, weights) to a test-written ``row_fn`` that applies the
+METHODS.md formula with per-sequence loops; decode steps are never edited.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AttentionInterface, Qwen3VLForConditionalGeneration
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+REFERENCE_NAME = "vsr_test_eager_reference"
+
+CONTEXTS = [
+    "Look at the image.\nStatement: The cat is on the mat.\nAnswer: True or False.",
+    "Statement: The red bus is far away from the small dog on the left of the tall tree.\nTrue or False?",
+]
+IMAGE_SIZES = [(96, 128), (160, 64)]  # (height, width): different token grids
+
+
+class EagerReference:
+    """The reference attention; set ``row_fn(layer, scores, mask, weights) -> weights`` (all ``[B, H, N]``)."""
+
+    def __init__(self) -> None:
+        self.row_fn: Callable | None = None
+        self.captured: dict[int, torch.Tensor] = {}  # layer -> prefill last-row weights (as used)
+        self.prefill_outputs: dict[int, torch.Tensor] = {}
+
+    def __call__(self, module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        groups = query.shape[1] // key.shape[1]
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+        q_len, k_len = query.shape[2], key.shape[2]
+        scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+        if attention_mask is None:
+            visible = torch.ones(q_len, k_len, dtype=torch.bool).tril(k_len - q_len)[None, None]
+        else:
+            visible = attention_mask[..., :k_len].bool()
+        additive = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min).expand_as(scores)
+        weights = torch.softmax(scores + additive, dim=-1)
+        prefill = q_len == k_len and q_len > 1
+        if prefill and self.row_fn is not None:
+            weights = weights.clone()
+            weights[:, :, -1] = self.row_fn(module.layer_idx, scores[:, :, -1], additive[:, :, -1], weights[:, :, -1])
+        if prefill:
+            self.captured[module.layer_idx] = weights[:, :, -1].clone()
+        output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+        return output, None
+
+
+def load_reference_model(checkpoint) -> tuple[Qwen3VLForConditionalGeneration, EagerReference]:
+    reference = EagerReference()
+    AttentionInterface.register(REFERENCE_NAME, reference)
+    AttentionMaskInterface.register(REFERENCE_NAME, sdpa_mask)
+    model = Qwen3VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model.set_attn_implementation({"text_config": REFERENCE_NAME})
+    return model, reference
+
+
+def sample_images(seed: int = 3) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in IMAGE_SIZES]
+
+
+def prepare(wrapper, with_images: tuple[bool, bool] = (True, True)):
+    """A left-padded batch of the two prompts through the wrapper's own ``prepare_batch``."""
+    images = sample_images()
+    visuals = [[image] if use else [] for image, use in zip(images, with_images)]
+    return wrapper.prepare_batch(list(CONTEXTS), visuals, [0, 1], ["unit", "unit"])
+
+
+def image_positions(batch) -> list[list[int]]:
+    return [torch.nonzero(row).flatten().tolist() for row in batch.image_token_mask.cpu()]
+
+
+@torch.no_grad()
+def reference_logits(model, batch, **kwargs) -> torch.Tensor:
+    """First-token logits ``[B, V]`` of a plain forward of the reference model."""
+    return model(**batch.inputs, **kwargs).logits[:, -1].float()
+
+
+def adaptvis_row_fn(alphas: list[float], layers: set[int], images: list[list[int]]) -> Callable:
+    """METHODS.md AdaptVis: image logits of the last row times alpha (before the mask), then softmax."""
+
+    def row_fn(layer, scores, mask, weights):
+        if layer not in layers:
+            return weights
+        out = weights.clone()
+        for b, keys in enumerate(images):
+            if not keys:
+                continue
+            logits = scores[b].clone()
+            logits[:, keys] = logits[:, keys] * alphas[b]
+            out[b] = torch.softmax(logits + mask[b], dim=-1)
+        return out
+
+    return row_fn
+
+
+def independent_unbiased_positions(batch) -> torch.Tensor:
+    """Positions ``[3, B, N]`` counted token by token: text +1, each image run one shared position."""
+    input_ids = batch.inputs["input_ids"]
+    attention = batch.inputs["attention_mask"].bool()
+    image = batch.image_token_mask
+    result = torch.zeros(3, *input_ids.shape, dtype=torch.long)
+    for b in range(input_ids.shape[0]):
+        position, previous_image = 0, False
+        for index in range(input_ids.shape[1]):
+            if not attention[b, index]:
+                continue
+            if image[b, index]:
+                if not previous_image:
+                    run_position = position
+                    position += 1
+                result[:, b, index] = run_position
+            else:
+                result[:, b, index] = position
+                position += 1
+            previous_image = bool(image[b, index])
+    return result
+
+
+def clvs_row_fn(
+    smoothing: float,
+    memory_size: float,
+    images: list[list[int]],
+    layer0_rows: torch.Tensor | None,
+    stop_after: list[int | None],
+) -> Callable:
+    """METHODS.md CLVS with a given stop schedule: smoothing on in layers 1..stop_after[b] (None: all)."""
+    memory: dict[int, torch.Tensor] = {}
+
+    def row_fn(layer, scores, mask, weights):
+        out = weights.clone()
+        for b, keys in enumerate(images):
+            if not keys:
+                continue
+            if layer == 0:
+                row = layer0_rows[b] if layer0_rows is not None else weights[b]
+                out[b] = row
+                memory[b] = row[:, keys].max(dim=0).values
+                continue
+            row = weights[b]
+            if stop_after[b] is None or layer <= stop_after[b]:
+                mixed = row.clone()
+                mixed[:, keys] = smoothing * row[:, keys] + (1 - smoothing) * memory[b]
+                out[b] = mixed / mixed.sum(dim=-1, keepdim=True)
+            memory[b] = memory_size * memory[b] + (1 - memory_size) * row[:, keys].max(dim=0).values
+        return out
+
+    return row_fn
+
+
+@torch.no_grad()
+def clvs_reference_logits(
+    model, reference: EagerReference, batch, smoothing, memory_size, position_unbiased, stop_after
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """CLVS first-token logits from the eager reference, and each layer's output at the last position."""
+    images = image_positions(batch)
+    layer0 = None
+    if position_unbiased:  # layer 0's inputs do not depend on positions: a forward at unbiased positions
+        reference.row_fn = None
+        model(**batch.inputs, position_ids=independent_unbiased_positions(batch))
+        layer0 = reference.captured[0]
+    reference.row_fn = clvs_row_fn(smoothing, memory_size, images, layer0, stop_after)
+    last_positions: list[torch.Tensor] = []
+    handles = [
+        layer.register_forward_hook(lambda module, args, out: last_positions.append(out[:, -1].clone()))
+        for layer in model.model.language_model.layers
+    ]
+    try:
+        logits = model(**batch.inputs).logits[:, -1].float()
+    finally:
+        reference.row_fn = None
+        for handle in handles:
+            handle.remove()
+    return logits, last_positions
+
+
+def lens_entropy(model, hidden_last: torch.Tensor, norm: bool = True) -> torch.Tensor:
+    """Normalised entropy of the softmax over the top-10 logit-lens logits, ``[B]``."""
+    if norm:
+        hidden_last = model.model.language_model.norm(hidden_last)
+    top = model.lm_head(hidden_last).topk(10, dim=-1).values
+    p = torch.softmax(top, dim=-1)
+    return -(p * p.log()).sum(dim=-1) / math.log(10)

@@ -1,0 +1,103 @@
+"""AdaptVis on the fused attention equals an eager reference of METHODS.md, per sequence, prefill only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interventions.adaptvis import AdaptVis, first_token_confidence
+from models.qwen3vl import GenerationSettings, Qwen3VL
+from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
+from tests.intervention_reference import (
+    adaptvis_row_fn,
+    image_positions,
+    load_reference_model,
+    prepare,
+    reference_logits,
+)
+
+
+@pytest.fixture(scope="module")
+def adaptvis(tiny_checkpoint):
+    return Qwen3VLAdaptVis(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_checkpoint):
+    return load_reference_model(tiny_checkpoint)
+
+
+def _steered_logits(wrapper, batch, alphas, layers) -> torch.Tensor:
+    with wrapper.steering(batch, AdaptVis(torch.tensor(alphas), layers)):
+        return wrapper.prefill_logits(batch)
+
+
+def test_neutral_weights_reproduce_the_baseline(tiny_checkpoint):
+    baseline = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2)
+    neutral = Qwen3VLAdaptVis(
+        pretrained=str(tiny_checkpoint), device="cpu", batch_size=2, sharpen_weight=1, smoothen_weight=1
+    )
+    settings = GenerationSettings(max_new_tokens=6)
+    batch = prepare(baseline)
+    expected = baseline.respond(batch, settings)
+    got = neutral.respond(prepare(neutral), settings)
+    assert got.texts == expected.texts
+    torch.testing.assert_close(got.first_token_probs, expected.first_token_probs, atol=1e-6, rtol=0)
+    torch.testing.assert_close(neutral.prefill_logits(batch), baseline.prefill_logits(batch), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "alphas, layers",
+    [([0.2, 1.2], [0, 1, 2, 3]), ([1.5, 0.4], [1, 3]), ([0.0, 2.0], [0]), ([1.0, 0.5], [2, 3])],
+)
+def test_scaled_row_equals_eager_reference(adaptvis, reference, alphas, layers):
+    model, eager = reference
+    batch = prepare(adaptvis)
+    assert batch.inputs["attention_mask"][0].all() != batch.inputs["attention_mask"][1].all()  # one is padded
+    eager.row_fn = adaptvis_row_fn(alphas, set(layers), image_positions(batch))
+    expected = reference_logits(model, batch)
+    eager.row_fn = None
+    got = _steered_logits(adaptvis, batch, alphas, layers)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert (got - reference_logits(model, batch)).abs().max() > 1e-3  # the intervention did change the answer
+
+
+def test_each_sequence_picks_its_branch_from_its_confidence(tiny_checkpoint, reference):
+    model, eager = reference
+    probe = Qwen3VLAdaptVis(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2)
+    batch = prepare(probe)
+    confidence = first_token_confidence(reference_logits(model, batch))
+    assert not torch.isclose(confidence[0], confidence[1])
+    between = float(confidence.mean())
+    low = int(torch.argmin(confidence))
+    cases = {0.0: ["sharpen", "sharpen"], 1.01: ["smoothen", "smoothen"], between: ["sharpen", "sharpen"]}
+    cases[between][low] = "smoothen"
+    for threshold, branches in cases.items():
+        wrapper = Qwen3VLAdaptVis(
+            pretrained=str(tiny_checkpoint),
+            device="cpu",
+            batch_size=2,
+            confidence_threshold=threshold,
+            sharpen_weight=1.7,
+            smoothen_weight=0.3,
+        )
+        response = wrapper.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
+        weights = {"sharpen": 1.7, "smoothen": 0.3}
+        assert [extra["decision"]["alpha"] for extra in response.extras] == [weights[name] for name in branches]
+        got_confidence = [extra["decision"]["confidence"] for extra in response.extras]
+        torch.testing.assert_close(torch.tensor(got_confidence), confidence, atol=1e-6, rtol=0)
+        eager.row_fn = adaptvis_row_fn([weights[name] for name in branches], set(range(4)), image_positions(batch))
+        expected = torch.softmax(reference_logits(model, batch), dim=-1)
+        eager.row_fn = None
+        torch.testing.assert_close(response.first_token_probs, expected, atol=1e-6, rtol=0)
+
+
+def test_layers_argument_is_parsed_and_refused_by_name(tiny_checkpoint):
+    wrapper = Qwen3VLAdaptVis(pretrained=str(tiny_checkpoint), device="cpu", layers="[0-1,3]")
+    assert wrapper.layers == [0, 1, 3]
+    with pytest.raises(ValueError, match="layers"):
+        Qwen3VLAdaptVis(pretrained=str(tiny_checkpoint), device="cpu", layers="[0-x]")
+    with pytest.raises(ValueError, match="layers.*out of range"):
+        Qwen3VLAdaptVis(pretrained=str(tiny_checkpoint), device="cpu", layers="[2,9]")
+    with pytest.raises(ValueError, match="sharpen_weight"):
+        Qwen3VLAdaptVis(pretrained=str(tiny_checkpoint), device="cpu", sharpen_weight="big")

@@ -1,0 +1,150 @@
+"""CLVS on the fused attention equals an eager reference of METHODS.md; stop layer and positions checked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import Qwen3VLForConditionalGeneration
+
+from interventions import SteeringState, steer
+from interventions.clvs import unbiased_position_ids
+from models.qwen3vl import GenerationSettings, Qwen3VL
+from models.qwen3vl_clvs import Qwen3VLCLVS
+from models.tiny import build_tiny_checkpoint
+from tests.intervention_reference import (
+    clvs_reference_logits,
+    independent_unbiased_positions,
+    lens_entropy,
+    load_reference_model,
+    prepare,
+    sample_images,
+)
+
+
+def _clvs(checkpoint, **kwargs) -> Qwen3VLCLVS:
+    return Qwen3VLCLVS(pretrained=str(checkpoint), device="cpu", batch_size=2, **kwargs)
+
+
+def _steered(wrapper: Qwen3VLCLVS, batch):
+    method = wrapper.method_for(batch)
+    with steer(wrapper.model, SteeringState(batch.image_token_mask, method=method)):
+        logits = wrapper.prefill_logits(batch)
+    return logits, method
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_checkpoint):
+    return load_reference_model(tiny_checkpoint)
+
+
+def test_neutral_parameters_reproduce_the_baseline(tiny_checkpoint):
+    baseline = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2)
+    neutral = _clvs(tiny_checkpoint, smoothing=1, position_unbiased=False)
+    settings = GenerationSettings(max_new_tokens=6)
+    batch = prepare(baseline)
+    expected = baseline.respond(batch, settings)
+    got = neutral.respond(prepare(neutral), settings)
+    assert got.texts == expected.texts
+    torch.testing.assert_close(got.first_token_probs, expected.first_token_probs, atol=1e-6, rtol=0)
+    logits, _ = _steered(neutral, batch)
+    torch.testing.assert_close(logits, baseline.prefill_logits(batch), atol=1e-6, rtol=0)
+
+
+def test_unbiased_positions_collapse_each_image_to_one_position(tiny_checkpoint):
+    wrapper = _clvs(tiny_checkpoint)
+    one, two = sample_images()
+    two_images = wrapper.prepare_batch(["Two images here."], [[one, two]], [0], ["unit"])
+    for batch, images_per_sequence in ((prepare(wrapper), [1, 1]), (two_images, [2])):
+        inputs = batch.inputs
+        got = unbiased_position_ids(
+            wrapper.model,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            inputs["mm_token_type_ids"],
+            inputs["image_grid_thw"],
+        )
+        expected = independent_unbiased_positions(batch)
+        valid = inputs["attention_mask"].bool()
+        for b, count in enumerate(images_per_sequence):
+            assert torch.equal(got[:, b, valid[b]], expected[:, b, valid[b]])
+            image = batch.image_token_mask[b]
+            assert got[:, b, image].unique().numel() == count
+            # each image counts as one position
+            assert int(got[0, b, -1]) == int(valid[b].sum()) - int(image.sum()) + count - 1
+
+
+@pytest.mark.parametrize(
+    "smoothing, memory, unbiased",
+    [(0.7, 0.8, True), (0.5, 0.8, False), (0.3, 0.5, True), (1.0, 0.8, True)],
+)
+def test_smoothing_equals_eager_reference(tiny_checkpoint, reference, smoothing, memory, unbiased):
+    model, eager = reference
+    wrapper = _clvs(
+        tiny_checkpoint,
+        smoothing=smoothing,
+        window_memory_size=memory,
+        position_unbiased=unbiased,
+        uncertainty_threshold=0,
+    )
+    batch = prepare(wrapper)
+    assert not batch.inputs["attention_mask"].all()  # left padding in the batch
+    got, method = _steered(wrapper, batch)
+    expected, _ = clvs_reference_logits(model, eager, batch, smoothing, memory, unbiased, [None, None])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert method.stop_layer == [None, None]
+    plain, _ = clvs_reference_logits(model, eager, batch, 1.0, memory, False, [None, None])
+    assert (got - plain).abs().max() > 1e-3
+
+
+def _choose_threshold(entropies: dict[int, list[float]], margin: float = 2e-5) -> tuple[float, list[int | None]]:
+    """A threshold at least ``margin`` from every entropy, preferring per-sequence stops that differ."""
+    values = sorted({value for row in entropies.values() for value in row})
+    best = None
+    for low, high in zip(values, values[1:]):
+        if high - low < 2 * margin:
+            continue
+        threshold = (low + high) / 2
+        stops = [
+            next((layer for layer in sorted(entropies) if entropies[layer][b] < threshold), None) for b in range(2)
+        ]
+        score = (len(set(stops)), -min(layer if layer is not None else 99 for layer in stops))
+        if best is None or score > best[0]:
+            best = (score, threshold, stops)
+    assert best is not None
+    return best[1], best[2]
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_stops_where_the_logit_lens_entropy_first_drops(tmp_path_factory, norm):
+    checkpoint = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny8") / "checkpoint", num_layers=8, seed=1)
+    sharpened = Qwen3VLForConditionalGeneration.from_pretrained(checkpoint)
+    with torch.no_grad():  # a random model's lens is near uniform; larger logits spread the entropies apart
+        sharpened.lm_head.weight.mul_(30)
+    sharpened.save_pretrained(checkpoint)
+    model, eager = load_reference_model(checkpoint)
+    probe = _clvs(checkpoint)
+    batch = prepare(probe)
+    _, hidden = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, [None, None])
+    with torch.no_grad():
+        entropies = {layer: lens_entropy(model, hidden[layer], norm).tolist() for layer in range(5, 8)}  # l > 8 // 2
+    threshold, expected_stops = _choose_threshold(entropies)
+    assert any(stop is not None for stop in expected_stops)
+    wrapper = _clvs(checkpoint, uncertainty_threshold=threshold, logit_lens_norm=norm)
+    got, method = _steered(wrapper, batch)
+    assert method.stop_layer == expected_stops
+    for layer, row in method.entropies.items():
+        active = [b for b in range(2) if expected_stops[b] is None or layer <= expected_stops[b]]
+        assert [row[b].item() for b in active] == pytest.approx([entropies[layer][b] for b in active], abs=1e-6)
+    expected, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, expected_stops)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    response = wrapper.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
+    assert [extra["decision"]["stop_layer"] for extra in response.extras] == expected_stops
+
+
+def test_bad_arguments_are_refused_by_name(tiny_checkpoint):
+    with pytest.raises(ValueError, match="smoothing"):
+        _clvs(tiny_checkpoint, smoothing=1.5)
+    with pytest.raises(ValueError, match="position_unbiased"):
+        _clvs(tiny_checkpoint, position_unbiased="maybe")
+    with pytest.raises(ValueError, match="uncertainty_threshold"):
+        _clvs(tiny_checkpoint, uncertainty_threshold="low")
