@@ -1,7 +1,4 @@
-"""End to end: two tiny-checkpoint evaluations through the lmms-eval CLI with the attention log on, then the report.
-
-Skipped only while ``models.qwen3vl_adaptvis`` does not exist yet (remove the guard once it is integrated).
-"""
+"""End to end: two tiny-checkpoint evaluations through the lmms-eval CLI with the attention log on, then the report."""
 
 from __future__ import annotations
 
@@ -15,8 +12,6 @@ import pytest
 from PIL import Image
 
 from tests.helpers import REPO_ROOT, find_results, lmms_eval_env, run_lmms_eval
-
-pytest.importorskip("models.qwen3vl_adaptvis", reason="qwen3vl_adaptvis is not integrated yet")
 
 pytestmark = pytest.mark.slow
 TASK = "vsr_random_dev"
