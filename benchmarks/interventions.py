@@ -15,7 +15,7 @@ Usage::
     python -m benchmarks.interventions                       # tiny checkpoint, CPU
     python -m benchmarks.interventions --pretrained PATH --device cuda
 
-Adding a model (e.g. VEA): one entry in :data:`MODELS`, name -> (class path, extra model arguments).
+Adding a model: one entry in :data:`MODELS`, name -> (class path, extra model arguments).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ MODELS: dict[str, tuple[str, dict]] = {
     "qwen3vl": ("models.qwen3vl.Qwen3VL", {}),
     "qwen3vl_adaptvis": ("models.qwen3vl_adaptvis.Qwen3VLAdaptVis", {}),
     "qwen3vl_clvs": ("models.qwen3vl_clvs.Qwen3VLCLVS", {}),
-    # "qwen3vl_vea": ("models.qwen3vl_vea.Qwen3VLVEA", {"layers": "[5,9]"}),
+    # three layers, as profiling keeps on a 28-layer model; valid on the 4-layer tiny checkpoint too
+    "qwen3vl_vea": ("models.qwen3vl_vea.Qwen3VLVEA", {"layers": "[1,2,3]"}),
 }
 BASELINE = "qwen3vl"
 CONTEXT = "Look at the image and decide whether the statement is True or False.\nStatement: The cat is left of the dog.\nAnswer with exactly one word: True or False."
@@ -68,8 +69,16 @@ class LiveTensorPeak(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         output = func(*args, **(kwargs or {}))
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in tree_flatten((args, kwargs or {}))[0]
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu"
+        }
         for tensor in tree_flatten(output)[0]:
             if isinstance(tensor, torch.Tensor) and tensor.device.type == "cpu":
+                pointer = tensor.untyped_storage().data_ptr()
+                if pointer in inputs and pointer not in self._owners:
+                    continue  # a view of (or an in-place op on) memory that existed before the block
                 self._track(tensor)
         return output
 

@@ -89,6 +89,22 @@ class LastRowRecorder:
         return any(bool(rows[sequence]) for rows in self.edited.values())
 
 
+class _EnoughRecorded(Exception):
+    """Raised after the last layer a recording needs: the rest of the forward is skipped."""
+
+
+def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList | None:
+    for path in ("model.language_model.layers", "model.layers", "language_model.layers"):
+        module = model
+        for name in path.split("."):
+            module = getattr(module, name, None)
+            if module is None:
+                break
+        if isinstance(module, torch.nn.ModuleList):
+            return module
+    return None
+
+
 @torch.inference_mode()
 def record_image_attention(
     model: torch.nn.Module,
@@ -99,12 +115,28 @@ def record_image_attention(
     """One fused prefill: per sequence, ``[len(layers), n_image_tokens]`` head-mean last-row image attention.
 
     ``inputs`` are the processor's tensors (left padded), ``image_mask`` ``[B, N]`` marks image tokens.
-    The model is switched to the steered attention if it is not already.
+    The model is switched to the steered attention if it is not already. With ``layers`` given, the
+    forward stops after the attention of the last of them (nothing later is needed), so the recording
+    costs at most one prefill.
     """
     from interventions.attention import use_steered_attention
 
     use_steered_attention(model)
     recorder = LastRowRecorder(layers)
-    with steer(model, SteeringState(image_mask=image_mask, observers=[recorder])):
-        model(**inputs, logits_to_keep=1, use_cache=False)
+    decoder_layers = _decoder_layers(model) if layers else None
+    handle = None
+    if decoder_layers is not None:
+
+        def stop(module, args, output):
+            raise _EnoughRecorded
+
+        handle = decoder_layers[max(recorder.layers)].self_attn.register_forward_hook(stop)
+    try:
+        with steer(model, SteeringState(image_mask=image_mask, observers=[recorder])):
+            model(**inputs, logits_to_keep=1, use_cache=False)
+    except _EnoughRecorded:
+        pass
+    finally:
+        if handle is not None:
+            handle.remove()
     return [recorder.image_attention(b) for b in range(image_mask.shape[0])]

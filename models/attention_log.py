@@ -57,7 +57,8 @@ class AttentionLogWriter:
         task, doc_id = batch.task_names[b], int(batch.doc_ids[b])
         grids = [list(grid) for grid in batch.image_grids[b]]
         has_before = self._method_active and bool(grids)
-        maps_file = self._write_maps(recorder, b, task, doc_id, grids, has_before) if grids else None
+        extra_maps = extras.get("maps", {})
+        maps_file = self._write_maps(recorder, b, task, doc_id, grids, has_before, extra_maps) if grids else None
         return {
             "task": task,
             "doc_id": doc_id,
@@ -75,7 +76,14 @@ class AttentionLogWriter:
         }
 
     def _write_maps(
-        self, recorder: LastRowRecorder, b: int, task: str, doc_id: int, grids: list[list[int]], has_before: bool
+        self,
+        recorder: LastRowRecorder,
+        b: int,
+        task: str,
+        doc_id: int,
+        grids: list[list[int]],
+        has_before: bool,
+        extra_maps: dict[str, np.ndarray],
     ) -> str:
         relative = Path("maps") / task / f"{doc_id}.npz"
         path = self.folder / relative
@@ -94,6 +102,7 @@ class AttentionLogWriter:
             for k, (h, w) in enumerate(grids):
                 arrays[f"{kind}_{k}"] = attention[:, start : start + h * w].reshape(-1, h, w).astype(np.float16)
                 start += h * w
+        arrays.update(extra_maps)  # a method's own maps (VEA: evidence_k, highlighted_k)
         temporary = path.with_suffix(".tmp.npz")
         np.savez(temporary, **arrays)
         temporary.replace(path)

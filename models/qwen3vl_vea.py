@@ -1,0 +1,252 @@
+"""VEA as an lmms-eval model (``--model qwen3vl_vea``): attribution prefill, highlight, answer.
+
+Per batch: one fused prefill records the last row's head-mean image attention at VEA's layers
+(``interventions.recording``, no eager attention); each image's layer-mean evidence grid is
+denoised, upsampled, blurred and normalised into a pixel map, and the processed ``pixel_values``
+are highlighted in place (``interventions.vea``); generation then runs on the highlighted images.
+Prompts without images pass through as in ``qwen3vl``.
+
+Where the layers come from (exactly one):
+
+- ``layers=[17,20,24]`` (or ``all``, ranges such as ``[0-3,8]``);
+- ``layers_file=layers.json`` written by ``python -m interventions.vea profile``;
+- ``coco_annotations_dir=C`` (or ``$COCO_ANNOTATIONS_DIR``) with ``vsr_data_dir=D`` (or
+  ``$VSR_DATA_DIR``): profiled on first use on VSR train rows and cached next to the checkpoint
+  (or in ``profile_cache``, or ``~/.cache/vsr_attention_steering/vea`` when the checkpoint is not a
+  writable folder); a log line says which file was written or reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from loguru import logger
+
+from interventions import record_image_attention, use_steered_attention
+from interventions.layers import parse_layers
+from interventions.vea import (
+    PatchLayout,
+    VEAParams,
+    as_uint8_image,
+    denoise,
+    evidence_grids,
+    evidence_pixel_map,
+    highlight_pixel_values,
+)
+from interventions.vea_profile import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
+from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
+
+HINT = "Focus on the highlighted (brighter) region of the image."
+CACHE_ROOT_VARIABLE = "XDG_CACHE_HOME"
+
+
+def _given(value: Any) -> bool:
+    return value not in (None, "", "none", "None")
+
+
+class Qwen3VLVEA(Qwen3VL):
+    """Qwen3-VL with Visual Evidence Augmentation: the image is re-rendered to highlight what the model looked at."""
+
+    MODEL_NAME: ClassVar[str] = "qwen3vl_vea"
+
+    def __init__(
+        self,
+        smooth_strength: float = 0.5,
+        highlight_strength: float = 0.5,
+        denoise_lambda: float = 10.0,
+        layers: str | list[int] | None = None,
+        layers_file: str | None = None,
+        coco_annotations_dir: str | None = None,
+        vsr_data_dir: str | None = None,
+        dataset_type: str = "random",
+        profile_samples: int = 100,
+        layer_top_fraction: float = 0.1,
+        profile_cache: str | None = None,
+        hint: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.params = VEAParams(smooth_strength, highlight_strength, denoise_lambda)
+        if not isinstance(hint, bool):
+            raise ValueError(f"hint must be true or false, got {hint!r}")
+        self.hint = hint
+        self.layer_source = self._check_layer_source(layers, layers_file, coco_annotations_dir)
+        self.layers_argument, self.layers_file = layers, layers_file
+        self.profile_settings = {
+            "coco_annotations_dir": coco_annotations_dir or os.environ.get(COCO_ANNOTATIONS_VARIABLE),
+            "vsr_data_dir": vsr_data_dir or os.environ.get("VSR_DATA_DIR"),
+            "dataset_type": dataset_type,
+            "samples": int(profile_samples),
+            "layer_top_fraction": float(layer_top_fraction),
+        }
+        self.profile_cache = profile_cache
+        if self.layer_source == "profile" and not _given(self.profile_settings["vsr_data_dir"]):
+            raise ValueError(
+                "qwen3vl_vea: profiling the layers needs the VSR train rows: pass vsr_data_dir=... or set VSR_DATA_DIR"
+            )
+        super().__init__(**kwargs)
+        use_steered_attention(self.model)
+        self.layout = PatchLayout.from_processor(self.processor.image_processor)
+        self.layers = self._resolve_layers()
+        logger.info(f"qwen3vl_vea: evidence from layers {self.layers} ({self.layer_source})")
+
+    # ------------------------------------------------------------------ layers
+    @staticmethod
+    def _check_layer_source(layers: Any, layers_file: Any, coco_annotations_dir: Any) -> str:
+        given = [name for name, value in (("layers", layers), ("layers_file", layers_file)) if _given(value)]
+        if len(given) > 1:
+            raise ValueError("qwen3vl_vea: give either layers=[...] or layers_file=..., not both")
+        if given:
+            if given == ["layers"]:
+                parse_layers(layers, 10**6)  # refuse a malformed value before loading the checkpoint
+            return given[0]
+        if _given(coco_annotations_dir) or _given(os.environ.get(COCO_ANNOTATIONS_VARIABLE)):
+            return "profile"
+        raise ValueError(
+            "qwen3vl_vea needs its evidence layers: layers=[17,20,24], layers_file=layers.json "
+            "(python -m interventions.vea profile), or coco_annotations_dir=... with vsr_data_dir=... "
+            f"(or {COCO_ANNOTATIONS_VARIABLE} and VSR_DATA_DIR) to profile them on first use"
+        )
+
+    def _resolve_layers(self) -> list[int]:
+        num_layers = self.model.config.text_config.num_hidden_layers
+        if self.layer_source == "layers":
+            return parse_layers(self.layers_argument, num_layers)
+        if self.layer_source == "layers_file":
+            return read_layers_file(self.layers_file, num_layers)
+        return self._profiled_layers(num_layers)
+
+    def profile_cache_file(self) -> Path:
+        """Where the profiled layers of this checkpoint and these settings are cached."""
+        settings = self.profile_settings
+        name = (
+            f"vea_layers.{settings['dataset_type']}.n{settings['samples']}.top{settings['layer_top_fraction']:g}.json"
+        )
+        if _given(self.profile_cache):
+            return Path(self.profile_cache) / name
+        local = Path(self.pretrained)
+        if local.is_dir() and os.access(local, os.W_OK):
+            return local / name
+        root = Path(os.environ.get(CACHE_ROOT_VARIABLE) or Path.home() / ".cache")
+        return root / "vsr_attention_steering" / "vea" / re.sub(r"[^A-Za-z0-9._-]+", "--", str(self.pretrained)) / name
+
+    def _profiled_layers(self, num_layers: int) -> list[int]:
+        path = self.profile_cache_file()
+        if self.rank == 0 and not self._cache_matches(path, num_layers):
+            logger.info(f"qwen3vl_vea: profiling layers on VSR train rows; result cached in {path}")
+            try:
+                record = run_profile(
+                    self.model,
+                    self.processor,
+                    self.pretrained,
+                    self.profile_settings["vsr_data_dir"],
+                    self.profile_settings["coco_annotations_dir"],
+                    self.profile_settings["dataset_type"],
+                    self.profile_settings["samples"],
+                    self.profile_settings["layer_top_fraction"],
+                )
+            except ProfilingError as error:
+                raise ValueError(f"qwen3vl_vea: {error}") from None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(record, indent=2) + "\n")
+            temporary.replace(path)
+        elif self.rank == 0:
+            logger.info(f"qwen3vl_vea: reusing the profiled layers cached in {path} (delete it to profile again)")
+        self.accelerator.wait_for_everyone()
+        return read_layers_file(path, num_layers)
+
+    def _cache_matches(self, path: Path, num_layers: int) -> bool:
+        if not path.is_file():
+            return False
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return False
+        settings = self.profile_settings
+        expected = {
+            "dataset_type": settings["dataset_type"],
+            "samples_requested": settings["samples"],
+            "layer_top_fraction": settings["layer_top_fraction"],
+            "num_layers": num_layers,
+            "vsr_data_dir": str(Path(settings["vsr_data_dir"])),
+            "coco_annotations_dir": str(Path(settings["coco_annotations_dir"])),
+        }
+        return all(record.get(key) == value for key, value in expected.items())
+
+    def method_arguments(self) -> dict:
+        arguments = {
+            "smooth_strength": self.params.smooth_strength,
+            "highlight_strength": self.params.highlight_strength,
+            "denoise_lambda": self.params.denoise_lambda,
+            "hint": self.hint,
+            "layer_source": self.layer_source,
+        }
+        if self.layer_source == "layers_file":
+            arguments["layers_file"] = str(self.layers_file)
+        return arguments
+
+    # ------------------------------------------------------------- answering
+    def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+        """Pass 1: evidence from the attribution prefill; pass 2: generation on the highlighted images."""
+        if "pixel_values" not in batch.inputs:
+            return super().respond(batch, settings)
+        grids = self.evidence(batch)
+        highlighted = self.highlight(batch, grids)
+        with self.steering(highlighted):
+            response = self.generate(highlighted, settings)
+        response.extras = self._extras(batch, grids, highlighted.inputs["pixel_values"])
+        return response
+
+    def evidence(self, batch: PreparedBatch) -> list[list[torch.Tensor]]:
+        """Per sequence, per image: the layer-mean last-row attention grid ``[grid_h, grid_w]`` (one fused prefill)."""
+        attention = record_image_attention(self.model, batch.inputs, batch.image_token_mask, self.layers)
+        return [evidence_grids(attention[b], batch.image_grids[b]) for b in range(batch.size)]
+
+    def highlight(self, batch: PreparedBatch, grids: list[list[torch.Tensor]]) -> PreparedBatch:
+        """The batch the model answers in pass 2: every image highlighted by its evidence map."""
+        pixel_maps = [
+            evidence_pixel_map(grid.to(self.device), self.params, self.layout.token_pixels).float()
+            for sequence_grids in grids
+            for grid in sequence_grids
+        ]
+        pixel_values = highlight_pixel_values(
+            batch.inputs["pixel_values"],
+            batch.inputs["image_grid_thw"],
+            pixel_maps,
+            self.params.highlight_strength,
+            self.layout,
+        )
+        return self.highlighted_batch(batch, pixel_values)
+
+    def highlighted_batch(self, batch: PreparedBatch, pixel_values: torch.Tensor) -> PreparedBatch:
+        """The batch with highlighted ``pixel_values`` (and, with ``hint``, the hint appended to each prompt)."""
+        if self.hint:
+            contexts = [f"{context}\n{HINT}" for context in batch.contexts]
+            batch = self.prepare_batch(contexts, batch.images, batch.doc_ids, batch.task_names)
+        inputs = {key: value for key, value in batch.inputs.items()}
+        inputs["pixel_values"] = pixel_values
+        return dataclasses.replace(batch, inputs=inputs)
+
+    def _extras(self, batch: PreparedBatch, grids: list[list[torch.Tensor]], pixel_values: torch.Tensor) -> list[dict]:
+        decision = {"layers": list(self.layers)}
+        if self.attention_logger is None:
+            return [{"decision": decision} for _ in range(batch.size)]
+        image_grid_thw = batch.inputs["image_grid_thw"].tolist()
+        extras, image, start = [], 0, 0
+        for b in range(batch.size):
+            arrays: dict[str, np.ndarray] = {}
+            for k, grid in enumerate(grids[b]):
+                count = int(np.prod(image_grid_thw[image]))
+                rows = pixel_values[start : start + count]
+                arrays[f"evidence_{k}"] = denoise(grid, self.params.denoise_lambda).numpy().astype(np.float32)
+                arrays[f"highlighted_{k}"] = as_uint8_image(self.layout.rows_to_image(rows, image_grid_thw[image]))
+                image, start = image + 1, start + count
+            extras.append({"decision": decision, "maps": arrays})
+        return extras
