@@ -242,3 +242,53 @@ def test_rows_load_through_the_real_vsr_random_dev_task(synthetic, monkeypatch):
     assert len(images) == 1 and images[0].mode == "RGB" and images[0].size == (SIZE, SIZE)
     on_disk = np.asarray(Image.open(synthetic / "images" / rows[0]["image"]).convert("RGB"))
     assert np.array_equal(np.asarray(images[0]), on_disk)
+
+
+def test_train_skew_skews_only_the_train_split_and_keeps_labels_balanced(tmp_path):
+    categories = ["cat", "dog", "car"]
+    relations = ["left of", "right of"]
+    out = tmp_path / "skewed"
+    generate(out, 200, 60, 10, seed=SEED, image_size=SIZE, relations=relations, categories=categories, train_skew=0.8)
+    order = {name: index for index, name in enumerate(categories)}
+
+    def canonical(row: dict) -> bool:
+        return row["relation"] == relations[0] and order[row["subj"]] < order[row["obj"]]
+
+    train, dev = _rows(out, "train"), _rows(out, "dev")
+    # 160 rows are canonical by construction; of the other 40, the left-of half are canonical by chance or not
+    assert 160 <= sum(canonical(row) for row in train) <= 180
+    assert Counter(row["relation"] for row in train) == {"left of": 180, "right of": 20}
+    assert Counter(row["relation"] for row in dev) == {"left of": 30, "right of": 30}  # dev is never skewed
+    for rows in (train, dev):
+        assert abs(sum(row["label"] for row in rows) * 2 - len(rows)) <= 1
+        for relation in relations:  # the caption alone still says nothing about the label
+            labels = [row["label"] for row in rows if row["relation"] == relation]
+            assert abs(sum(labels) * 2 - len(labels)) <= 1
+    # the skew is in the caption form, not in the label: canonical rows are still half true
+    skewed = [row for row in train if canonical(row)]
+    assert abs(sum(row["label"] for row in skewed) * 2 - len(skewed)) <= 2
+    manifest = json.loads((out / "synthetic.json").read_text())
+    assert manifest["train_skew"] == 0.8 and manifest["categories"] == categories
+
+
+def test_categories_restrict_what_is_drawn_and_two_leave_no_room_for_a_distractor(tmp_path):
+    out = tmp_path / "two"
+    generate(out, 20, 10, 4, seed=SEED, image_size=SIZE, relations=["left of"], categories=["cat", "dog"])
+    for split in ("train", "dev", "test"):
+        assert {row["subj"] for row in _rows(out, split)} | {row["obj"] for row in _rows(out, split)} == {"cat", "dog"}
+    coco = json.loads((out / "annotations" / "instances_train2017.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["cat", "dog"]
+    assert Counter(a["image_id"] for a in coco["annotations"]) == Counter({i: 2 for i in range(1, 21)})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"categories": ["cat"]}, "at least two distinct names"),
+        ({"categories": ["cat", "horse"]}, "at least two distinct names"),
+        ({"train_skew": 1.5}, "train_skew must be between 0 and 1"),
+    ],
+)
+def test_bad_categories_or_skew_are_refused(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(tmp_path / "bad", 4, 2, 2, seed=SEED, image_size=SIZE, **kwargs)

@@ -8,6 +8,7 @@ import time
 
 from vsr_tasks.synthetic.generate import generate
 from vsr_tasks.synthetic.geometry import RELATIONS
+from vsr_tasks.synthetic.scene import CATEGORIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,6 +26,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--relations",
         default=",".join(RELATIONS),
         help=f"comma-separated subset of: {', '.join(RELATIONS)} (default: all)",
+    )
+    parser.add_argument(
+        "--categories",
+        default=",".join(c.name for c in CATEGORIES),
+        help=f"comma-separated subset (at least two) of: {', '.join(c.name for c in CATEGORIES)} (default: all); "
+        "their order defines the canonical subject for --train_skew",
+    )
+    parser.add_argument(
+        "--train_skew",
+        type=float,
+        default=0.0,
+        help="share of TRAIN rows in one canonical form (first relation, subject = the earlier category), "
+        "so a model trained from scratch gets a foothold; dev/test are never skewed (default 0)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a synthetic set already in OUT")
     return parser.parse_args(argv)
@@ -44,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             image_size=args.image_size,
             relations=relations,
             overwrite=args.overwrite,
+            categories=[c.strip() for c in args.categories.split(",") if c.strip()],
+            train_skew=args.train_skew,
         )
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vsr_tasks.synthetic.geometry import (
@@ -165,12 +166,25 @@ def _distance(a: XYXY, b: XYXY) -> float:
     return pair_geometry(coco_box(a), coco_box(b)).gap
 
 
-def sample_scene(rng: random.Random, relation: str, label: bool, side: int) -> Scene:
-    """A scene whose caption ``The SUBJ is RELATION the OBJ.`` has truth value ``label``, clearly."""
+def sample_scene(
+    rng: random.Random,
+    relation: str,
+    label: bool,
+    side: int,
+    categories: Sequence[Category] = CATEGORIES,
+    canonical: bool = False,
+) -> Scene:
+    """A scene whose caption ``The SUBJ is RELATION the OBJ.`` has truth value ``label``, clearly.
+
+    ``canonical``: the subject is whichever of the two drawn categories comes first in ``categories`` (the
+    generator's ``train_skew``); otherwise either order is equally likely.
+    """
     pad = max(1, round(PADDING * side))
     family, subject_first = _family_for(relation, label, rng)
     for _ in range(_ATTEMPTS):
-        subject_category, object_category = rng.sample(CATEGORIES, 2)
+        subject_category, object_category = rng.sample(categories, 2)
+        if canonical and categories.index(object_category) < categories.index(subject_category):
+            subject_category, object_category = object_category, subject_category
         sizes = [_size(rng, subject_category, side), _size(rng, object_category, side)]
         if not subject_first:
             sizes.reverse()
@@ -185,15 +199,18 @@ def sample_scene(rng: random.Random, relation: str, label: bool, side: int) -> S
             continue
         objects = [(subject_category, subject_box), (object_category, object_box)]
         if rng.random() < THIRD_OBJECT_PROBABILITY:
-            objects.extend(_distractor(rng, objects, side, pad))
+            objects.extend(_distractor(rng, objects, side, pad, categories))
         return Scene(objects=tuple(objects), subject=0, object=1)
     raise RuntimeError(f"could not lay out {relation!r} ({label}) in a {side}px image; is the image too small?")
 
 
-def _distractor(rng: random.Random, objects: list, side: int, pad: int) -> list:
-    """A third object of another category, well away from both, or none if it does not fit."""
+def _distractor(rng: random.Random, objects: list, side: int, pad: int, categories: Sequence[Category]) -> list:
+    """A third object of another category, well away from both, or none if it does not fit (or none is left)."""
     taken = {category.id for category, _ in objects}
-    category = rng.choice([c for c in CATEGORIES if c.id not in taken])
+    others = [c for c in categories if c.id not in taken]
+    if not others:
+        return []
+    category = rng.choice(others)
     size = _size(rng, category, side)
     for _ in range(50):
         box = _free(rng, size, side, pad)
