@@ -5,9 +5,9 @@ The mechanism: :mod:`interventions.attention` (one registered attention function
 (last-row attention recording). One module per method. Knows nothing of lmms-eval.
 """
 
-from interventions.attention import ATTENTION_NAME, use_steered_attention
+from interventions.attention import ATTENTION_NAME, steer, use_steered_attention
 from interventions.recording import LastRowRecorder, record_image_attention
-from interventions.state import LastRow, RowEdit, SteeringState, active_state, steer
+from interventions.state import LastRow, RowEdit, SteeringState, active_state
 
 __all__ = [
     "ATTENTION_NAME",

@@ -6,9 +6,11 @@ mask for an unknown implementation name) under :data:`ATTENTION_NAME`.
 :func:`use_steered_attention` switches a loaded Qwen3-VL's *text* model to it (the
 vision tower keeps SDPA).
 
-Outside a :func:`interventions.state.steer` block, and in every decode step, the
-function is exactly ``sdpa_attention_forward``. In a prompt prefill under an
-active state it runs the fused kernel for all rows, then recomputes the last row
+Outside a :func:`steer` block, and in every decode step, the function is exactly
+``sdpa_attention_forward``. In the forward that computes the prompt's last position
+(the whole prefill, or a one-token forward on a cached prefix, see
+:mod:`interventions.prefix`) under an active state it runs the fused kernel for all
+rows, then recomputes the last row
 (``q_last . K^T * scaling + mask_last``; GQA heads grouped, never repeated in
 memory), hands it to the method and the observers, and where the method returned
 new weights overwrites the last row's output with ``weights @ V``. Cost: O(N)
@@ -17,12 +19,15 @@ per head and layer; no eager attention, no N x N map.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from interventions.state import LastRow, SteeringState, active_state
+from interventions.state import LastRow, SteeringState, activate, active_state
 
 ATTENTION_NAME = "vsr_steered_sdpa"
 
@@ -70,11 +75,15 @@ def steered_attention_forward(
     scaling: float | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA, with the prefill's last row handed to the active state's method and observers."""
+    """SDPA, with the prompt's last row handed to the active state's method and observers."""
     output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
     state = active_state()
     layer = getattr(module, "layer_idx", None)
-    if state is None or layer is None or not state.active or not state.is_prefill(query, key):
+    if state is None or layer is None or not state.active:
+        return output, None
+    if layer == 0:
+        state.start_forward(state.computes_last_row(query, key))
+    if not state.in_last_row_forward:
         return output, None
     return _steer_last_row(state, module, layer, output, query, key, value, attention_mask, scaling), None
 
@@ -90,9 +99,8 @@ def _steer_last_row(
     attention_mask: torch.Tensor | None,
     scaling: float | None,
 ) -> torch.Tensor:
-    if layer == 0:
-        state.begin_prefill()
-    batch, _, length, dim = query.shape
+    batch, _, _, dim = query.shape
+    length = key.shape[2]
     scale = scaling if scaling is not None else dim**-0.5
     row = LastRow(
         layer=layer,
@@ -112,6 +120,24 @@ def _steer_last_row(
     for observer in state.observers:
         observer.observe(row, used, edited)
     return output
+
+
+@contextlib.contextmanager
+def steer(model: torch.nn.Module, state: SteeringState) -> Iterator[SteeringState]:
+    """Activate ``state`` for forwards of ``model`` inside the block; the model must use the steered attention."""
+    if text_config(model)._attn_implementation != ATTENTION_NAME:
+        raise RuntimeError(
+            f"the model's text attention is {text_config(model)._attn_implementation!r}; "
+            "call interventions.use_steered_attention(model) before steering it"
+        )
+    state.image_mask = state.image_mask.to(next(model.parameters()).device)
+    handles = list(state.method.hooks(model, state)) if state.method is not None else []
+    try:
+        with activate(state):
+            yield state
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def register() -> None:

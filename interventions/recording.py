@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from interventions.state import LastRow, SteeringState, steer
+from interventions.attention import steer, use_steered_attention
+from interventions.state import LastRow, SteeringState
 
 
 class LastRowRecorder:
@@ -119,8 +120,6 @@ def record_image_attention(
     forward stops after the attention of the last of them (nothing later is needed), so the recording
     costs at most one prefill.
     """
-    from interventions.attention import use_steered_attention
-
     use_steered_attention(model)
     recorder = LastRowRecorder(layers)
     decoder_layers = _decoder_layers(model) if layers else None

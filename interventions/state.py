@@ -3,7 +3,7 @@
 Why a scoped state: the attention function is a plain function registered once
 with transformers; it needs to know, for the forward now running, which keys
 are image keys, which method (if any) edits the last row and who records it.
-:func:`steer` makes a :class:`SteeringState` visible to that function for the
+:func:`interventions.attention.steer` makes a :class:`SteeringState` visible to that function for the
 duration of a ``with`` block only (a ``ContextVar``, reset on exit, so nothing
 outlives the call and a second model or thread never sees it).
 
@@ -14,11 +14,13 @@ Usage::
     use_steered_attention(model)              # once per loaded model
     state = SteeringState(image_mask=input_ids == model.config.image_token_id, method=AdaptVis(...))
     with steer(model, state):
-        model.generate(**inputs)             # the prefill's last row is edited, decode steps are not
+        model.generate(**inputs)             # the prompt's last row is edited, decode steps are not
 
 A *method* edits the last row (``edit(row) -> RowEdit | None``); an *observer*
 (e.g. :class:`interventions.recording.LastRowRecorder`) sees the row before and
-after the edit. Both act only in the prompt prefill.
+after the edit. Both act only in the forward that computes the prompt's last
+position. This module imports nothing else of the package (``steer``, which checks
+the model, lives in :mod:`interventions.attention`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 
 @dataclass
 class LastRow:
-    """The last query row of one layer's prefill attention, computed explicitly beside the fused kernel.
+    """The last prompt row of one layer's attention, computed explicitly beside the fused kernel.
 
     ``scores`` are ``q_last . K^T * scaling`` (float32, GQA heads repeated), ``mask`` the additive mask of
     that row (0 where visible, -inf on padding); the softmax of their sum is what the fused kernel used.
@@ -67,10 +69,10 @@ class RowEdit:
 
 
 class Method(Protocol):
-    """An intervention on the prefill's last row."""
+    """An intervention on the prompt's last row."""
 
     def begin(self, state: SteeringState) -> None:
-        """Called before each prefill's first layer: reset per-prefill accumulators."""
+        """Called at layer 0 of each last-row forward: reset per-forward accumulators."""
 
     def edit(self, row: LastRow) -> RowEdit | None:
         """New weights for the last row of ``row.layer``, or None to leave it as the kernel computed it."""
@@ -80,7 +82,7 @@ class Method(Protocol):
 
 
 class Observer(Protocol):
-    """Sees every prefill layer's last row, before and after any edit."""
+    """Sees every layer's last prompt row, before and after any edit."""
 
     def begin(self, state: SteeringState) -> None: ...
 
@@ -93,14 +95,19 @@ class SteeringState:
     """What the attention function needs to know about the forward now running.
 
     ``image_mask`` is ``[B, N]`` (True at image-token positions of the prompt, left padding included in N).
-    A forward is a prefill for this state when its queries and keys both span the N prompt positions.
+    The method and the observers act in **the forward that computes prompt position N - 1** (the "last-row
+    forward"): its keys span exactly the N prompt positions. That is the whole-prompt prefill (N queries) or,
+    when positions 0..N-2 were computed once beforehand (:mod:`interventions.prefix`), a one-token forward of
+    the last position on their cache. Forwards over the prefix alone (N - 1 keys) and decode steps (more
+    than N keys) are never touched.
     """
 
     image_mask: torch.Tensor
     method: Method | None = None
     observers: list[Observer] = field(default_factory=list)
-    prefills: int = 0  # prefills seen (layer 0 calls)
-    edited_layers: list[int] = field(default_factory=list)  # every (prefill) layer the method edited, in order
+    prefills: int = 0  # last-row forwards seen (each edits at most once per layer)
+    edited_layers: list[int] = field(default_factory=list)  # every layer the method edited, in order
+    in_last_row_forward: bool = False  # set at layer 0 of every forward under this state
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_mask, torch.Tensor) or self.image_mask.dim() != 2:
@@ -108,15 +115,19 @@ class SteeringState:
         self.image_mask = self.image_mask.bool()
 
     @property
+    def prompt_length(self) -> int:
+        """N: the prompt's length, left padding included."""
+        return self.image_mask.shape[1]
+
+    @property
     def active(self) -> bool:
         """False when nothing would read or change the last row (then the attention is plain SDPA)."""
         return self.method is not None or bool(self.observers)
 
-    def is_prefill(self, query: torch.Tensor, key: torch.Tensor) -> bool:
-        """Prompt prefill: queries and keys both cover the whole prompt (decode steps have one query)."""
+    def computes_last_row(self, query: torch.Tensor, key: torch.Tensor) -> bool:
+        """Whether this attention call computes prompt position N - 1: its keys are exactly the N prompt positions."""
         batch, length = self.image_mask.shape
-        q_len, k_len = query.shape[2], key.shape[2]
-        if q_len != k_len or q_len <= 1 or q_len != length:
+        if key.shape[2] != length or query.shape[2] < 1:
             return False
         if query.shape[0] != batch:
             raise ValueError(
@@ -125,7 +136,11 @@ class SteeringState:
             )
         return True
 
-    def begin_prefill(self) -> None:
+    def start_forward(self, last_row: bool) -> None:
+        """Called at layer 0 of every forward: remember its kind, and reset the method and observers for a last row."""
+        self.in_last_row_forward = last_row
+        if not last_row:
+            return
         self.prefills += 1
         if self.method is not None:
             self.method.begin(self)
@@ -142,21 +157,10 @@ def active_state() -> SteeringState | None:
 
 
 @contextlib.contextmanager
-def steer(model: torch.nn.Module, state: SteeringState) -> Iterator[SteeringState]:
-    """Activate ``state`` for forwards of ``model`` inside the block; the model must use the steered attention."""
-    from interventions.attention import ATTENTION_NAME, text_config
-
-    if text_config(model)._attn_implementation != ATTENTION_NAME:
-        raise RuntimeError(
-            f"the model's text attention is {text_config(model)._attn_implementation!r}; "
-            "call interventions.use_steered_attention(model) before steering it"
-        )
-    state.image_mask = state.image_mask.to(next(model.parameters()).device)
-    handles = list(state.method.hooks(model, state)) if state.method is not None else []
+def activate(state: SteeringState) -> Iterator[SteeringState]:
+    """Make ``state`` the active one inside the block (``interventions.attention.steer`` adds the model checks)."""
     token = _ACTIVE.set(state)
     try:
         yield state
     finally:
         _ACTIVE.reset(token)
-        for handle in handles:
-            handle.remove()

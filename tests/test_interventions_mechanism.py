@@ -161,3 +161,33 @@ def test_steer_refuses_a_model_on_plain_sdpa(baseline):
     with pytest.raises(RuntimeError, match="use_steered_attention"):
         with steer(baseline.model, SteeringState(batch.image_token_mask)):
             pass
+
+
+def test_intervention_modules_import_one_way():
+    """No import circles inside interventions/ (module-level or lazy): the arrows run one way."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "interventions"
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        imported = {
+            node.module
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("interventions")
+        }
+        graph[name] = imported - {name}
+    package_init = graph.pop("interventions")  # re-exports only
+    assert all(not module.startswith("interventions.") or module in graph for module in package_init)
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == target or (nxt not in seen and reaches(nxt, target, seen | {nxt})):
+                return True
+        return False
+
+    circular = sorted(name for name in graph if reaches(name, name, {name}))
+    assert circular == [], f"import circles through {circular}"
+    assert "interventions.vea_profile" in graph and "interventions.vea_profile" not in graph["interventions.vea"]

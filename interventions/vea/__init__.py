@@ -19,7 +19,8 @@ The highlight is applied where the model sees the image: :func:`highlight_pixel_
 the processor's ``pixel_values`` (already resized to the token grid), undoing the per-channel
 normalisation algebraically, so the map and the pixels line up exactly and
 ``highlight_strength = 1`` returns the input bit for bit. Layer profiling from COCO boxes lives
-in :mod:`interventions.vea_profile` (``python -m interventions.vea profile ...``).
+in :mod:`interventions.vea_profile`, which imports this module (never the reverse); the command
+``python -m interventions.vea profile ...`` is :mod:`interventions.vea.__main__`.
 """
 
 from __future__ import annotations
@@ -297,22 +298,3 @@ def top_layers(scores: Sequence[float], fraction: float) -> list[int]:
     keep = max(1, math.ceil(fraction * len(scores)))
     ranked = sorted(range(len(scores)), key=lambda i: (math.isnan(scores[i]), -scores[i], i))
     return sorted(ranked[:keep])
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m interventions.vea profile ...`` (the only subcommand)."""
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m interventions.vea profile [options]   (python -m interventions.vea profile -h)")
-        raise SystemExit(0 if argv else 2)
-    if argv[0] != "profile":
-        raise SystemExit(f"unknown subcommand {argv[0]!r}; the only one is 'profile'")
-    from interventions.vea_profile import main as profile_main
-
-    profile_main(argv[1:])
-
-
-if __name__ == "__main__":
-    main()
