@@ -1,21 +1,37 @@
-"""Wall time and peak memory of each intervention model relative to ``qwen3vl``, in one process.
+"""Time and peak memory of each intervention model relative to ``qwen3vl``, in one process.
 
-Not a test: a measurement to compare against the targets of issue 3 (CLVS <= 1.15x the
-baseline's time, AdaptVis <= 2.1x, peak memory of either <= 1.1x). Every model answers
-the same prepared batch (one large image, >= 1,000 image tokens by default) with the
-same generation settings, after one warm-up answer each.
-All models are loaded at once and answer in rounds (each once per round), so a busy
-machine disturbs them alike; the time is each model's fastest round. Peak memory is what
-the model alone would need: its weights plus the peak working memory of an answer above
-what was in use before it (``torch.cuda.max_memory_allocated`` on CUDA; on CPU, where the
-allocator keeps no statistics, the peak of live tensor storage seen by a dispatch mode).
+Not a test: a measurement against the cost targets (README, "Cost"). Every model answers the
+same prepared batch (one large image) with the same generation settings, after one warm-up
+answer each. All models are loaded at once, sharing one copy of the weights, and answer in
+rounds (each once per round, the order rotated between rounds), so a busy machine disturbs them alike; each model's time is its
+fastest round, as wall time and as CPU time of the process. The rows:
+
+- ``qwen3vl`` (the baseline) and ``qwen3vl+log`` (the attention log on, its files written);
+- ``qwen3vl_adaptvis`` (one shared prefix) and ``qwen3vl_adaptvis/two-pass`` (two whole-prompt
+  passes, the path it replaced); ``qwen3vl_clvs`` (shared prefix) and ``qwen3vl_clvs/whole``;
+- ``qwen3vl_vea`` with evidence layers placed as profiling places them (late layers, relative
+  to the depth: layers 17, 20 and 24 of 28 in the reference study).
+
+Peak memory is what a model alone would need: its weights plus the working memory of an
+answer above what was in use before it (``torch.cuda.max_memory_allocated`` on CUDA; on CPU,
+where the allocator keeps no statistics, the peak of live tensor storage seen by a dispatch
+mode). The working memory is printed too: gigabytes of weights hide a working-memory difference.
+
+Shapes (``--shape``), both random-initialised here, nothing downloaded:
+
+- ``tiny``: the test checkpoint (text hidden 64, 4 layers);
+- ``2b-wide``: Qwen3-VL-2B's widths (text hidden 2048, intermediate 6144, 16 heads / 8 KV heads,
+  head_dim 128, vocab 151,936, tied embeddings; vision hidden 1024, intermediate 4096, 16 heads,
+  patch 16, merge 2, deepstack [5, 11, 17]) with ``--text-layers`` (8) and ``--vision-layers`` (18)
+  so that all models fit in 24 GB.
 
 Usage::
 
-    python -m benchmarks.interventions                       # tiny checkpoint, CPU
-    python -m benchmarks.interventions --pretrained PATH --device cuda
+    python -m benchmarks.interventions                                   # tiny, CPU, 256 and 1,024 image tokens
+    python -m benchmarks.interventions --shape 2b-wide --repeats 3
+    python -m benchmarks.interventions --pretrained PATH --device cuda   # a real checkpoint
 
-Adding a model: one entry in :data:`MODELS`, name -> (class path, extra model arguments).
+Adding a model: one entry in :data:`MODELS`.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ import importlib
 import tempfile
 import time
 import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +51,32 @@ from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from tqdm import tqdm
+from transformers import AutoConfig, Qwen3VLForConditionalGeneration
 
 from models.qwen3vl import GenerationSettings
+from models.tiny import build_config, build_processor, build_tiny_checkpoint, build_tokenizer
 
-MODELS: dict[str, tuple[str, dict]] = {
-    "qwen3vl": ("models.qwen3vl.Qwen3VL", {}),
-    "qwen3vl_adaptvis": ("models.qwen3vl_adaptvis.Qwen3VLAdaptVis", {}),
-    "qwen3vl_clvs": ("models.qwen3vl_clvs.Qwen3VLCLVS", {}),
-    # three layers, as profiling keeps on a 28-layer model; valid on the 4-layer tiny checkpoint too
-    "qwen3vl_vea": ("models.qwen3vl_vea.Qwen3VLVEA", {"layers": "[1,2,3]"}),
+
+@dataclass(frozen=True)
+class Entry:
+    """One row: the model class, its extra model arguments, and the method that answers."""
+
+    class_path: str
+    extra: dict = field(default_factory=dict)
+    respond: str = "respond"
+    log: bool = False  # attention_log on (its files written in a temporary folder)
+
+
+MODELS: dict[str, Entry] = {
+    "qwen3vl": Entry("models.qwen3vl.Qwen3VL"),
+    "qwen3vl+log": Entry("models.qwen3vl.Qwen3VL", log=True),
+    "qwen3vl_adaptvis": Entry("models.qwen3vl_adaptvis.Qwen3VLAdaptVis"),
+    "qwen3vl_adaptvis/two-pass": Entry("models.qwen3vl_adaptvis.Qwen3VLAdaptVis", respond="respond_two_pass"),
+    "qwen3vl_clvs": Entry("models.qwen3vl_clvs.Qwen3VLCLVS"),
+    "qwen3vl_clvs/whole": Entry("models.qwen3vl_clvs.Qwen3VLCLVS", respond="respond_whole_prompt"),
+    "qwen3vl_vea": Entry("models.qwen3vl_vea.Qwen3VLVEA"),  # layers: vea_layers(depth)
 }
+VEA_DEPTH_FRACTIONS = (17 / 28, 20 / 28, 24 / 28)  # where profiling put them on the 28-layer 2B model
 BASELINE = "qwen3vl"
 CONTEXT = "Look at the image and decide whether the statement is True or False.\nStatement: The cat is left of the dog.\nAnswer with exactly one word: True or False."
 
@@ -105,19 +138,19 @@ class LiveTensorPeak(TorchDispatchMode):
             del self._owners[pointer]
 
 
-def _working_memory(wrapper, batch, settings: GenerationSettings) -> int:
+def _working_memory(contender: Contender, settings: GenerationSettings) -> int:
     """Peak bytes above what was in use before one answer."""
-    device = wrapper.device
+    device = contender.wrapper.device
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         in_use = torch.cuda.memory_allocated(device)
-        wrapper.respond(batch, settings)
+        contender.answer_once(settings)
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - in_use
     with LiveTensorPeak() as tracker:
-        wrapper.respond(batch, settings)
+        contender.answer_once(settings)
     return tracker.peak
 
 
@@ -126,106 +159,196 @@ def _model_bytes(model: torch.nn.Module) -> int:
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
 
-class Contender:
-    """One loaded model and its prepared batch; :meth:`run` times one answer and its working memory."""
+def share_weights(model: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Point every parameter and buffer of ``model`` at ``source``'s storage (one copy for all rows)."""
+    sources = dict(source.named_parameters()) | dict(source.named_buffers())
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        tensor.data = sources[name].data
 
-    def __init__(self, name: str, common: dict, images: list[Image.Image]) -> None:
-        class_path, extra = MODELS[name]
+
+def vea_layers(depth: int) -> str:
+    """VEA's evidence layers at the reference study's relative depths (``[17,20,24]`` of 28)."""
+    return "[" + ",".join(str(i) for i in sorted({min(depth - 1, int(f * depth)) for f in VEA_DEPTH_FRACTIONS})) + "]"
+
+
+class Contender:
+    """One row: a loaded wrapper (weights shared with the others) and its prepared batch."""
+
+    def __init__(self, name: str, common: dict, images: list[Image.Image], scratch: Path, source=None) -> None:
+        entry = MODELS[name]
         self.name = name
-        self.wrapper = _load_class(class_path)(**common, **extra)
+        extra = dict(entry.extra)
+        if name == "qwen3vl_vea":
+            extra["layers"] = vea_layers(common["depth"])
+        if entry.log:
+            extra["attention_log"] = str(scratch / "attention_log" / name.replace("/", "-"))
+        arguments = {key: value for key, value in common.items() if key != "depth"}
+        self.wrapper = _load_class(entry.class_path)(**arguments, **extra)
+        if source is not None:
+            share_weights(self.wrapper.model, source)
+            gc.collect()
+        self.respond = getattr(self.wrapper, entry.respond)
+        self.images = images
+        self.weights = _model_bytes(self.wrapper.model)
+        self.batch = None
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.working = 0
+
+    def prepare(self) -> None:
+        images = self.images
         self.batch = self.wrapper.prepare_batch(
             [CONTEXT] * len(images), [[image] for image in images], list(range(len(images))), ["bench"] * len(images)
         )
-        self.weights = _model_bytes(self.wrapper.model)
-        self.times: list[float] = []
-        self.working = 0  # peak bytes above what was in use before the answer
+
+    def answer_once(self, settings: GenerationSettings) -> str:
+        response = self.respond(self.batch, settings)
+        self.wrapper.finish_batch(self.batch, response, response.texts)  # the attention log writes here
+        return response.texts[0]
 
     def run(self, settings: GenerationSettings) -> None:
         device = self.wrapper.device
-        start = time.perf_counter()
-        self.answer = self.wrapper.respond(self.batch, settings).texts[0]
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.answer_once(settings)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        self.times.append(time.perf_counter() - start)
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
 
-    def measure_memory(self, settings: GenerationSettings) -> None:
-        self.working = _working_memory(self.wrapper, self.batch, settings)
+    def reset(self) -> None:
+        self.wall, self.cpu, self.working = [], [], 0
 
-    @property
-    def time(self) -> float:
-        return min(self.times)  # the least disturbed run (shared machines)
 
-    @property
-    def peak(self) -> int:
-        """Weights of this model plus the working memory of its answer: what it alone would peak at."""
-        return self.weights + self.working
+def build_checkpoint(shape: str, out: Path, text_layers: int, vision_layers: int) -> Path:
+    """A random-initialised checkpoint of ``shape`` written to ``out`` (nothing downloaded)."""
+    if shape == "tiny":
+        return build_tiny_checkpoint(out)
+    tokenizer = build_tokenizer("bytes")
+    config = build_config(tokenizer, num_layers=text_layers)
+    text, vision = config.text_config, config.vision_config
+    text.update(
+        {
+            "vocab_size": 151936,
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "max_position_embeddings": 262144,
+        }
+    )
+    text.rope_parameters = {**text.rope_parameters, "mrope_section": [24, 20, 20], "rope_theta": 5000000.0}
+    vision.update(
+        {
+            "depth": vision_layers,
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_heads": 16,
+            "out_hidden_size": 2048,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [i for i in (5, 11, 17) if i < vision_layers],
+        }
+    )
+    config.tie_word_embeddings = True
+    text.tie_word_embeddings = True
+    torch.manual_seed(0)
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    model.save_pretrained(out)
+    processor = build_processor(tokenizer)
+    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 32 * 32 * 4096}
+    processor.save_pretrained(out)
+    return out
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"x{value / base:.3f}" if base > 0 else "x  nan"
+
+
+def measure(contenders: list[Contender], settings: GenerationSettings, repeats: int) -> None:
+    for contender in contenders:
+        contender.reset()
+        contender.prepare()
+        contender.working = _working_memory(contender, settings)  # also the warm-up (not timed)
+    for round_index in tqdm(range(repeats), desc="rounds (every model once per round)"):
+        start = round_index % len(contenders)  # a different model goes first each round: no place is favoured
+        for contender in contenders[start:] + contenders[:start]:
+            contender.run(settings)
+
+
+def report(contenders: list[Contender], header: str) -> None:
+    base = contenders[0]
+    batch = base.batch
+    print(
+        f"{header} image_tokens={int(batch.image_token_mask[0].sum())} prompt_tokens={batch.inputs['input_ids'].shape[1]}"
+    )
+    print(f"{'model':27s} {'wall ms':>10s} {'ratio':>7s} {'cpu ms':>10s} {'ratio':>7s} {'peak MiB':>10s} {'ratio':>7s} "
+          f"{'work MiB':>9s} {'ratio':>7s}")  # fmt: skip
+    for contender in contenders:
+        wall, cpu = min(contender.wall), min(contender.cpu)
+        peak = contender.weights + contender.working
+        print(
+            f"{contender.name:27s} {wall * 1e3:10.1f} {_ratio(wall, min(base.wall)):>7s} {cpu * 1e3:10.1f} "
+            f"{_ratio(cpu, min(base.cpu)):>7s} {peak / 2**20:10.1f} {_ratio(peak, base.weights + base.working):>7s} "
+            f"{contender.working / 2**20:9.1f} {_ratio(contender.working, base.working):>7s}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", help="a Qwen3-VL checkpoint folder (default: a tiny one built here)")
+    parser.add_argument("--shape", choices=("tiny", "2b-wide"), default="tiny", help="random checkpoint to build")
+    parser.add_argument("--pretrained", help="a Qwen3-VL checkpoint folder instead of --shape")
+    parser.add_argument("--text-layers", type=int, default=8, help="2b-wide: decoder layers (default 8)")
+    parser.add_argument("--vision-layers", type=int, default=18, help="2b-wide: vision layers (default 18)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument(
-        "--image-side", type=int, default=1024, help="square image side in pixels (1024 -> 1,024 tokens)"
+        "--image-sides",
+        default="512,1024",
+        help="square image sides in pixels, one measurement each (512 -> 256 tokens, 1024 -> 1,024)",
     )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; each model's fastest round counts")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in names if name not in MODELS]
     if unknown:
         parser.error(f"--models: unknown {unknown}; known: {', '.join(MODELS)}")
-    if BASELINE not in names:
-        names.insert(0, BASELINE)
+    names = [BASELINE] + [name for name in names if name != BASELINE]
+    sides = [int(side) for side in args.image_sides.split(",") if side.strip()]
 
-    with tempfile.TemporaryDirectory() as scratch:
-        pretrained = args.pretrained
-        if pretrained is None:
-            from models.tiny import build_tiny_checkpoint
-
-            pretrained = str(build_tiny_checkpoint(Path(scratch) / "tiny"))
-        side = args.image_side
-        rng = np.random.default_rng(0)
-        images = [
-            Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)) for _ in range(args.batch_size)
-        ]
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        pretrained = args.pretrained or str(
+            build_checkpoint(args.shape, scratch / args.shape, args.text_layers, args.vision_layers)
+        )
+        depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
         common = {
             "pretrained": pretrained,
             "device": args.device,
             "dtype": args.dtype,
             "batch_size": args.batch_size,
-            "max_pixels": side * side,
+            "max_pixels": max(sides) ** 2,
+            "depth": depth,
         }
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, until=[])
-        contenders = [Contender(name, common, images) for name in names]
-        for contender in contenders:  # warm-up, and the memory measurement (not timed)
-            contender.measure_memory(settings)
-        for _ in tqdm(range(args.repeats), desc="rounds (every model once per round)"):
+        contenders: list[Contender] = []
+        for name in tqdm(names, desc="loading (weights shared)"):
+            source = contenders[0].wrapper.model if contenders else None
+            contenders.append(Contender(name, common, [], scratch, source))
+        checkpoint = args.pretrained or f"{args.shape} (random)"
+        print(f"checkpoint={checkpoint} layers={depth} vea_layers={vea_layers(depth)} batch={args.batch_size} "
+              f"max_new_tokens={args.max_new_tokens} rounds={args.repeats} threads={torch.get_num_threads()}")  # fmt: skip
+        for side in sides:
+            rng = np.random.default_rng(0)
+            images = [
+                Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)) for _ in range(args.batch_size)
+            ]
             for contender in contenders:
-                contender.run(settings)
-        results = {
-            contender.name: {
-                "time": contender.time,
-                "peak": contender.peak,
-                "image_tokens": int(contender.batch.image_token_mask[0].sum()),
-                "prompt_tokens": int(contender.batch.inputs["input_ids"].shape[1]),
-            }
-            for contender in contenders
-        }
-
-    base = results[BASELINE]
-    print(
-        f"checkpoint={args.pretrained or 'tiny'} image_tokens={base['image_tokens']} prompt_tokens={base['prompt_tokens']} "
-        f"batch={args.batch_size} max_new_tokens={args.max_new_tokens} repeats={args.repeats}"
-    )
-    for name, result in results.items():
-        print(
-            f"{name:18s} time {result['time'] * 1000:9.1f} ms  x{result['time'] / base['time']:.3f}   "
-            f"peak {result['peak'] / 2**20:9.1f} MiB  x{result['peak'] / base['peak']:.3f}"
-        )
+                contender.images = images
+            measure(contenders, settings, args.repeats)
+            report(contenders, f"side={side}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ class AdaptVisParams:
         if self.sharpen_weight < 0 or self.smoothen_weight < 0:
             raise ValueError("sharpen_weight and smoothen_weight must be >= 0")
 
+    @property
+    def neutral(self) -> bool:
+        """Both weights 1: the method cannot change any answer."""
+        return self.sharpen_weight == 1 and self.smoothen_weight == 1
+
     def alphas(self, confidence: torch.Tensor) -> list[float]:
         """Per sequence ``alpha``: smoothen below the threshold, sharpen at or above it."""
         return [

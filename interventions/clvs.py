@@ -11,7 +11,10 @@
 
 Exactness of step 1: the attention function only sees post-RoPE q/k, so layer 0's
 ``q_norm`` / ``k_norm`` outputs (the pre-RoPE q/k) are captured by forward hooks and
-rotated again with the model's own rotary embedding at the unbiased positions.
+rotated again with the model's own rotary embedding at the unbiased positions. When the
+last position runs alone on a cached prefix (:mod:`interventions.prefix`), the prefix's
+pre-RoPE keys come from :func:`interventions.prefix.compute_prefix` (``keep_layer0_keys``)
+and the last one from the hook.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ class CLVSParams:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
+    @property
+    def neutral(self) -> bool:
+        """No mixing and the plain layer 0: the method cannot change any answer."""
+        return self.smoothing == 1 and not self.position_unbiased
+
 
 def language_model(model: torch.nn.Module) -> torch.nn.Module:
     """The decoder stack (``layers``, ``norm``, ``rotary_emb``) of a Qwen3-VL model."""
@@ -60,8 +68,12 @@ def unbiased_position_ids(
     attention_mask: torch.Tensor | None,
     mm_token_type_ids: torch.Tensor | None,
     image_grid_thw: torch.Tensor | None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[3, B, N]`` M-RoPE positions where each image's tokens all take its first token's (t, h, w).
+
+    ``positions``: the prompt's ordinary ``[3, B, N]`` M-RoPE positions when already computed (a shared prefix
+    has them), else they are computed here.
 
     Text after an image is shifted down so that the image occupies a single position. Sequences
     without images keep their positions.
@@ -74,9 +86,10 @@ def unbiased_position_ids(
         else:
             base = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         return base[None].expand(3, -1, -1).clone()
-    positions, _ = inner.get_rope_index(
-        input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=attention_mask
-    )
+    if positions is None:
+        positions, _ = inner.get_rope_index(
+            input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=attention_mask
+        )
     image = input_ids == model.config.image_token_id
     index = torch.arange(image.shape[1], device=image.device).expand_as(image)
     previous = torch.nn.functional.pad(image[:, :-1], (1, 0), value=False)
@@ -108,17 +121,24 @@ def normalised_top_entropy(logits: torch.Tensor, top_k: int = TOP_K) -> torch.Te
 class CLVS:
     """The CLVS method for one batch; ``unbiased_positions`` from :func:`unbiased_position_ids`."""
 
-    def __init__(self, params: CLVSParams, unbiased_positions: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        params: CLVSParams,
+        unbiased_positions: torch.Tensor | None = None,
+        prefix_keys: torch.Tensor | None = None,
+    ) -> None:
+        """``prefix_keys``: layer 0's pre-RoPE keys ``[B, N - 1, H_kv, D]`` when the last position runs alone."""
         if params.position_unbiased and unbiased_positions is None:
             raise ValueError("position_unbiased=true needs unbiased_positions (see unbiased_position_ids)")
         self.params = params
         self.unbiased_positions = unbiased_positions
+        self.prefix_keys = prefix_keys
         self.memory: torch.Tensor | None = None  # [B, N]
         self.smoothing_on: torch.Tensor | None = None  # [B] bool
         self.stop_layer: list[int | None] = []
         self.entropies: dict[int, torch.Tensor] = {}  # layer -> [B], logit-lens entropy (layers > L // 2)
-        self._raw_query: torch.Tensor | None = None  # layer 0 pre-RoPE q of the last position [B, H, D]
-        self._raw_key: torch.Tensor | None = None  # layer 0 pre-RoPE k [B, N, H_kv, D]
+        self._raw_query: torch.Tensor | None = None  # layer 0 pre-RoPE q of the forward's last position [B, H, D]
+        self._raw_key: torch.Tensor | None = None  # layer 0 pre-RoPE k of the forward's positions [B, q_len, H_kv, D]
         self._decoder: torch.nn.Module | None = None
         self._lm_head: torch.nn.Module | None = None
         self._state: SteeringState | None = None
@@ -145,22 +165,18 @@ class CLVS:
             handles.append(layers[index].register_forward_hook(self._lens_hook(index)))
         return handles
 
-    def _is_prefill(self, hidden: torch.Tensor) -> bool:
-        batch, length = self._state.image_mask.shape
-        return hidden.shape[0] == batch and hidden.shape[1] == length and length > 1
-
+    # Layer 0's q_norm / k_norm run before its attention decides whether this forward computes the last
+    # prompt row, so they keep every forward's tensors (references, no copies); layer 0's edit uses them.
     def _capture_query(self, module, args, output: torch.Tensor) -> None:
-        if self._is_prefill(output):
-            self._raw_query = output[:, -1]  # [B, H, D]
+        self._raw_query = output[:, -1]  # [B, H, D]
 
     def _capture_key(self, module, args, output: torch.Tensor) -> None:
-        if self._is_prefill(output):
-            self._raw_key = output  # [B, N, H_kv, D]
+        self._raw_key = output  # [B, q_len, H_kv, D]
 
     def _lens_hook(self, layer: int):
         def hook(module, args, output) -> None:
             hidden = output[0] if isinstance(output, tuple) else output
-            if not self._is_prefill(hidden) or self.smoothing_on is None or not bool(self.smoothing_on.any()):
+            if not self._state.in_last_row_forward or self.smoothing_on is None or not bool(self.smoothing_on.any()):
                 return
             last = hidden[:, -1]
             if self.params.logit_lens_norm:
@@ -178,12 +194,20 @@ class CLVS:
     def _unbiased_scores(self, row: LastRow) -> torch.Tensor:
         if self._raw_query is None or self._raw_key is None:
             raise RuntimeError("CLVS: layer 0's pre-RoPE query/key were not captured (hooks not installed?)")
-        probe = self._raw_key.new_zeros(1, dtype=torch.float32)
-        positions = self.unbiased_positions.to(self._raw_key.device)
+        length = row.scores.shape[-1]
+        key = self._raw_key
+        if key.shape[1] != length:  # the last position alone: the prefix's keys come first
+            if self.prefix_keys is None or self.prefix_keys.shape[1] + key.shape[1] != length:
+                raise RuntimeError(
+                    f"CLVS: layer 0 computed {key.shape[1]} of {length} positions and no matching prefix keys were given"
+                )
+            key = torch.cat([self.prefix_keys.to(key.device, key.dtype), key], dim=1)
+        probe = key.new_zeros(1, dtype=torch.float32)
+        positions = self.unbiased_positions.to(key.device)
         cos, sin = self._decoder.rotary_emb(probe, positions)  # [B, N, D] float32
         query = self._raw_query.float()  # [B, H, D]
         query = query * cos[:, -1, None] + _rotate_half(query) * sin[:, -1, None]
-        key = self._raw_key.float()  # [B, N, H_kv, D]
+        key = key.float()  # [B, N, H_kv, D]
         key = key * cos[:, :, None] + _rotate_half(key) * sin[:, :, None]
         self._raw_query = self._raw_key = None
         return last_row_scores(query[:, :, None], key.transpose(1, 2), row.module.scaling)

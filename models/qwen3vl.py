@@ -8,8 +8,12 @@ intervention needs. The seams, in the order a batch meets them:
   (processed tensors, the image-token mask, each image's token grid);
 - :meth:`respond` produces the answers; by default one :meth:`generate` call
   inside :meth:`steering`, the scoped state an intervention activates;
-- :meth:`prefill_logits` runs one forward for decisions taken before
-  generation (AdaptVis' confidence);
+- :meth:`prompt_prefix` computes the prompt's first N - 1 positions once
+  (``interventions.prefix``), so that a confidence pass, a steered pass and
+  every grid point cost one forward of the last position each; :meth:`generate`
+  continues from such a prefix;
+- :meth:`prefill_logits` runs one whole-prompt forward for decisions taken
+  before generation (the two-pass path);
 - :meth:`finish_batch` sees the batch and its response once answers exist
   (the attention log writes there).
 """
@@ -32,8 +36,11 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
+from interventions.prefix import PrefixUnsupported, PromptPrefix, compute_prefix
+
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DEFAULT_MAX_NEW_TOKENS = 128
+BEAMS_REFUSED = "beam search, num_beams > 1, is not supported under steering or the attention log"
 
 
 @dataclass
@@ -90,6 +97,7 @@ class Response:
 
     texts: list[str]
     first_token_probs: torch.Tensor  # [B, V] softmax of the first generated token's logits
+    first_token_logits: torch.Tensor | None = None  # [B, V] float32, the raw logits themselves
     extras: list[dict] = field(default_factory=list)  # per sequence, for the attention log
 
 
@@ -98,6 +106,7 @@ class Qwen3VL(lmms):
 
     is_simple = True
     MODEL_NAME: ClassVar[str] = "qwen3vl"
+    STEERS: ClassVar[bool] = False  # whether answers come from a steered last row (no beam search then)
 
     def __init__(
         self,
@@ -136,6 +145,7 @@ class Qwen3VL(lmms):
         )
         self._model.to(self._device).eval()
         self.pretrained = pretrained
+        self._warned_prefix = False
         self.image_token_id = self._model.config.image_token_id
         self.attention_logger = self._attention_logger() if self.attention_log is not None else None
 
@@ -258,6 +268,7 @@ class Qwen3VL(lmms):
                     upcoming = prefetcher.submit(self._prepare_chunk, chunks[index + 1])
                 contexts, gen_kwargs = [args[0] for args in chunk], [args[1] for args in chunk]
                 settings = GenerationSettings.from_task(gen_kwargs[0], self.tokenizer.decode([self.eot_token_id]))
+                self.check_settings(settings)
                 response = self.respond(batch, settings)
                 texts = [truncate_at_stops(text, settings.until) for text in response.texts]
                 self.finish_batch(batch, response, texts)
@@ -321,6 +332,24 @@ class Qwen3VL(lmms):
             start += count
         return grids
 
+    def check_settings(self, settings: GenerationSettings) -> None:
+        """Refuse what this model cannot honour before any work is done."""
+        if settings.num_beams > 1 and (self.STEERS or self.attention_logger is not None):
+            raise ValueError(f"{self.MODEL_NAME}: {BEAMS_REFUSED}")
+
+    def prompt_prefix(self, batch: PreparedBatch, keep_layer0_keys: bool = False) -> PromptPrefix | None:
+        """The batch's first N - 1 positions computed once (vision tower included), or None where that cannot work.
+
+        None comes with a one-line warning naming the cause (the first time); callers then run whole-prompt passes.
+        """
+        try:
+            return compute_prefix(self.model, batch.inputs, keep_layer0_keys=keep_layer0_keys)
+        except PrefixUnsupported as error:
+            if not self._warned_prefix:
+                logger.warning(f"{self.MODEL_NAME}: whole-prompt passes instead of a shared prefix: {error}")
+                self._warned_prefix = True
+            return None
+
     def steering(self, batch: PreparedBatch, method: Any = None) -> contextlib.AbstractContextManager:
         """The scoped state generation runs under: a method's last-row edits and the attention log's recording.
 
@@ -340,8 +369,14 @@ class Qwen3VL(lmms):
             return self.generate(batch, settings)
 
     @torch.inference_mode()
-    def generate(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
-        """``model.generate`` on the batch, keeping the first step's raw logits."""
+    def generate(
+        self, batch: PreparedBatch, settings: GenerationSettings, prefix: PromptPrefix | None = None
+    ) -> Response:
+        """``model.generate`` on the batch, keeping the first step's raw logits.
+
+        With ``prefix`` (from :meth:`prompt_prefix`) only the last prompt position and the answer are computed;
+        the prefix is rewound afterwards, ready for another pass.
+        """
         kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "do_sample": settings.do_sample,
@@ -357,11 +392,23 @@ class Qwen3VL(lmms):
                 kwargs["top_p"] = settings.top_p
         else:  # silence the checkpoint's sampling defaults so greedy really is greedy
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        output = self.model.generate(**batch.inputs, **kwargs)
+        if prefix is None:
+            output = self.model.generate(**batch.inputs, **kwargs)
+        else:
+            prefix.rewind(self.model)
+            try:
+                output = self.model.generate(**prefix.generation_inputs(), **kwargs)
+            finally:
+                prefix.rewind(self.model)
         prompt_length = batch.inputs["input_ids"].shape[1]
         texts = self.processor.batch_decode(output.sequences[:, prompt_length:], skip_special_tokens=True)
-        first_token_probs = torch.softmax(output.logits[0].float(), dim=-1)
-        return Response(texts=texts, first_token_probs=first_token_probs, extras=[{} for _ in texts])
+        first_token_logits = output.logits[0].float()
+        return Response(
+            texts=texts,
+            first_token_probs=torch.softmax(first_token_logits, dim=-1),
+            first_token_logits=first_token_logits,
+            extras=[{} for _ in texts],
+        )
 
     @torch.inference_mode()
     def prefill_logits(self, batch: PreparedBatch) -> torch.Tensor:

@@ -1,9 +1,13 @@
 """AdaptVis as an lmms-eval model (``--model qwen3vl_adaptvis``).
 
-Two passes per batch: a prefill gives each sequence's confidence (top-1 probability of
-the first token; the same token greedy generation would emit first), then generation
-with the last row's image logits scaled by that sequence's ``alpha`` in the selected
-layers (``interventions.adaptvis``). Decode steps are untouched.
+Two passes per batch over one shared prefix: the prompt's first N - 1 positions (vision
+tower included) are computed once (``interventions.prefix``); a plain forward of the last
+position gives each sequence's confidence (top-1 probability of the first token, the token
+greedy generation would emit first); the cache is cropped back and generation continues
+from a steered forward of the last position, the image logits of its row scaled by that
+sequence's ``alpha`` in the selected layers (``interventions.adaptvis``). Decode steps are
+untouched. Cost: about one prefill, not two. Where the cache cannot be shared,
+:meth:`Qwen3VLAdaptVis.respond_two_pass` runs the two whole-prompt passes instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from interventions import use_steered_attention
 from interventions.adaptvis import AdaptVis, AdaptVisParams, first_token_confidence
 from interventions.layers import parse_layers
+from interventions.prefix import next_token_logits
 from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
 
 
@@ -23,6 +28,7 @@ class Qwen3VLAdaptVis(Qwen3VL):
     """Qwen3-VL with AdaptVis: smoothen (low confidence) or sharpen (high) the last row's image attention."""
 
     MODEL_NAME: ClassVar[str] = "qwen3vl_adaptvis"
+    STEERS: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -64,12 +70,37 @@ class Qwen3VLAdaptVis(Qwen3VL):
         return dataclasses.replace(batch, inputs=inputs)
 
     def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
-        """Pass 1: confidence from a prefill; pass 2: generation under the per-sequence scaling."""
+        """One shared prefix; pass 1 (last position, plain) gives the confidence, pass 2 generates steered."""
+        if self.params.neutral:
+            return self.respond_neutral(batch, settings)
+        prefix = self.prompt_prefix(batch)
+        if prefix is None:
+            return self.respond_two_pass(batch, settings)
+        confidence = first_token_confidence(next_token_logits(self.model, prefix))
+        alphas = self.params.alphas(confidence)
+        with self.steering(batch, AdaptVis(alphas, self.layers)):
+            response = self.generate(batch, settings, prefix=prefix)
+        return self._with_decisions(response, confidence, alphas)
+
+    def respond_two_pass(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+        """The same answers from two whole-prompt passes (images encoded once): the fallback, and the tests' reference."""
         batch = self.encode_images_once(batch)
         confidence = first_token_confidence(self.prefill_logits(batch))
         alphas = self.params.alphas(confidence)
         with self.steering(batch, AdaptVis(alphas, self.layers)):
             response = self.generate(batch, settings)
+        return self._with_decisions(response, confidence, alphas)
+
+    def respond_neutral(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+        """Weights 1: exactly ``qwen3vl``'s one whole-prompt pass, in any dtype; the confidence is its first token's."""
+        alphas = [1.0] * batch.size
+        with self.steering(batch, AdaptVis(alphas, self.layers)):
+            response = self.generate(batch, settings)
+        confidence = response.first_token_probs.max(dim=-1).values
+        return self._with_decisions(response, confidence, alphas)
+
+    @staticmethod
+    def _with_decisions(response: Response, confidence: torch.Tensor, alphas: list[float]) -> Response:
         response.extras = [
             {"decision": {"confidence": float(c), "alpha": float(a)}} for c, a in zip(confidence, alphas)
         ]

@@ -1,4 +1,9 @@
-"""CLVS as an lmms-eval model (``--model qwen3vl_clvs``): one pass, see ``interventions.clvs``."""
+"""CLVS as an lmms-eval model (``--model qwen3vl_clvs``): one pass, see ``interventions.clvs``.
+
+The prompt's first N - 1 positions are computed once (``interventions.prefix``, keeping layer 0's
+pre-RoPE keys for the position-unbiased row); generation continues from one steered forward of
+the last position. The same prefix can serve any number of settings (``sweep``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Any, ClassVar
 
 from interventions import use_steered_attention
 from interventions.clvs import CLVS, CLVSParams, unbiased_position_ids
+from interventions.prefix import PromptPrefix
 from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
 
 
@@ -13,6 +19,7 @@ class Qwen3VLCLVS(Qwen3VL):
     """Qwen3-VL with Cross-Layer Vision Smoothing of the prefill's last row."""
 
     MODEL_NAME: ClassVar[str] = "qwen3vl_clvs"
+    STEERS: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -38,8 +45,11 @@ class Qwen3VLCLVS(Qwen3VL):
             "logit_lens_norm": self.params.logit_lens_norm,
         }
 
-    def method_for(self, batch: PreparedBatch) -> CLVS:
-        """The CLVS state for one batch (position-unbiased M-RoPE positions computed from its inputs)."""
+    def method_for(self, batch: PreparedBatch, prefix: PromptPrefix | None = None) -> CLVS:
+        """The CLVS state for one batch (position-unbiased M-RoPE positions computed from its inputs).
+
+        With ``prefix``, layer 0's keys of positions 0..N-2 come from it (the last position then runs alone).
+        """
         positions = None
         if self.params.position_unbiased:
             inputs = batch.inputs
@@ -49,12 +59,35 @@ class Qwen3VLCLVS(Qwen3VL):
                 inputs.get("attention_mask"),
                 inputs.get("mm_token_type_ids"),
                 inputs.get("image_grid_thw"),
+                positions=prefix.positions[1:] if prefix is not None else None,
             )
-        return CLVS(self.params, positions)
+        prefix_keys = prefix.layer0_keys if prefix is not None else None
+        return CLVS(self.params, positions, prefix_keys=prefix_keys)
 
     def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+        """The shared prefix, then generation from one steered forward of the last position.
+
+        Neutral settings take the whole-prompt pass: exactly ``qwen3vl``'s computation in any dtype (the logit
+        lens still reports where smoothing would have stopped).
+        """
+        if self.params.neutral:
+            return self.respond_whole_prompt(batch, settings)
+        prefix = self.prompt_prefix(batch, keep_layer0_keys=self.params.position_unbiased)
+        if prefix is None:
+            return self.respond_whole_prompt(batch, settings)
+        method = self.method_for(batch, prefix)
+        with self.steering(batch, method):
+            response = self.generate(batch, settings, prefix=prefix)
+        return self._with_decisions(response, method)
+
+    def respond_whole_prompt(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+        """The same answers from one whole-prompt pass: the fallback, and the tests' reference."""
         method = self.method_for(batch)
         with self.steering(batch, method):
             response = self.generate(batch, settings)
+        return self._with_decisions(response, method)
+
+    @staticmethod
+    def _with_decisions(response: Response, method: CLVS) -> Response:
         response.extras = [{"decision": {"stop_layer": layer}} for layer in method.stop_layer]
         return response

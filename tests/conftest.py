@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import build_vsr_data_dir, shared_vsr_dir
+from tests.helpers import build_trained_checkpoint, build_vsr_data_dir, shared_vsr_dir
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def vsr_data_dir(tmp_path_factory) -> Path:
     """Real VSR splits; images exist for the first 16 rows of dev/test and 64 of train."""
     return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data", shared_vsr_dir())
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, synthetic data folder): an 8-layer tiny model fine-tuned so AdaptVis and CLVS decide for real."""
+    return build_trained_checkpoint(tmp_path_factory.mktemp("trained"))

@@ -77,3 +77,47 @@ def find_results(output_path: Path) -> tuple[dict, dict[str, list[dict]]]:
         task = Path(path).stem.split("_samples_", 1)[1]
         samples[task] = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     return results, samples
+
+
+STEERING_RELATIONS = ("left of", "right of", "near")
+
+
+def build_trained_checkpoint(root: Path, num_layers: int = 8, steps: int = 120) -> tuple[Path, Path]:
+    """A tiny Qwen3-VL fine-tuned a few steps (``python -m finetune``) so that its answers carry real decisions.
+
+    A random checkpoint's first-token confidence is ~0.004 (AdaptVis always smoothens) and its logit lens is
+    flat (CLVS never stops). Here the train rows of a synthetic set are filtered so that the caption decides the
+    answer for ``left of`` (always True) and ``right of`` (always False) while ``near`` keeps both labels: after
+    120 steps the model is sure (~0.96) of the first two and unsure (~0.6-0.7) of ``near``, so a batch mixes both
+    AdaptVis branches at the 0.8 threshold, and with 8 layers CLVS's logit lens stops it mid-stack (after layer 5).
+    Returns (checkpoint, data folder). Deterministic: same seeds, one process, no workers.
+    """
+    from models.tiny import build_tiny_checkpoint
+    from vsr_tasks.synthetic import generate
+
+    data = root / "data"
+    generate(data, n_train=96, n_dev=24, n_test=0, seed=0, image_size=64, relations=STEERING_RELATIONS,
+             categories=["cat", "dog", "car"])  # fmt: skip
+    train = data / "splits" / "random" / "train.jsonl"
+    rows = [json.loads(line) for line in train.read_text().splitlines() if line.strip()]
+    keep = [
+        row
+        for row in rows
+        if row["relation"] == "near"
+        or (row["relation"] == "left of" and row["label"] == 1)
+        or (row["relation"] == "right of" and row["label"] == 0)
+    ]
+    train.write_text("".join(json.dumps(row) + "\n" for row in keep))
+    tiny = build_tiny_checkpoint(root / "tiny", num_layers=num_layers, seed=0, tokenizer="words")
+    output = root / "finetune"
+    command = [
+        sys.executable, "-m", "finetune", "--dataset_type", "random", "--vsr_data_dir", str(data),
+        "--model_id", str(tiny), "--output_dir", str(output), "--max_steps", str(steps),
+        "--per_device_batch_size", "8", "--gradient_accumulation_steps", "1", "--learning_rate", "5e-3",
+        "--warmup_steps", "2", "--weight_decay", "0", "--eval_fraction", "0", "--save_steps", str(steps),
+        "--dataloader_num_workers", "0", "--seed", "0", "--logging_steps", str(steps),
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO_ROOT, env=lmms_eval_env(), capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"fine-tuning the test checkpoint failed: {completed.stderr[-4000:]}")
+    return output / f"checkpoint-{steps}", data

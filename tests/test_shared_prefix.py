@@ -1,0 +1,264 @@
+"""One shared prefix (positions 0..N-2) for AdaptVis, CLVS and the attention log, against the whole-prompt paths.
+
+The reference for every method is the path it replaced, kept as the models' fallback: AdaptVis' two
+whole-prompt passes (``respond_two_pass``) and CLVS' one whole-prompt pass (``respond_whole_prompt``). On the fine-tuned
+8-layer checkpoint (``trained``) AdaptVis takes both branches within one batch and CLVS stops mid-stack,
+so the decisions themselves are exercised, and both are also checked against the eager reference.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from loguru import logger
+from PIL import Image
+
+from interventions import prefix as prefix_module
+from interventions.prefix import PrefixUnsupported, compute_prefix, next_token_logits
+from models.attention_log import read_attention_log
+from models.qwen3vl import GenerationSettings, Qwen3VL
+from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
+from models.qwen3vl_clvs import Qwen3VLCLVS
+from tests.intervention_reference import (
+    adaptvis_row_fn,
+    clvs_reference_logits,
+    image_positions,
+    lens_entropy,
+    load_reference_model,
+)
+from vsr_tasks.prompt import build_prompt
+
+SETTINGS = GenerationSettings(max_new_tokens=4)
+SIZES = [(64, 64), (96, 128), (128, 64), (64, 96)]  # (height, width): a different token grid per image
+
+
+def _dev_rows(data) -> dict[str, list[dict]]:
+    rows = [json.loads(line) for line in (data / "splits" / "random" / "dev.jsonl").read_text().splitlines()]
+    by_relation: dict[str, list[dict]] = {}
+    for row in rows:
+        by_relation.setdefault(row["relation"], []).append(row)
+    return by_relation
+
+
+def _image(data, row, size) -> Image.Image:
+    with Image.open(data / "images" / row["image"]) as image:
+        return image.convert("RGB").resize((size[1], size[0]))
+
+
+def documents(data) -> list[tuple[str, list[Image.Image]]]:
+    """Four prompts: unsure (near), sure (left of), two images (right of), text only."""
+    rows = _dev_rows(data)
+    near, left, right = rows["near"][0], rows["left of"][0], rows["right of"][0]
+    return [
+        (build_prompt(near["caption"]), [_image(data, near, SIZES[0])]),
+        (build_prompt(left["caption"]), [_image(data, left, SIZES[1])]),
+        (build_prompt(right["caption"]), [_image(data, right, SIZES[2]), _image(data, near, SIZES[3])]),
+        (build_prompt(near["caption"]), []),
+    ]
+
+
+def batch_of(wrapper, docs):
+    contexts, visuals = zip(*docs)
+    return wrapper.prepare_batch(list(contexts), list(visuals), list(range(len(docs))), ["unit"] * len(docs))
+
+
+def assert_same_answers(new, old) -> None:
+    assert new.texts == old.texts
+    torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)
+    for got, expected in zip(new.extras, old.extras):
+        assert same_decision(got.get("decision", {}), expected.get("decision", {}))
+
+
+def same_decision(got: dict, expected: dict) -> bool:
+    """Equal keys, equal alphas / stop layers, confidences equal to 1e-6."""
+    return got.keys() == expected.keys() and all(
+        got[key] == pytest.approx(expected[key], abs=1e-6) if isinstance(got[key], float) else got[key] == expected[key]
+        for key in got
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained):
+    return str(trained[0])
+
+
+@pytest.fixture(scope="module")
+def docs(trained):
+    return documents(trained[1])
+
+
+def test_prefix_logits_equal_the_whole_prompt_forward(checkpoint, docs):
+    baseline = Qwen3VL(pretrained=checkpoint, device="cpu", batch_size=4)
+    batch = batch_of(baseline, docs)
+    prefix = compute_prefix(baseline.model, batch.inputs)
+    assert prefix.cache.get_seq_length() == batch.inputs["input_ids"].shape[1] - 1
+    expected = baseline.prefill_logits(batch)
+    for _ in range(2):  # the cache is rewound: a second pass on the same prefix gives the same logits
+        torch.testing.assert_close(next_token_logits(baseline.model, prefix), expected, atol=1e-5, rtol=0)
+        assert prefix.cache.get_seq_length() == batch.inputs["input_ids"].shape[1] - 1
+    plain = baseline.respond(batch, SETTINGS)
+    continued = baseline.generate(batch, SETTINGS, prefix=prefix)
+    assert continued.texts == plain.texts
+    torch.testing.assert_close(continued.first_token_logits, plain.first_token_logits, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("threshold", [0.8, 0.0, 1.01])
+@pytest.mark.parametrize("size", [4, 1])
+def test_adaptvis_one_prefix_equals_two_passes(checkpoint, docs, threshold, size):
+    wrapper = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4, confidence_threshold=threshold)
+    batch = batch_of(wrapper, docs[:size])
+    new = wrapper.respond(batch, SETTINGS)
+    old = wrapper.respond_two_pass(batch, SETTINGS)
+    assert_same_answers(new, old)
+    alphas = [extra["decision"]["alpha"] for extra in new.extras]
+    if threshold == 0.8 and size == 4:  # the fine-tuned checkpoint: both branches within one batch of images
+        with_images = [alpha for alpha, (_, images) in zip(alphas, docs) if images]
+        assert set(with_images) == {0.2, 1.2}
+    else:
+        assert set(alphas) == {1.2 if threshold == 0.0 else 0.2}
+
+
+def test_adaptvis_mixed_branches_equal_the_eager_reference(checkpoint, docs):
+    model, eager = load_reference_model(checkpoint)
+    wrapper = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4)
+    batch = batch_of(wrapper, docs)
+    response = wrapper.respond(batch, GenerationSettings(max_new_tokens=1))
+    confidence = torch.softmax(eager_logits(model, eager, batch, None), dim=-1).max(dim=-1).values
+    alphas = [0.2 if float(c) < 0.8 else 1.2 for c in confidence]
+    assert alphas == [extra["decision"]["alpha"] for extra in response.extras]
+    assert {alpha for alpha, ids in zip(alphas, image_positions(batch)) if ids} == {0.2, 1.2}
+    row_fn = adaptvis_row_fn(alphas, set(range(8)), image_positions(batch))
+    torch.testing.assert_close(
+        response.first_token_logits, eager_logits(model, eager, batch, row_fn), atol=1e-5, rtol=0
+    )
+
+
+def eager_logits(model, eager, batch, row_fn) -> torch.Tensor:
+    eager.row_fn = row_fn
+    try:
+        with torch.no_grad():
+            return model(**batch.inputs).logits[:, -1].float()
+    finally:
+        eager.row_fn = None
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+@pytest.mark.parametrize("size", [4, 1])
+def test_clvs_one_prefix_equals_the_whole_prompt(checkpoint, docs, unbiased, size):
+    wrapper = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4, position_unbiased=unbiased)
+    batch = batch_of(wrapper, docs[:size])
+    new = wrapper.respond(batch, SETTINGS)
+    old = wrapper.respond_whole_prompt(batch, SETTINGS)
+    assert_same_answers(new, old)
+    stops = [extra["decision"]["stop_layer"] for extra in new.extras]
+    assert stops[0] == 5  # the default threshold stops the fine-tuned model mid-stack (checks after layers 5-7)
+
+
+def test_clvs_mid_stack_stop_equals_the_eager_reference(checkpoint, docs):
+    model, eager = load_reference_model(checkpoint)
+    probe = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4)
+    batch = batch_of(probe, docs)
+    images = image_positions(batch)
+    _, hidden = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, [None] * 4)
+    with torch.no_grad():
+        entropies = {layer: lens_entropy(model, hidden[layer]) for layer in (5, 6, 7)}
+    # a threshold between the sure and the unsure prompts: some sequences stop after layer 5, others later or never
+    sure = [float(entropies[5][b]) for b in range(4) if images[b]]
+    threshold = (min(sure) + max(sure)) / 2
+    expected = []
+    for b in range(4):
+        stop = next((layer for layer in (5, 6, 7) if float(entropies[layer][b]) < threshold), None)
+        expected.append(stop if images[b] else None)
+    assert 5 in expected and any(stop != 5 for stop, ids in zip(expected, images) if ids)
+    wrapper = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4, uncertainty_threshold=threshold)
+    response = wrapper.respond(batch, GenerationSettings(max_new_tokens=1))
+    assert [extra["decision"]["stop_layer"] for extra in response.extras] == expected
+    reference, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, expected)
+    torch.testing.assert_close(response.first_token_logits, reference, atol=1e-5, rtol=0)
+    never, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, [None] * 4)
+    stopped = [b for b in range(4) if expected[b] is not None and expected[b] < 7]
+    assert (reference[stopped] - never[stopped]).abs().max() > 1e-4  # the stop changed the later layers' rows
+
+
+@pytest.mark.parametrize("name", ["adaptvis", "clvs"])
+def test_attention_log_from_the_prefix_equals_the_whole_prompt_log(checkpoint, docs, tmp_path, name):
+    klass = {"adaptvis": Qwen3VLAdaptVis, "clvs": Qwen3VLCLVS}[name]
+    new_wrapper = klass(pretrained=checkpoint, device="cpu", batch_size=4, attention_log=str(tmp_path / "new"))
+    old_wrapper = klass(pretrained=checkpoint, device="cpu", batch_size=4, attention_log=str(tmp_path / "old"))
+    batch = batch_of(new_wrapper, docs)
+    new = new_wrapper.respond(batch, SETTINGS)
+    new_wrapper.finish_batch(batch, new, new.texts)
+    old = (
+        old_wrapper.respond_two_pass(batch, SETTINGS)
+        if name == "adaptvis"
+        else old_wrapper.respond_whole_prompt(batch, SETTINGS)
+    )
+    old_wrapper.finish_batch(batch, old, old.texts)
+    new_records, old_records = read_attention_log(tmp_path / "new"), read_attention_log(tmp_path / "old")
+    assert len(new_records) == len(old_records) == 4
+    for got, expected in zip(new_records, old_records):
+        assert same_decision(got["decision"], expected["decision"])
+        for key in ("image_mass", "text_mass", "image_mass_before", "text_mass_before"):
+            assert (got[key] is None) == (expected[key] is None)
+            if got[key] is not None:
+                assert got[key] == pytest.approx(expected[key], abs=1e-6)
+        assert got["maps_file"] == expected["maps_file"]
+        if got["maps_file"]:
+            new_maps = np.load(tmp_path / "new" / got["maps_file"])
+            old_maps = np.load(tmp_path / "old" / expected["maps_file"])
+            assert sorted(new_maps.files) == sorted(old_maps.files)
+            for key in new_maps.files:
+                np.testing.assert_allclose(new_maps[key], old_maps[key], atol=1e-3)  # float16 maps
+
+
+def test_sampling_continues_from_the_steered_distribution(checkpoint, docs):
+    wrapper = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4)
+    batch = batch_of(wrapper, docs)
+    settings = GenerationSettings(max_new_tokens=6, temperature=1.5)
+    torch.manual_seed(7)
+    new = wrapper.respond(batch, settings)
+    torch.manual_seed(7)
+    old = wrapper.respond_two_pass(batch, settings)
+    assert_same_answers(new, old)
+
+
+def test_a_cache_that_cannot_be_cropped_falls_back_to_whole_prompt_passes(checkpoint, docs, monkeypatch):
+    def refuse(cache):
+        raise PrefixUnsupported("the model's cache is a TestCache, which cannot be cropped back")
+
+    monkeypatch.setattr(prefix_module, "_check_cache", refuse)
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(str(message)), level="WARNING")
+    try:
+        adaptvis = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4)
+        batch = batch_of(adaptvis, docs)
+        assert_same_answers(adaptvis.respond(batch, SETTINGS), adaptvis.respond_two_pass(batch, SETTINGS))
+        adaptvis.respond(batch, SETTINGS)
+        clvs = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4)
+        assert_same_answers(clvs.respond(batch, SETTINGS), clvs.respond_whole_prompt(batch, SETTINGS))
+    finally:
+        logger.remove(sink)
+    warnings = [m for m in messages if "whole-prompt passes instead of a shared prefix" in m]
+    assert len(warnings) == 2  # one line per model, naming the cause, not one per batch
+    assert all("TestCache" in m and len(m.strip().splitlines()) == 1 for m in warnings)
+
+
+def test_beam_search_is_refused_before_any_work(checkpoint):
+    for klass in (Qwen3VLAdaptVis, Qwen3VLCLVS):
+        wrapper = klass(pretrained=checkpoint, device="cpu")
+        with pytest.raises(ValueError, match="num_beams > 1, is not supported under steering or the attention log"):
+            wrapper.check_settings(GenerationSettings(num_beams=2))
+    Qwen3VL(pretrained=checkpoint, device="cpu").check_settings(GenerationSettings(num_beams=2))  # plain: allowed
+
+
+def test_prompt_ending_in_an_image_token_is_refused_by_the_prefix(checkpoint, docs):
+    wrapper = Qwen3VL(pretrained=checkpoint, device="cpu")
+    batch = batch_of(wrapper, docs[:1])
+    inputs = dict(batch.inputs)
+    inputs["mm_token_type_ids"] = inputs["mm_token_type_ids"].clone()
+    inputs["mm_token_type_ids"][:, -1] = 1
+    with pytest.raises(PrefixUnsupported, match="last position is an image"):
+        compute_prefix(wrapper.model, inputs)
