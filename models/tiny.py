@@ -4,7 +4,11 @@ Tests and the demo need a real Qwen3-VL folder that loads through the same
 ``from_pretrained`` path a user's checkpoint takes, without a hub download.
 The result is about 1 MB and is built in well under a second.
 
-Usage: ``python -m models.tiny OUT_DIR [--layers 4] [--seed 0] [--tokenizer bytes|words]``.
+Usage: ``python -m models.tiny OUT_DIR [--layers 4] [--seed 0] [--tokenizer bytes|words|qwen]``.
+
+``--tokenizer qwen`` puts the tiny architecture behind what a user's checkpoint has: the real Qwen
+BPE vocabulary (151,936 ids, special tokens at their real ids), the released Qwen3-VL instruct chat
+template's rendering and the released preprocessor settings (see :mod:`models.qwen_tokenizer`).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ CHAT_TEMPLATE = (
 )
 
 
-TOKENIZERS = ("bytes", "words")
+TOKENIZERS = ("bytes", "words", "qwen")
 VOCAB_SIZE = 384  # room for either tokenizer: 256 bytes (+ up to 121 word merges) + 7 special tokens
 WORD_MERGES = VOCAB_SIZE - len(SPECIAL_TOKENS)
 
@@ -83,6 +87,10 @@ def build_tokenizer(kind: str = "bytes") -> PreTrainedTokenizerFast:
     """
     if kind not in TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+    if kind == "qwen":
+        from models.qwen_tokenizer import build_qwen_tokenizer
+
+        return build_qwen_tokenizer()
     byte_alphabet = pre_tokenizers.ByteLevel.alphabet()
     if kind == "bytes":
         vocab = {symbol: index for index, symbol in enumerate(sorted(byte_alphabet))}
@@ -110,11 +118,13 @@ def build_tokenizer(kind: str = "bytes") -> PreTrainedTokenizerFast:
     )
 
 
-def build_config(tokenizer: PreTrainedTokenizerFast, num_layers: int = 4) -> Qwen3VLConfig:
+def build_config(
+    tokenizer: PreTrainedTokenizerFast, num_layers: int = 4, vocab_size: int = VOCAB_SIZE
+) -> Qwen3VLConfig:
     """Config as in DESIGN.md: text hidden 64, 4 heads / 2 KV heads, vision 2 layers hidden 32."""
     token_id = tokenizer.convert_tokens_to_ids
     text_config = {
-        "vocab_size": VOCAB_SIZE,
+        "vocab_size": vocab_size,
         "hidden_size": 64,
         "intermediate_size": 128,
         "num_hidden_layers": num_layers,
@@ -153,21 +163,26 @@ def build_config(tokenizer: PreTrainedTokenizerFast, num_layers: int = 4) -> Qwe
     )
 
 
-def build_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen3VLProcessor:
-    """Processor with Qwen3-VL's patch 16 / merge 2 geometry and a small pixel budget."""
-    size = {"shortest_edge": 32 * 32, "longest_edge": 32 * 32 * 64}
+def build_processor(
+    tokenizer: PreTrainedTokenizerFast,
+    chat_template: str = CHAT_TEMPLATE,
+    size: dict | None = None,
+    video_size: dict | None = None,
+) -> Qwen3VLProcessor:
+    """Processor with Qwen3-VL's patch 16 / merge 2 geometry and (by default) a small pixel budget."""
+    size = size or {"shortest_edge": 32 * 32, "longest_edge": 32 * 32 * 64}
     normalisation = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
     image_processor = Qwen2VLImageProcessor(
         patch_size=16, merge_size=2, temporal_patch_size=2, size=size, **normalisation
     )
     video_processor = Qwen3VLVideoProcessor(
-        patch_size=16, merge_size=2, temporal_patch_size=2, size=size, **normalisation
+        patch_size=16, merge_size=2, temporal_patch_size=2, size=video_size or size, **normalisation
     )
     return Qwen3VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=video_processor,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     )
 
 
@@ -176,14 +191,23 @@ def build_tiny_checkpoint(out_dir: str | Path, num_layers: int = 4, seed: int = 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = {"num_layers": num_layers, "seed": seed, "tokenizer": tokenizer}
-    tokenizer = build_tokenizer(tokenizer)
-    config = build_config(tokenizer, num_layers=num_layers)
+    kind = tokenizer
+    tokenizer = build_tokenizer(kind)
+    if kind == "qwen":
+        from models.qwen_tokenizer import QWEN_VOCAB_SIZE, released_processor_settings
+
+        config = build_config(tokenizer, num_layers=num_layers, vocab_size=QWEN_VOCAB_SIZE)
+        config.tie_word_embeddings = config.text_config.tie_word_embeddings = True  # as the released 2B
+        processor = build_processor(tokenizer, **released_processor_settings())
+    else:
+        config = build_config(tokenizer, num_layers=num_layers)
+        processor = build_processor(tokenizer)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
-    build_processor(tokenizer).save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
     (out_dir / "tiny_recipe.json").write_text(json.dumps(recipe))
     return out_dir
 
@@ -197,10 +221,14 @@ def main(argv: list[str] | None = None) -> None:
         "--tokenizer",
         choices=TOKENIZERS,
         default="bytes",
-        help="bytes: one token per byte (default); words: BPE with the VSR prompt's words as tokens",
+        help="bytes: one token per byte (default); words: BPE with the VSR prompt's words as tokens; "
+        "qwen: the real Qwen vocabulary, chat template and preprocessor settings (needs: pip install dashscope)",
     )
     args = parser.parse_args(argv)
-    path = build_tiny_checkpoint(args.out_dir, num_layers=args.layers, seed=args.seed, tokenizer=args.tokenizer)
+    try:
+        path = build_tiny_checkpoint(args.out_dir, num_layers=args.layers, seed=args.seed, tokenizer=args.tokenizer)
+    except ModuleNotFoundError as error:
+        raise SystemExit(str(error)) from None
     print(f"tiny Qwen3-VL checkpoint written to {path}")
 
 

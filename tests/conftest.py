@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import build_trained_checkpoint, build_vsr_data_dir, shared_vsr_dir
+from tests.helpers import build_trained_checkpoint, build_vsr_data_dir, require, shared_vsr_dir
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +31,15 @@ def vsr_data_dir(tmp_path_factory) -> Path:
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """(checkpoint, synthetic data folder): an 8-layer tiny model fine-tuned so AdaptVis and CLVS decide for real."""
     return build_trained_checkpoint(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def qwen_checkpoint(tmp_path_factory) -> Path:
+    """The tiny architecture with the real Qwen vocabulary, chat template and preprocessor (``--tokenizer qwen``)."""
+    from models.qwen_tokenizer import MissingQwenRanks
+    from models.tiny import build_tiny_checkpoint
+
+    try:
+        return build_tiny_checkpoint(tmp_path_factory.mktemp("qwen") / "checkpoint", tokenizer="qwen")
+    except MissingQwenRanks as error:
+        require(False, str(error))

@@ -55,6 +55,8 @@ def train(data: Path, checkpoint: Path, output: Path, *extra: str) -> dict:
 
     argv = ["--vsr_data_dir", str(data), "--model_id", str(checkpoint), "--output_dir", str(output)]
     argv += ["--dataloader_num_workers", "0", *extra]
+    AcceleratorState._reset_state(reset_partial_state=True)  # a model wrapper may have made one already
+    GradientState._reset_state()
     try:
         return run(parse_args(argv))
     finally:

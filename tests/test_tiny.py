@@ -50,5 +50,5 @@ def test_cli_builds_a_word_tokenizer_checkpoint_that_loads(tmp_path):
 
 
 def test_unknown_tokenizer_is_refused_by_name():
-    with pytest.raises(ValueError, match="tokenizer must be one of bytes, words, got 'bpe'"):
+    with pytest.raises(ValueError, match="tokenizer must be one of bytes, words, qwen, got 'bpe'"):
         build_tokenizer("bpe")
