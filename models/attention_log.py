@@ -47,13 +47,13 @@ class AttentionLogWriter:
         lines = []
         for b in range(batch.size):
             extras = response.extras[b] if b < len(response.extras) else {}
-            lines.append(json.dumps(self._record(recorder, batch, b, extras, texts[b])))
+            lines.append(json.dumps(self._record(recorder, batch, b, extras, texts[b], response)))
         with self.records_path.open("a") as handle:
             handle.write("".join(line + "\n" for line in lines))
             handle.flush()
         self._recorder = None
 
-    def _record(self, recorder: LastRowRecorder, batch: Any, b: int, extras: dict, answer: str) -> dict:
+    def _record(self, recorder: LastRowRecorder, batch: Any, b: int, extras: dict, answer: str, response: Any) -> dict:
         task, doc_id = batch.task_names[b], int(batch.doc_ids[b])
         grids = [list(grid) for grid in batch.image_grids[b]]
         has_before = self._method_active and bool(grids)
@@ -72,6 +72,7 @@ class AttentionLogWriter:
             "text_mass_before": recorder.text_mass(b, before=True) if has_before else None,
             "decision": extras.get("decision", {}),
             "answer": answer,
+            "generated_tokens": response.generated_tokens[b] if b < len(response.generated_tokens) else None,
             "maps_file": maps_file,
         }
 

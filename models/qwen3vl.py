@@ -37,6 +37,7 @@ from tqdm import tqdm
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
 from interventions.prefix import PrefixUnsupported, PromptPrefix, compute_prefix
+from models.placement import images_first, interleaved
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -78,13 +79,14 @@ class GenerationSettings:
 class PreparedBatch:
     """One batch as the model sees it, plus what interventions and logs need to know about it."""
 
-    contexts: list[str]
-    images: list[list[Image.Image]]  # per sequence, in prompt order
+    contexts: list[str]  # as the task wrote them (placeholders included)
+    images: list[list[Image.Image]]  # per sequence, in prompt order (the order of the image grids and maps)
     doc_ids: list[int]
     task_names: list[str]
     inputs: Any  # BatchFeature on the model's device, left-padded
     image_token_mask: torch.Tensor  # [B, N] bool, True at <|image_pad|> positions
     image_grids: list[list[tuple[int, int]]]  # per sequence, per image: (grid_h, grid_w) in merged tokens
+    visuals: list[list[Image.Image]] = field(default_factory=list)  # per sequence, in the task's order
 
     @property
     def size(self) -> int:
@@ -98,6 +100,7 @@ class Response:
     texts: list[str]
     first_token_probs: torch.Tensor  # [B, V] softmax of the first generated token's logits
     first_token_logits: torch.Tensor | None = None  # [B, V] float32, the raw logits themselves
+    generated_tokens: list[int] = field(default_factory=list)  # per sequence, tokens generated (stop included)
     extras: list[dict] = field(default_factory=list)  # per sequence, for the attention log
 
 
@@ -119,6 +122,7 @@ class Qwen3VL(lmms):
         max_pixels: int | None = None,
         attention_log: str | None = None,
         system_prompt: str | None = None,
+        interleave_visuals: bool = False,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -136,6 +140,9 @@ class Qwen3VL(lmms):
         self.batch_size_per_gpu = self._parse_batch_size(batch_size)
         self.system_prompt = system_prompt.replace("\\n", "\n") if isinstance(system_prompt, str) else None
         self.attention_log = Path(attention_log) if attention_log not in (None, "", "none", "None") else None
+        if not isinstance(interleave_visuals, bool):
+            raise ValueError(f"interleave_visuals must be true or false, got {interleave_visuals!r}")
+        self.interleave_visuals = interleave_visuals
 
         self.processor = AutoProcessor.from_pretrained(pretrained)
         self._configure_pixels(min_pixels, max_pixels)
@@ -292,10 +299,20 @@ class Qwen3VL(lmms):
         doc_ids: list[int],
         task_names: list[str],
     ) -> PreparedBatch:
-        """Chat-format and process a batch (left padding), and locate its image tokens."""
-        images = [load_images(visual, task_name) for visual, task_name in zip(visuals, task_names)]
-        contexts = [context.replace("<image>", "").strip() for context in contexts]
-        texts = [self.chat_text(context, len(sequence_images)) for context, sequence_images in zip(contexts, images)]
+        """Chat-format and process a batch (left padding), and locate its image tokens.
+
+        Images go first, or at their placeholders with ``interleave_visuals`` (``models.placement``).
+        """
+        turns, loaded = [], []
+        for context, visual, doc_id, task_name in zip(contexts, visuals, doc_ids, task_names):
+            images = load_images(visual, task_name)
+            loaded.append(images)
+            if self.interleave_visuals:
+                turns.append(interleaved(context, images, f"task {task_name}, doc {doc_id}"))
+            else:
+                turns.append(images_first(context, images))
+        texts = [self.chat_text_from_content(turn.content) for turn in turns]
+        images = [turn.images for turn in turns]
         flat_images = [image for sequence_images in images for image in sequence_images]
         inputs = self.processor(
             text=texts, images=flat_images or None, padding=True, padding_side="left", return_tensors="pt"
@@ -311,15 +328,17 @@ class Qwen3VL(lmms):
             inputs=inputs,
             image_token_mask=image_token_mask,
             image_grids=self._image_grids(inputs, [len(sequence_images) for sequence_images in images]),
+            visuals=loaded,
         )
 
     def chat_text(self, context: str, num_images: int) -> str:
         """One user turn, images first, through the checkpoint's chat template."""
         content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": context}]
-        messages = [{"role": "user", "content": content}]
-        if self.system_prompt:
-            messages.insert(0, {"role": "system", "content": self.system_prompt})
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_user_turn(self.processor, content, self.system_prompt)
+
+    def chat_text_from_content(self, content: list[dict]) -> str:
+        """One user turn of image and text parts (and the optional system turn) through the chat template."""
+        return render_user_turn(self.processor, content, self.system_prompt)
 
     def _image_grids(self, inputs: Any, counts: list[int]) -> list[list[tuple[int, int]]]:
         if "image_grid_thw" not in inputs:
@@ -331,6 +350,11 @@ class Qwen3VL(lmms):
             grids.append(flat[start : start + count])
             start += count
         return grids
+
+    def stop_strings(self, settings: GenerationSettings) -> list[str]:
+        """The task's stop strings that generation must watch for (the end-of-turn token stops it anyway)."""
+        end_of_turn = self.tokenizer.decode([self.eot_token_id])
+        return [stop for stop in settings.until if stop and stop != end_of_turn]
 
     def check_settings(self, settings: GenerationSettings) -> None:
         """Refuse what this model cannot honour before any work is done."""
@@ -386,6 +410,9 @@ class Qwen3VL(lmms):
             "output_logits": True,
             "return_dict_in_generate": True,
         }
+        stops = self.stop_strings(settings)
+        if stops:  # each sequence stops at its first stop string; the others go on
+            kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
         if settings.do_sample:
             kwargs["temperature"] = settings.temperature
             if settings.top_p is not None:
@@ -401,12 +428,14 @@ class Qwen3VL(lmms):
             finally:
                 prefix.rewind(self.model)
         prompt_length = batch.inputs["input_ids"].shape[1]
-        texts = self.processor.batch_decode(output.sequences[:, prompt_length:], skip_special_tokens=True)
+        generated = output.sequences[:, prompt_length:]
+        texts = self.processor.batch_decode(generated, skip_special_tokens=True)
         first_token_logits = output.logits[0].float()
         return Response(
             texts=texts,
             first_token_probs=torch.softmax(first_token_logits, dim=-1),
             first_token_logits=first_token_logits,
+            generated_tokens=generated_lengths(generated, self.tokenizer.pad_token_id),
             extras=[{} for _ in texts],
         )
 
@@ -422,8 +451,25 @@ class Qwen3VL(lmms):
             self.attention_logger.write(batch, response, texts)
 
 
+def render_user_turn(processor: Any, content: list[dict], system_prompt: str | None = None) -> str:
+    """The prompt text: an optional system turn, one user turn of ``content`` parts, the generation prompt."""
+    messages = [{"role": "user", "content": content}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def generated_lengths(generated: torch.Tensor, pad_token_id: int | None) -> list[int]:
+    """Tokens each sequence generated: ``generate`` pads a finished sequence's remaining steps."""
+    if pad_token_id is None:
+        return [generated.shape[1]] * generated.shape[0]
+    real = (generated != pad_token_id).long()
+    positions = torch.arange(1, generated.shape[1] + 1, device=generated.device)
+    return (real * positions).max(dim=1).values.tolist()
+
+
 def truncate_at_stops(text: str, stops: list[str]) -> str:
-    """Cut an answer at the first of the task's stop strings."""
+    """Cut an answer at the first of the task's stop strings (the final guard; generation already stops there)."""
     for stop in stops:
         text = text.split(stop)[0]
     return text

@@ -229,7 +229,7 @@ class Qwen3VLVEA(Qwen3VL):
         """The batch with highlighted ``pixel_values`` (and, with ``hint``, the hint appended to each prompt)."""
         if self.hint:
             contexts = [f"{context}\n{HINT}" for context in batch.contexts]
-            batch = self.prepare_batch(contexts, batch.images, batch.doc_ids, batch.task_names)
+            batch = self.prepare_batch(contexts, batch.visuals, batch.doc_ids, batch.task_names)
         inputs = {key: value for key, value in batch.inputs.items()}
         inputs["pixel_values"] = pixel_values
         return dataclasses.replace(batch, inputs=inputs)

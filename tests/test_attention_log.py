@@ -27,6 +27,7 @@ RECORD_KEYS = {
     "text_mass_before",
     "decision",
     "answer",
+    "generated_tokens",
     "maps_file",
 }
 
