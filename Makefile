@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
+REPRODUCE_DIR ?= reproduce_out
 
-.PHONY: test lint format demo clean
+.PHONY: test lint format demo reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,5 +27,10 @@ format: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --out $(DEMO_DIR) $(if $(DEMO_FAST),--fast,)
 
+# The reference study's table (a GPU and the VSR/COCO data; see README "Reproducing the study").
+# Extra flags: make reproduce REPRODUCE_ARGS="--test --batch_size 16"
+reproduce: $(STAMP)
+	$(BIN)/python scripts/reproduce.py --out $(REPRODUCE_DIR) $(REPRODUCE_ARGS)
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(REPRODUCE_DIR) .pytest_cache .ruff_cache

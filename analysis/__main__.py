@@ -8,6 +8,7 @@ from pathlib import Path
 
 from analysis.attention import AttentionLogError
 from analysis.heatmaps import document_figure
+from analysis.reference import load_reference
 from analysis.report import DEFAULT_BASELINE, DEFAULT_EXAMPLES, ReportSettings, attention_source, build_report, slug
 from analysis.runs import RunError, load_runs
 from analysis.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         help="heatmap layer (0-based, negative from the end; default: mean of the last third)",
     )
     report.add_argument("--attention_log", action="append", default=[], metavar="RUN=FOLDER", help=attention_help)
+    report.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="published accuracies to show beside ours: JSON {'name': ..., 'accuracy': {task: {model: value}}}",
+    )
 
     heatmap = commands.add_parser("heatmap", help="one document's attention heatmaps, the runs side by side")
     heatmap.add_argument("runs", nargs="+", metavar="RUN", help=run_help)
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             examples=args.examples,
             layer=args.layer,
             attention_overrides=_overrides(args.attention_log),
+            reference=load_reference(args.reference) if args.reference else None,
         )
         summary = build_report(args.runs, args.out, settings)
     except (RunError, AttentionLogError, ValueError) as error:

@@ -18,6 +18,7 @@ from analysis import tables
 from analysis.attention import AttentionLog, AttentionLogError, read_attention_log
 from analysis.heatmaps import choose_examples, document_figure
 from analysis.plots import OUTCOMES, MassSet, layer_mass_figure
+from analysis.reference import Reference
 from analysis.render import Block, Bullets, Heading, Paragraph, Picture, TableBlock, to_html, to_markdown
 from analysis.runs import Run, load_runs
 from analysis.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, compare, summarise
@@ -34,6 +35,7 @@ class ReportSettings:
     examples: int = DEFAULT_EXAMPLES
     layer: int | None = None
     attention_overrides: dict[str, str] = field(default_factory=dict)  # run label / model / RUN arg -> folder or 'none'
+    reference: Reference | None = None  # published accuracies to show beside ours
 
 
 @dataclass
@@ -146,6 +148,7 @@ class _ReportBuilder:
             self.blocks.append(Heading(2, f"Task `{task}`"))
             self._results(task, task_runs)
             self._comparisons(task, task_runs, candidates)
+            self._against_reference(task, task_runs)
             self._breakdowns(task, task_runs)
             self._layer_plots(task, task_runs, candidates)
             self._heatmaps(task, task_runs, candidates)
@@ -268,6 +271,55 @@ class _ReportBuilder:
                     "(name one run as the baseline with `--baseline LABEL`)."
                 )
             )
+
+    def _against_reference(self, task: str, task_runs: list[Run]) -> None:
+        """Ours beside the published accuracy of the same method, with our paired comparison to the baseline."""
+        reference = self.settings.reference
+        if reference is None:
+            return
+        comparisons = self.summary["tasks"][task].get("comparisons", {})
+        baseline_reported = reference.get(task, self.settings.baseline)
+        rows, entries = [], {}
+        for run in task_runs:
+            s = self.summaries[task][run.label]
+            reported = reference.get(task, run.model)
+            c = comparisons.get(run.label)
+            reported_delta = (
+                reported - baseline_reported
+                if reported is not None and baseline_reported is not None and run.model != self.settings.baseline
+                else None
+            )
+            rows.append(
+                [
+                    run.label,
+                    f"{tables.number(s.accuracy)} [{tables.number(s.ci_low)}, {tables.number(s.ci_high)}]",
+                    tables.number(reported) if reported is not None else "–",
+                    tables.signed(s.accuracy - reported) if reported is not None else "–",
+                    f"{tables.signed(c['difference'])} [{tables.signed(c['ci_low'])}, {tables.signed(c['ci_high'])}]"
+                    if c
+                    else "–",
+                    tables.p_value(c["p_value"]) if c else "–",
+                    tables.signed(reported_delta) if reported_delta is not None else "–",
+                ]
+            )
+            entries[run.label] = {
+                "model": run.model,
+                "ours": s.accuracy,
+                "reported": reported,
+                "reported_difference_to_baseline": reported_delta,
+            }
+        self.summary["tasks"][task]["reference"] = {"name": reference.name, "runs": entries}
+        headers = ["run", "ours [95% CI]", reference.name, "ours − reported", "Δ vs baseline [95% CI]", "McNemar p"]
+        headers.append(f"Δ {reference.name}")
+        self.blocks += [
+            Heading(3, f"Against the results {reference.name}"),
+            Paragraph(
+                f"Ours: accuracy with its 95% bootstrap interval, and the paired comparison with the baseline "
+                f"`{self.settings.baseline}` on the same documents. The last column is the published difference "
+                "to the published baseline."
+            ),
+            TableBlock(headers, rows),
+        ]
 
     def _breakdowns(self, task: str, task_runs: list[Run]) -> None:
         category = tables.category_breakdown(task_runs, task)

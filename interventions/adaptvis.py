@@ -3,7 +3,7 @@
 Pass 1 gives the confidence ``c`` (top-1 probability of the first token); pass 2 multiplies
 the last row's pre-softmax logits on image keys by ``alpha`` (``smoothen_weight`` if
 ``c < confidence_threshold`` else ``sharpen_weight``, per sequence) in the selected
-layers, before the additive mask, then softmax as usual. See METHODS.md.
+layers, before the additive mask, then softmax as usual. See docs/METHODS.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why: AdaptVis, CLVS and the attention log read or change only the attention row of the
 prompt's last position (N - 1). Under causal attention positions 0..N-2 never see it, so
 their keys, values and hidden states are the same at every layer whatever a method does
-(DESIGN.md, "the last-row invariant"). One forward over them, the vision tower included,
+(docs/METHODS.md, "the last-row invariant"). One forward over them, the vision tower included,
 with a KV cache, serves the confidence pass, the steered pass and every point of a
 hyperparameter grid. Each of those is a one-token forward of position N - 1 on the cache,
 which the steered attention recognises as the last-row forward; :meth:`PromptPrefix.rewind`

@@ -220,6 +220,14 @@ class Qwen3VL(lmms):
         """The method's parameters that shape an answer (the attention log's ``model_args``)."""
         return {}
 
+    def announce_preset(self, preset: str | None, from_preset: dict) -> None:
+        """Log, at start-up, what a ``preset=`` expanded to (explicit arguments won over it)."""
+        if preset in (None, "", "none", "None"):
+            return
+        chosen = ", ".join(f"{key}={value}" for key, value in self.method_arguments().items())
+        taken = ", ".join(sorted(from_preset)) or "nothing (every argument was given explicitly)"
+        logger.info(f"{self.MODEL_NAME}: preset {preset} set {taken}; the method runs with {chosen}")
+
     def _attention_logger(self):
         from interventions import use_steered_attention
         from models.attention_log import AttentionLogWriter

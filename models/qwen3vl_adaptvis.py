@@ -21,6 +21,7 @@ from interventions import use_steered_attention
 from interventions.adaptvis import AdaptVis, AdaptVisParams, first_token_confidence
 from interventions.layers import parse_layers
 from interventions.prefix import next_token_logits
+from models.presets import resolve
 from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
 
 
@@ -30,23 +31,44 @@ class Qwen3VLAdaptVis(Qwen3VL):
     MODEL_NAME: ClassVar[str] = "qwen3vl_adaptvis"
     STEERS: ClassVar[bool] = True
 
+    DEFAULTS: ClassVar[dict] = {
+        "confidence_threshold": 0.8,
+        "sharpen_weight": 1.2,
+        "smoothen_weight": 0.2,
+        "layers": "all",
+    }
+
     def __init__(
         self,
-        confidence_threshold: float = 0.8,
-        sharpen_weight: float = 1.2,
-        smoothen_weight: float = 0.2,
-        layers: str | list[int] = "all",
+        confidence_threshold: float | None = None,
+        sharpen_weight: float | None = None,
+        smoothen_weight: float | None = None,
+        layers: str | list[int] | None = None,
+        preset: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.params = AdaptVisParams(confidence_threshold, sharpen_weight, smoothen_weight)
-        self.layers_argument = layers
-        parse_layers(layers, 10**6)  # refuse a malformed value before loading the checkpoint
+        """Unset arguments (None) come from ``preset`` (``models/presets.json``), else from :attr:`DEFAULTS`."""
+        given = {
+            "confidence_threshold": confidence_threshold,
+            "sharpen_weight": sharpen_weight,
+            "smoothen_weight": smoothen_weight,
+            "layers": layers,
+        }
+        values, from_preset = resolve(self.MODEL_NAME, preset, given, self.DEFAULTS)
+        self.preset = preset
+        self.params = AdaptVisParams(
+            values["confidence_threshold"], values["sharpen_weight"], values["smoothen_weight"]
+        )
+        self.layers_argument = values["layers"]
+        parse_layers(self.layers_argument, 10**6)  # refuse a malformed value before loading the checkpoint
         super().__init__(**kwargs)
-        self.layers = parse_layers(layers, self.model.config.text_config.num_hidden_layers)
+        self.layers = parse_layers(self.layers_argument, self.model.config.text_config.num_hidden_layers)
         use_steered_attention(self.model)
+        self.announce_preset(preset, from_preset)
 
     def method_arguments(self) -> dict:
         return {
+            **({"preset": self.preset} if self.preset not in (None, "", "none", "None") else {}),
             "confidence_threshold": self.params.confidence_threshold,
             "sharpen_weight": self.params.sharpen_weight,
             "smoothen_weight": self.params.smoothen_weight,

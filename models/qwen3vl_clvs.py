@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from interventions import use_steered_attention
 from interventions.clvs import CLVS, CLVSParams, unbiased_position_ids
 from interventions.prefix import PromptPrefix
+from models.presets import resolve
 from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
 
 
@@ -21,23 +22,42 @@ class Qwen3VLCLVS(Qwen3VL):
     MODEL_NAME: ClassVar[str] = "qwen3vl_clvs"
     STEERS: ClassVar[bool] = True
 
+    DEFAULTS: ClassVar[dict] = {
+        "smoothing": 0.7,
+        "window_memory_size": 0.8,
+        "uncertainty_threshold": 0.5,
+        "position_unbiased": True,
+        "logit_lens_norm": True,
+    }
+
     def __init__(
         self,
-        smoothing: float = 0.7,
-        window_memory_size: float = 0.8,
-        uncertainty_threshold: float = 0.5,
-        position_unbiased: bool = True,
-        logit_lens_norm: bool = True,
+        smoothing: float | None = None,
+        window_memory_size: float | None = None,
+        uncertainty_threshold: float | None = None,
+        position_unbiased: bool | None = None,
+        logit_lens_norm: bool | None = None,
+        preset: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.params = CLVSParams(
-            smoothing, window_memory_size, uncertainty_threshold, position_unbiased, logit_lens_norm
-        )
+        """Unset arguments (None) come from ``preset`` (``models/presets.json``), else from :attr:`DEFAULTS`."""
+        given = {
+            "smoothing": smoothing,
+            "window_memory_size": window_memory_size,
+            "uncertainty_threshold": uncertainty_threshold,
+            "position_unbiased": position_unbiased,
+            "logit_lens_norm": logit_lens_norm,
+        }
+        values, from_preset = resolve(self.MODEL_NAME, preset, given, self.DEFAULTS)
+        self.preset = preset
+        self.params = CLVSParams(**values)
         super().__init__(**kwargs)
         use_steered_attention(self.model)
+        self.announce_preset(preset, from_preset)
 
     def method_arguments(self) -> dict:
         return {
+            **({"preset": self.preset} if self.preset not in (None, "", "none", "None") else {}),
             "smoothing": self.params.smoothing,
             "window_memory_size": self.params.window_memory_size,
             "uncertainty_threshold": self.params.uncertainty_threshold,

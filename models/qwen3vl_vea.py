@@ -41,6 +41,7 @@ from interventions.vea import (
     highlight_pixel_values,
 )
 from interventions.vea_profile import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
+from models.presets import resolve
 from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
 
 HINT = "Focus on the highlighted (brighter) region of the image."
@@ -56,11 +57,14 @@ class Qwen3VLVEA(Qwen3VL):
 
     MODEL_NAME: ClassVar[str] = "qwen3vl_vea"
 
+    DEFAULTS: ClassVar[dict] = {"smooth_strength": 0.5, "highlight_strength": 0.5, "denoise_lambda": 10.0}
+    LAYER_SOURCES: ClassVar[tuple[str, ...]] = ("layers", "layers_file", "coco_annotations_dir")
+
     def __init__(
         self,
-        smooth_strength: float = 0.5,
-        highlight_strength: float = 0.5,
-        denoise_lambda: float = 10.0,
+        smooth_strength: float | None = None,
+        highlight_strength: float | None = None,
+        denoise_lambda: float | None = None,
         layers: str | list[int] | None = None,
         layers_file: str | None = None,
         coco_annotations_dir: str | None = None,
@@ -70,9 +74,27 @@ class Qwen3VLVEA(Qwen3VL):
         layer_top_fraction: float = 0.1,
         profile_cache: str | None = None,
         hint: bool = False,
+        preset: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.params = VEAParams(smooth_strength, highlight_strength, denoise_lambda)
+        """Unset arguments (None) come from ``preset`` (``models/presets.json``), else from :attr:`DEFAULTS`.
+
+        The preset's ``layers`` apply only when no layer source (``layers``, ``layers_file``,
+        ``coco_annotations_dir``) is given explicitly.
+        """
+        given = {
+            "smooth_strength": smooth_strength,
+            "highlight_strength": highlight_strength,
+            "denoise_lambda": denoise_lambda,
+            "layers": layers if _given(layers) else None,
+            "layers_file": layers_file if _given(layers_file) else None,
+            "coco_annotations_dir": coco_annotations_dir if _given(coco_annotations_dir) else None,
+        }
+        values, from_preset = resolve(self.MODEL_NAME, preset, given, self.DEFAULTS, exclusive=self.LAYER_SOURCES)
+        self.preset = preset
+        layers, layers_file = values.get("layers"), values.get("layers_file")
+        coco_annotations_dir = values.get("coco_annotations_dir")
+        self.params = VEAParams(values["smooth_strength"], values["highlight_strength"], values["denoise_lambda"])
         if not isinstance(hint, bool):
             raise ValueError(f"hint must be true or false, got {hint!r}")
         self.hint = hint
@@ -95,6 +117,7 @@ class Qwen3VLVEA(Qwen3VL):
         self.layout = PatchLayout.from_processor(self.processor.image_processor)
         self.layers = self._resolve_layers()
         logger.info(f"qwen3vl_vea: evidence from layers {self.layers} ({self.layer_source})")
+        self.announce_preset(preset, from_preset)
 
     # ------------------------------------------------------------------ layers
     @staticmethod
@@ -182,6 +205,7 @@ class Qwen3VLVEA(Qwen3VL):
 
     def method_arguments(self) -> dict:
         arguments = {
+            **({"preset": self.preset} if self.preset not in (None, "", "none", "None") else {}),
             "smooth_strength": self.params.smooth_strength,
             "highlight_strength": self.params.highlight_strength,
             "denoise_lambda": self.params.denoise_lambda,
@@ -190,6 +214,8 @@ class Qwen3VLVEA(Qwen3VL):
         }
         if self.layer_source == "layers_file":
             arguments["layers_file"] = str(self.layers_file)
+        if self.layer_source == "layers":
+            arguments["layers"] = list(self.layers) if hasattr(self, "layers") else self.layers_argument
         return arguments
 
     # ------------------------------------------------------------- answering

@@ -16,17 +16,16 @@ Steps (each a subprocess running the project's own command line, so the demo is 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import Pipeline, task_accuracy  # noqa: E402  (scripts/ is not a package)
+
 TASK = "vsr_random_dev"
 METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
 
@@ -88,34 +87,12 @@ FAST = Budget(
 )
 
 
-def log(message: str) -> None:
-    print(f"[demo] {message}", flush=True)
-
-
-def run(step: str, args: list[str], env: dict[str, str] | None = None) -> float:
-    """Run ``python ARGS`` from the repository root; stop the demo with its output when it fails."""
-    start = time.perf_counter()
-    log(f"{step} ...")
-    command = [sys.executable, *args]
-    completed = subprocess.run(command, cwd=REPO_ROOT, env=env or child_env(), capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-8000:])
-        raise SystemExit(f"[demo] {step} failed (exit {completed.returncode}): {' '.join(command)}")
-    log(f"{step} done in {elapsed:.1f}s")
-    return elapsed
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
-    env.update(extra)
-    return env
+PIPELINE = Pipeline("demo")
 
 
 def generate_data(out: Path, budget: Budget, seed: int) -> Path:
     data = out / "data"
-    run(
+    PIPELINE.run(
         "1/5 synthetic data",
         [
             "-m", "vsr_tasks.synthetic", str(data),
@@ -130,7 +107,7 @@ def generate_data(out: Path, budget: Budget, seed: int) -> Path:
 def build_tiny(out: Path, budget: Budget, seed: int) -> Path:
     tiny = out / "tiny"
     args = ["-m", "models.tiny", str(tiny), "--layers", str(budget.layers), "--seed", str(seed)]
-    run("2/5 tiny checkpoint", [*args, "--tokenizer", budget.tokenizer])
+    PIPELINE.run("2/5 tiny checkpoint", [*args, "--tokenizer", budget.tokenizer])
     return tiny
 
 
@@ -143,7 +120,7 @@ def finetune(out: Path, data: Path, tiny: Path, budget: Budget, seed: int) -> Pa
     output folder naming the last checkpoint (a folder that ``from_pretrained`` and lmms-eval load).
     """
     output_dir = out / "finetune"
-    run(
+    PIPELINE.run(
         f"3/5 fine-tune ({budget.max_steps} steps, batch {budget.batch_size})",
         [
             "-m", "finetune", "--dataset_type", "random", "--vsr_data_dir", str(data), "--model_id", str(tiny),
@@ -165,17 +142,12 @@ def finetune(out: Path, data: Path, tiny: Path, budget: Budget, seed: int) -> Pa
     return checkpoint
 
 
-def model_args(method: str, checkpoint: Path, out: Path, data: Path) -> str:
-    args = [f"pretrained={checkpoint}", "device=cpu", "dtype=float32", "batch_size=8"]
-    args.append(f"attention_log={out / 'attention' / method}")
+def model_args(method: str, checkpoint: Path, out: Path, data: Path) -> dict:
+    args = {"pretrained": checkpoint, "device": "cpu", "dtype": "float32", "batch_size": 8}
+    args["attention_log"] = out / "attention" / method
     if method == "qwen3vl_vea":  # VEA picks its layers by profiling on the synthetic train boxes
-        args += [f"coco_annotations_dir={data / 'annotations'}", f"vsr_data_dir={data}", "profile_samples=16"]
-    return ",".join(args)
-
-
-def find_results(run_dir: Path) -> Path | None:
-    found = sorted(glob.glob(str(run_dir / "**" / "*_results.json"), recursive=True))
-    return Path(found[-1]) if found else None
+        args.update(coco_annotations_dir=data / "annotations", vsr_data_dir=data, profile_samples=16)
+    return args
 
 
 def evaluate(out: Path, data: Path, checkpoint: Path, methods: list[str]) -> dict[str, float]:
@@ -183,16 +155,16 @@ def evaluate(out: Path, data: Path, checkpoint: Path, methods: list[str]) -> dic
     for index, method in enumerate(methods, 1):
         run_dir = out / "runs" / method
         shutil.rmtree(run_dir, ignore_errors=True)
-        args = [
-            "-m", "lmms_eval", "--model", method, "--model_args", model_args(method, checkpoint, out, data),
-            "--tasks", TASK, "--batch_size", "8", "--log_samples", "--output_path", str(run_dir),
-        ]  # fmt: skip
-        run(f"4/5 evaluate {method} ({index}/{len(methods)})", args, child_env(VSR_DATA_DIR=str(data)))
-        results = find_results(run_dir)  # the CLI exits 0 when an evaluation fails
-        if results is None:
-            raise SystemExit(f"[demo] lmms-eval wrote no results for {method} under {run_dir}")
-        metrics = json.loads(results.read_text())["results"][TASK]
-        accuracies[method] = float(next(v for k, v in metrics.items() if k.split(",")[0] == "accuracy"))
+        results = PIPELINE.evaluate(
+            f"4/5 evaluate {method} ({index}/{len(methods)})",
+            method,
+            model_args(method, checkpoint, out, data),
+            [TASK],
+            run_dir,
+            PIPELINE.env(VSR_DATA_DIR=str(data)),
+            batch_size=8,
+        )
+        accuracies[method] = task_accuracy(results, TASK)
     return accuracies
 
 
@@ -203,13 +175,9 @@ def majority_baseline(data: Path) -> float:
 
 
 def report(out: Path, data: Path, methods: list[str]) -> Path:
-    runs = [str(out / "runs" / method) for method in methods]  # this demo's runs only
-    env = child_env(VSR_DATA_DIR=str(data))  # the heatmaps draw on the synthetic images
-    run("5/5 analysis report", ["-m", "analysis", "report", *runs, "--out", str(out / "report")], env)
-    path = out / "report" / "report.md"
-    if not path.exists():
-        raise SystemExit(f"[demo] the analysis wrote no {path}")
-    return path
+    runs = [out / "runs" / method for method in methods]  # this demo's runs only
+    env = PIPELINE.env(VSR_DATA_DIR=str(data))  # the heatmaps draw on the synthetic images
+    return PIPELINE.report("5/5 analysis report", runs, out / "report", env)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -232,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    log = PIPELINE.log
     log(f"{'fast' if args.fast else 'full'} demo into {out}")
     data = generate_data(out, budget, args.seed)
     tiny = build_tiny(out, budget, args.seed)

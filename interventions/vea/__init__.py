@@ -3,7 +3,7 @@
 VEA edits no attention. An attribution prefill records the last row's head-mean image attention
 at a few profiled layers (the fused path of :mod:`interventions.recording`); the layer mean is an
 evidence grid ``(grid_h, grid_w)`` in merged visual tokens. Each step below is a pure function so
-it can be checked alone (METHODS.md, VEA):
+it can be checked alone (docs/METHODS.md, VEA):
 
 1. :func:`denoise`: a cell above ``denoise_lambda`` x the max of its neighbours is an
    attention-sink spike; it takes the neighbours' mean.
@@ -39,7 +39,7 @@ GAUSSIAN_TRUNCATE = 4.0  # kernel radius in sigmas (scipy.ndimage's default)
 
 @dataclass(frozen=True)
 class VEAParams:
-    """The three numbers that shape the highlighted image (METHODS.md defaults for the random split)."""
+    """The three numbers that shape the highlighted image (docs/METHODS.md defaults for the random split)."""
 
     smooth_strength: float = 0.5
     highlight_strength: float = 0.5

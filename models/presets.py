@@ -1,0 +1,58 @@
+"""Named sets of method arguments (``preset=NAME``), kept in one data file: ``models/presets.json``.
+
+Why: the reference study's settings differ per split (AdaptVis smoothens with 0.2 on random and 0.1
+on zeroshot, VEA blurs and dims differently, its profiled layers differ). Twelve evaluations with
+hand-written arguments invite a typo; a preset names them once. Precedence, per argument: an explicit
+model argument, then the preset, then the model's own default. For VEA the evidence layers are one
+choice: any explicit source (``layers``, ``layers_file``, ``coco_annotations_dir``) replaces the
+preset's ``layers``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+PRESETS_FILE = Path(__file__).with_name("presets.json")
+
+
+@lru_cache(maxsize=1)
+def presets() -> dict[str, dict]:
+    """Every preset in :data:`PRESETS_FILE`: name -> {"about": str, model name -> arguments}."""
+    return json.loads(PRESETS_FILE.read_text(encoding="utf-8"))
+
+
+def preset_arguments(preset: str, model_name: str) -> dict[str, Any]:
+    """The arguments ``preset`` sets for ``model_name``; an unknown preset is refused with the known ones."""
+    known = presets()
+    if preset not in known:
+        raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(known))}")
+    return dict(known[preset].get(model_name, {}))
+
+
+def resolve(
+    model_name: str,
+    preset: str | None,
+    given: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    exclusive: Iterable[str] = (),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(values, from_preset)``: explicit arguments (not None) win over the preset, the preset over ``defaults``.
+
+    ``exclusive`` names arguments that are alternatives to one another: when any of them is given explicitly,
+    the preset sets none of them.
+    """
+    values = dict(defaults)
+    from_preset: dict[str, Any] = {}
+    if preset not in (None, "", "none", "None"):
+        from_preset = preset_arguments(preset, model_name)
+        exclusive = set(exclusive)
+        if any(given.get(name) is not None for name in exclusive):
+            from_preset = {key: value for key, value in from_preset.items() if key not in exclusive}
+        from_preset = {key: value for key, value in from_preset.items() if given.get(key) is None}
+        values.update(from_preset)
+    values.update({key: value for key, value in given.items() if value is not None})
+    return values, from_preset

@@ -1,0 +1,125 @@
+"""The steps ``scripts/demo.py`` and ``scripts/reproduce.py`` share: each runs one of the project's command lines.
+
+Why subprocesses: the pipelines then run exactly what a user types (and ``--dry_run`` can print it), every step
+is also an end-to-end test of its command, and a failure stops the pipeline with that command's own output.
+The lmms-eval CLI exits 0 even when an evaluation fails, so an evaluation counts as done only when its results
+file exists; that also makes pipelines resumable (a finished evaluation is skipped).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+class Pipeline:
+    """Runs ``python ARGS`` steps from the repository root, logging each with its time; ``dry_run`` only prints."""
+
+    def __init__(self, name: str, dry_run: bool = False, offline: bool = True, env: Mapping[str, str] | None = None):
+        self.name = name
+        self.dry_run = dry_run
+        self.base_env = dict(os.environ)
+        self.base_env["TOKENIZERS_PARALLELISM"] = "false"
+        if offline:
+            self.base_env.update(OFFLINE)
+        self.base_env.update(env or {})
+
+    def log(self, message: str) -> None:
+        print(f"[{self.name}] {message}", flush=True)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**self.base_env, **extra}
+
+    def run(self, step: str, args: list[str], env: Mapping[str, str] | None = None) -> float:
+        """Run ``python ARGS``; stop the pipeline with its output when it fails. Returns the seconds it took."""
+        command = [sys.executable, *args]
+        if self.dry_run:
+            extra = {k: v for k, v in (env or {}).items() if self.base_env.get(k) != v}
+            prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(extra.items()))
+            print(f"{prefix + ' ' if prefix else ''}python {shlex.join(args)}", flush=True)
+            return 0.0
+        start = time.perf_counter()
+        self.log(f"{step} ...")
+        completed = subprocess.run(
+            command, cwd=REPO_ROOT, env=dict(env or self.base_env), capture_output=True, text=True
+        )
+        elapsed = time.perf_counter() - start
+        if completed.returncode != 0:
+            sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-8000:])
+            raise SystemExit(f"[{self.name}] {step} failed (exit {completed.returncode}): {shlex.join(command)}")
+        self.log(f"{step} done in {elapsed:.1f}s")
+        return elapsed
+
+    def evaluate(
+        self,
+        step: str,
+        model: str,
+        model_args: Mapping[str, object],
+        tasks: list[str],
+        output: Path,
+        env: Mapping[str, str],
+        batch_size: int = 1,
+        limit: int | None = None,
+        resume: bool = False,
+    ) -> Path | None:
+        """One lmms-eval run with ``--log_samples``; returns its results file (None in a dry run).
+
+        With ``resume`` an output folder that already holds a results file is not evaluated again.
+        """
+        if resume and not self.dry_run and find_results(output) is not None:
+            self.log(f"{step}: results exist in {output}, skipped")
+            return find_results(output)
+        args = ["-m", "lmms_eval", "--model", model, "--model_args", format_model_args(model_args)]
+        args += ["--tasks", ",".join(tasks), "--batch_size", str(batch_size), "--log_samples"]
+        args += ["--output_path", str(output)]
+        if limit is not None:
+            args += ["--limit", str(limit)]
+        self.run(step, args, env)
+        if self.dry_run:
+            return None
+        results = find_results(output)
+        if results is None:  # the CLI exits 0 when an evaluation fails
+            raise SystemExit(f"[{self.name}] lmms-eval wrote no results for {model} under {output}")
+        return results
+
+    def report(self, step: str, runs: list[Path], out: Path, env: Mapping[str, str], *extra: str) -> Path:
+        """``python -m analysis report`` over ``runs``; returns report.md."""
+        self.run(step, ["-m", "analysis", "report", *(str(run) for run in runs), "--out", str(out), *extra], env)
+        path = out / "report.md"
+        if not self.dry_run and not path.exists():
+            raise SystemExit(f"[{self.name}] the analysis wrote no {path}")
+        return path
+
+
+def format_model_args(model_args: Mapping[str, object]) -> str:
+    """``key=value,...`` as lmms-eval reads it (lists in brackets, booleans lower-case)."""
+
+    def value(item: object) -> str:
+        if isinstance(item, bool):
+            return str(item).lower()
+        if isinstance(item, (list, tuple)):
+            return "[" + ",".join(str(x) for x in item) + "]"
+        return str(item)
+
+    return ",".join(f"{key}={value(item)}" for key, item in model_args.items() if item is not None)
+
+
+def find_results(run_dir: Path) -> Path | None:
+    """The newest ``*_results.json`` under an lmms-eval ``--output_path`` folder."""
+    found = sorted(glob.glob(str(Path(run_dir) / "**" / "*_results.json"), recursive=True))
+    return Path(found[-1]) if found else None
+
+
+def task_accuracy(results_file: Path, task: str) -> float:
+    metrics = json.loads(Path(results_file).read_text())["results"][task]
+    return float(next(value for key, value in metrics.items() if key.split(",")[0] == "accuracy"))

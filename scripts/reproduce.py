@@ -1,0 +1,301 @@
+"""Reproduce the reference study's table in one command: ``python scripts/reproduce.py --out reproduce_out``.
+
+The study fine-tuned Qwen3-VL-2B on each VSR train split and reported dev accuracy for the base model and
+the three interventions (``scripts/study_results.json``). Steps, each one of the project's command lines
+(``scripts/pipeline.py``, shared with ``scripts/demo.py``):
+
+1. Checkpoints: the published ones (``changdb/Qwen3-VL-2B-Instruct-VSR-{Random,Zeroshot}``) by default,
+   local ones with ``--random_checkpoint`` / ``--zeroshot_checkpoint``, or ``--finetune``: both trained from
+   ``--base_model`` with the study's recipe (``python -m finetune`` defaults: frozen vision tower, effective
+   batch 64, lr 2e-5, 3 epochs; the best held-out checkpoint is used).
+2. VEA layer profiling per checkpoint on its own train split (``python -m interventions.vea profile``);
+   ``--vea_layers study`` uses the study's published layers instead (no COCO annotations needed).
+3. ``lmms-eval``: 4 methods x 2 splits on dev (``--test`` adds test), each intervention with its split's
+   preset (``preset=seed_random`` / ``seed_zeroshot``, ``models/presets.json``), ``dtype=float32`` (as the
+   study), the attention log on, ``--batch_size`` passed through.
+4. ``python -m analysis report`` over all runs, with the study's numbers beside ours (``--reference``) and our
+   paired 95% intervals and McNemar p against the baseline.
+
+Inputs are checked before any GPU time is spent; each missing one is named with its fix. A finished step
+(results file, profile JSON, fine-tuning summary) is skipped when the command is run again. ``--dry_run``
+prints every command and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import Pipeline, task_accuracy  # noqa: E402  (scripts/ is not a package)
+
+SCRIPTS = Path(__file__).resolve().parent
+STUDY_RESULTS = SCRIPTS / "study_results.json"
+SPLITS = ("random", "zeroshot")
+METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_vea", "qwen3vl_clvs")
+PUBLISHED = {
+    "random": "changdb/Qwen3-VL-2B-Instruct-VSR-Random",
+    "zeroshot": "changdb/Qwen3-VL-2B-Instruct-VSR-Zeroshot",
+}
+BASE_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+
+
+@dataclass
+class Plan:
+    """What to run, resolved from the arguments."""
+
+    out: Path
+    splits: list[str]
+    methods: list[str]
+    checkpoints: dict[str, str]  # split -> local folder or hub id (fine-tuned ones resolved after training)
+    vsr_data_dir: Path | None
+    coco_annotations_dir: Path | None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("reproduce_out"), help="output folder (default reproduce_out)")
+    parser.add_argument("--random_checkpoint", help=f"random-split checkpoint (default: {PUBLISHED['random']})")
+    parser.add_argument("--zeroshot_checkpoint", help=f"zeroshot-split checkpoint (default: {PUBLISHED['zeroshot']})")
+    parser.add_argument("--finetune", action="store_true", help="train both checkpoints from --base_model first")
+    parser.add_argument("--base_model", default=BASE_MODEL, help="what --finetune starts from (default: %(default)s)")
+    parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: random, zeroshot (default: both)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated models (default: all four)")
+    parser.add_argument("--test", action="store_true", help="evaluate the test splits as well as dev")
+    parser.add_argument("--batch_size", type=int, default=8, help="sequences per forward (default: %(default)s)")
+    parser.add_argument("--dtype", default="float32", help="model dtype (default: float32, as the study)")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents (smoke runs)")
+    parser.add_argument(
+        "--vea_layers",
+        choices=("profiled", "study"),
+        default="profiled",
+        help="profiled: profile each checkpoint on its train split (needs COCO boxes); study: the study's layers",
+    )
+    parser.add_argument("--profile_samples", type=int, default=100, help="train rows VEA profiles on (default 100)")
+    parser.add_argument("--vsr_data_dir", type=Path, default=None, help="VSR data folder (default: $VSR_DATA_DIR)")
+    parser.add_argument(
+        "--coco_annotations_dir", type=Path, default=None, help="COCO annotations (default: $COCO_ANNOTATIONS_DIR)"
+    )
+    parser.add_argument("--dry_run", action="store_true", help="print every command and change nothing")
+    return parser.parse_args(argv)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not splits or any(s not in SPLITS for s in splits):
+        raise SystemExit(f"--splits: choose from {', '.join(SPLITS)}, got {args.splits!r}")
+    if not methods or any(m not in METHODS for m in methods):
+        raise SystemExit(f"--methods: choose from {', '.join(METHODS)}, got {args.methods!r}")
+    methods = ["qwen3vl"] + [m for m in methods if m != "qwen3vl"]  # the baseline of every comparison
+    given = {"random": args.random_checkpoint, "zeroshot": args.zeroshot_checkpoint}
+    if args.finetune and any(given.values()):
+        raise SystemExit(
+            "--finetune trains both checkpoints; do not also pass --random_checkpoint/--zeroshot_checkpoint"
+        )
+    checkpoints = {split: given[split] or PUBLISHED[split] for split in splits}
+    data = args.vsr_data_dir or _env_path("VSR_DATA_DIR")
+    coco = args.coco_annotations_dir or _env_path("COCO_ANNOTATIONS_DIR")
+    return Plan(args.out.resolve(), splits, methods, checkpoints, data, coco)
+
+
+def _env_path(variable: str) -> Path | None:
+    value = os.environ.get(variable, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+# ------------------------------------------------------------------ inputs
+def check_inputs(plan: Plan, args: argparse.Namespace) -> list[str]:
+    """Every missing input, one line each with its fix (empty: ready to run)."""
+    problems: list[str] = []
+    if plan.vsr_data_dir is None or not plan.vsr_data_dir.is_dir():
+        where = "is not set" if plan.vsr_data_dir is None else f"={plan.vsr_data_dir} does not exist"
+        problems.append(
+            f"VSR_DATA_DIR {where}: clone cambridgeltl/visual-spatial-reasoning, follow its data/ README, then "
+            "export VSR_DATA_DIR=/path/to/visual-spatial-reasoning/data (or pass --vsr_data_dir)"
+        )
+    else:
+        problems += _check_splits(plan, args)
+    if "qwen3vl_vea" in plan.methods and args.vea_layers == "profiled":
+        coco = plan.coco_annotations_dir
+        missing = [
+            n for n in ("instances_train2017.json", "instances_val2017.json") if not coco or not (coco / n).is_file()
+        ]
+        if missing:
+            problems.append(
+                f"COCO_ANNOTATIONS_DIR {'is not set' if coco is None else f'={coco} lacks ' + ', '.join(missing)}: "
+                "download COCO 2017 annotations (cocodataset.org) and export COCO_ANNOTATIONS_DIR=/path/to/annotations, "
+                "or pass --vea_layers study to use the study's layers"
+            )
+    if args.finetune:
+        problems += _check_hub(args.base_model, "--base_model")
+    else:
+        for split, checkpoint in plan.checkpoints.items():
+            problems += _check_hub(checkpoint, f"--{split}_checkpoint")
+    return problems
+
+
+def _check_splits(plan: Plan, args: argparse.Namespace) -> list[str]:
+    from vsr_tasks import data as vsr
+
+    problems = []
+    needed = ["train", "dev"] + (["test"] if args.test else [])
+    try:
+        folder = vsr.image_dir(plan.vsr_data_dir)
+    except vsr.VSRDataError as error:
+        return [str(error)]
+    for split_type in plan.splits:
+        for split in needed:
+            path = vsr.split_path(plan.vsr_data_dir, split_type, split)
+            if not path.is_file():
+                problems.append(f"{path} is missing: VSR_DATA_DIR must hold splits/{split_type}/{split}.jsonl")
+                continue
+            if split == "train":
+                continue
+            rows = vsr.read_rows(path)[: args.limit] if args.limit else vsr.read_rows(path)
+            missing = []
+            for row in rows:
+                try:
+                    vsr.image_path(row, folder)
+                except vsr.VSRDataError:
+                    missing.append(row["image"])
+            if missing:
+                problems.append(
+                    f"{len(missing)} of the {len(rows)} {split_type}/{split} images are missing from {folder} "
+                    f"(first: {missing[0]}): download them with VSR's data/ script or set VSR_IMAGE_DIR"
+                )
+    return problems
+
+
+def _check_hub(checkpoint: str, flag: str) -> list[str]:
+    """A local folder must be a checkpoint; a hub id must be cached or the hub reachable."""
+    path = Path(checkpoint).expanduser()
+    if path.exists() or checkpoint.startswith((".", "/", "~")):
+        if not (path / "config.json").is_file():
+            return [f"{flag} {checkpoint}: no config.json there; pass a Qwen3-VL checkpoint folder"]
+        return []
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(checkpoint, "config.json")
+    if isinstance(cached, str):
+        return []
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return [f"{checkpoint}: not in the local cache and HF_HUB_OFFLINE is set: unset it, or download it and "
+                f"pass {flag} /path/to/folder"]  # fmt: skip
+    try:
+        model_info(checkpoint, timeout=15)
+    except Exception as error:  # connection errors come in many types
+        return [f"{checkpoint}: the hub cannot be reached ({type(error).__name__}): check the network, or download "
+                f"it elsewhere (huggingface-cli download {checkpoint}) and pass {flag} /path/to/folder"]  # fmt: skip
+    return []
+
+
+# ------------------------------------------------------------------ steps
+def finetune(pipeline: Pipeline, plan: Plan, args: argparse.Namespace, split: str) -> str:
+    """Train one split's checkpoint with the study's recipe (finetune's defaults); returns the best checkpoint."""
+    output = plan.out / "finetune" / split
+    state = output / "trainer_state.json"
+    if not args.dry_run and state.is_file() and json.loads(state.read_text()).get("finished"):
+        pipeline.log(f"fine-tune {split}: finished run in {output}, skipped")
+    else:
+        resume = ["--resume_from_checkpoint", "latest"] if (output / "trainer_state.json").is_file() else []
+        pipeline.run(
+            f"fine-tune {split}",
+            ["-m", "finetune", "--dataset_type", split, "--vsr_data_dir", str(plan.vsr_data_dir or "$VSR_DATA_DIR"),
+             "--model_id", args.base_model, "--freeze_vision", "--output_dir", str(output), *resume],
+            pipeline.env(),
+        )  # fmt: skip
+    if args.dry_run:
+        return str(output / "<best checkpoint>")
+    return json.loads(state.read_text())["best_checkpoint"]
+
+
+def profile(pipeline: Pipeline, plan: Plan, args: argparse.Namespace, split: str, checkpoint: str) -> Path:
+    out = plan.out / f"vea_layers_{split}.json"
+    if not args.dry_run and out.is_file():
+        pipeline.log(f"VEA profile {split}: {out} exists, skipped")
+        return out
+    data, coco = plan.vsr_data_dir or "$VSR_DATA_DIR", plan.coco_annotations_dir or "$COCO_ANNOTATIONS_DIR"
+    command = ["-m", "interventions.vea", "profile", "--model", checkpoint, "--vsr_data_dir", str(data),
+               "--dataset_type", split, "--coco_annotations_dir", str(coco),
+               "--samples", str(args.profile_samples), "--dtype", args.dtype, "--out", str(out)]  # fmt: skip
+    if args.device:
+        command += ["--device", args.device]
+    pipeline.run(f"VEA profile {split}", command, pipeline.env())
+    return out
+
+
+def model_args(method: str, split: str, checkpoint: str, layers_file: Path | None, plan: Plan, args) -> dict:
+    arguments: dict[str, object] = {"pretrained": checkpoint, "dtype": args.dtype, "batch_size": args.batch_size}
+    if args.device:
+        arguments["device"] = args.device
+    if method != "qwen3vl":
+        arguments["preset"] = f"seed_{split}"
+    if method == "qwen3vl_vea" and layers_file is not None:
+        arguments["layers_file"] = layers_file  # explicit: wins over the preset's layers
+    arguments["attention_log"] = plan.out / "attention" / split / method
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = make_plan(args)
+    local = all(Path(c).expanduser().exists() for c in plan.checkpoints.values()) and not args.finetune
+    pipeline = Pipeline("reproduce", dry_run=args.dry_run, offline=local)
+    problems = check_inputs(plan, args)
+    if problems and args.dry_run:
+        for problem in problems:
+            print(f"[reproduce] warning (a real run would stop here): {problem}", file=sys.stderr)
+    elif problems:
+        print("[reproduce] not started; fix these first:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    if not args.dry_run:
+        plan.out.mkdir(parents=True, exist_ok=True)
+    env = pipeline.env(VSR_DATA_DIR=str(plan.vsr_data_dir or "$VSR_DATA_DIR"))
+    runs: list[Path] = []
+    accuracies: dict[tuple[str, str], float] = {}
+    for split in plan.splits:
+        checkpoint = finetune(pipeline, plan, args, split) if args.finetune else plan.checkpoints[split]
+        layers_file = None
+        if "qwen3vl_vea" in plan.methods and args.vea_layers == "profiled":
+            layers_file = profile(pipeline, plan, args, split, checkpoint)
+        tasks = [f"vsr_{split}_dev"] + ([f"vsr_{split}_test"] if args.test else [])
+        for method in plan.methods:
+            output = plan.out / "runs" / split / method
+            results = pipeline.evaluate(
+                f"evaluate {method} on {', '.join(tasks)}",
+                method,
+                model_args(method, split, checkpoint, layers_file, plan, args),
+                tasks,
+                output,
+                env,
+                batch_size=args.batch_size,
+                limit=args.limit,
+                resume=True,
+            )
+            runs.append(output)
+            if results is not None:
+                accuracies[(split, method)] = task_accuracy(results, tasks[0])
+    report = pipeline.report(
+        "analysis report", runs, plan.out / "report", env, "--reference", str(STUDY_RESULTS), "--examples", "4"
+    )
+    if args.dry_run:
+        return 0
+    study = json.loads(STUDY_RESULTS.read_text())["accuracy"]
+    pipeline.log("dev accuracy, ours vs reported by the study:")
+    for (split, method), accuracy in accuracies.items():
+        reported = study.get(f"vsr_{split}_dev", {}).get(method)
+        pipeline.log(f"  {split:<9} {method:<18} {accuracy:.4f}   study {reported if reported is not None else '–'}")
+    pipeline.log(f"report: {report} (paired intervals and McNemar p against qwen3vl in its tables)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

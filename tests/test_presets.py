@@ -1,0 +1,79 @@
+"""``preset=NAME``: the study's per-split settings from models/presets.json, explicit arguments winning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from loguru import logger
+
+from models.presets import PRESETS_FILE, presets, resolve
+from models.qwen3vl import GenerationSettings
+from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
+from models.qwen3vl_clvs import Qwen3VLCLVS
+from models.qwen3vl_vea import Qwen3VLVEA
+from tests.intervention_reference import prepare
+
+
+def test_the_data_file_holds_the_studys_settings():
+    data = json.loads(PRESETS_FILE.read_text())
+    assert sorted(data) == ["seed_random", "seed_zeroshot"]
+    random, zeroshot = data["seed_random"], data["seed_zeroshot"]
+    assert random["qwen3vl_adaptvis"] == {"confidence_threshold": 0.8, "sharpen_weight": 1.2, "smoothen_weight": 0.2}
+    assert zeroshot["qwen3vl_adaptvis"]["smoothen_weight"] == 0.1
+    assert random["qwen3vl_vea"] == {"smooth_strength": 0.5, "highlight_strength": 0.5, "layers": [17, 20, 24]}
+    assert zeroshot["qwen3vl_vea"] == {"smooth_strength": 0.8, "highlight_strength": 0.2, "layers": [17, 20, 10]}
+    for preset in (random, zeroshot):
+        assert preset["qwen3vl_clvs"] == {"smoothing": 0.7, "window_memory_size": 0.8, "uncertainty_threshold": 0.5}
+
+
+def test_precedence_explicit_then_preset_then_default():
+    defaults = {"smooth_strength": 0.5, "highlight_strength": 0.5, "denoise_lambda": 10.0}
+    given = {"smooth_strength": None, "highlight_strength": 0.9, "denoise_lambda": None, "layers": None}
+    values, from_preset = resolve("qwen3vl_vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
+    assert values == {"smooth_strength": 0.8, "highlight_strength": 0.9, "denoise_lambda": 10.0, "layers": [17, 20, 10]}
+    assert from_preset == {"smooth_strength": 0.8, "layers": [17, 20, 10]}
+    given = {**given, "layers_file": "mine.json"}  # an explicit layer source replaces the preset's layers
+    values, from_preset = resolve("qwen3vl_vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
+    assert "layers" not in values and values["layers_file"] == "mine.json"
+    assert resolve("qwen3vl_clvs", None, {"smoothing": None}, {"smoothing": 0.7}) == ({"smoothing": 0.7}, {})
+
+
+def test_models_expand_a_preset_and_explicit_arguments_win(tiny_checkpoint, tmp_path):
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(str(message)), level="INFO")
+    try:
+        adaptvis = Qwen3VLAdaptVis(
+            pretrained=str(tiny_checkpoint), device="cpu", preset="seed_zeroshot", attention_log=str(tmp_path / "a")
+        )
+        clvs = Qwen3VLCLVS(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random", smoothing=0.9)
+        vea = Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_zeroshot", layers="[1,3]")
+    finally:
+        logger.remove(sink)
+    assert (adaptvis.params.confidence_threshold, adaptvis.params.sharpen_weight) == (0.8, 1.2)
+    assert adaptvis.params.smoothen_weight == 0.1
+    assert (clvs.params.smoothing, clvs.params.window_memory_size, clvs.params.uncertainty_threshold) == (0.9, 0.8, 0.5)
+    assert (vea.params.smooth_strength, vea.params.highlight_strength, vea.layers) == (0.8, 0.2, [1, 3])
+    announced = [m for m in messages if "preset" in m]
+    assert any("qwen3vl_adaptvis: preset seed_zeroshot set confidence_threshold, sharpen_weight, smoothen_weight" in m
+               and "smoothen_weight=0.1" in m for m in announced)  # fmt: skip
+    assert any("qwen3vl_clvs: preset seed_random set uncertainty_threshold, window_memory_size" in m for m in announced)
+    response = adaptvis.respond(prepare(adaptvis), GenerationSettings(max_new_tokens=1))
+    batch = prepare(adaptvis)
+    adaptvis.finish_batch(batch, response, response.texts)
+    record = json.loads((tmp_path / "a" / "records.rank0.jsonl").read_text().splitlines()[0])
+    assert record["model_args"]["preset"] == "seed_zeroshot" and record["model_args"]["smoothen_weight"] == 0.1
+
+
+def test_the_study_layers_apply_when_no_layer_source_is_given(tiny_checkpoint):
+    with pytest.raises(ValueError, match=r"layers: layer\(s\) \[17, 20, 24\] out of range for a model with 4 layers"):
+        Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random")
+
+
+@pytest.mark.parametrize("klass", [Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA])
+def test_an_unknown_preset_is_refused_with_the_known_ones(tiny_checkpoint, klass):
+    with pytest.raises(
+        ValueError, match="unknown preset 'seed_random_typo'; known presets: seed_random, seed_zeroshot"
+    ):
+        klass(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random_typo", layers="[1]")
+    assert set(presets()) == {"seed_random", "seed_zeroshot"}

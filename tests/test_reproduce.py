@@ -1,0 +1,141 @@
+"""``scripts/reproduce.py``: the commands it would run, the whole pipeline offline on tiny checkpoints, input checks."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, lmms_eval_env
+from vsr_tasks.synthetic import generate
+
+pytestmark = pytest.mark.slow
+SCRIPT = REPO_ROOT / "scripts" / "reproduce.py"
+INTERVENTIONS = ("qwen3vl_adaptvis", "qwen3vl_vea", "qwen3vl_clvs")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    """A synthetic VSR folder with both split layouts and COCO boxes, and one tiny checkpoint per split."""
+    from models.tiny import build_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("reproduce")
+    data = root / "data"
+    generate(data, 16, 6, 4, seed=3, image_size=64)
+    shutil.copytree(data / "splits" / "random", data / "splits" / "zeroshot")
+    return {
+        "data": data,
+        "random": build_tiny_checkpoint(root / "tiny_random", seed=0),
+        "zeroshot": build_tiny_checkpoint(root / "tiny_zeroshot", seed=1),
+        "root": root,
+    }
+
+
+def reproduce(setup: dict, out: Path, *extra: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    args = [
+        "--out",
+        str(out),
+        "--random_checkpoint",
+        str(setup["random"]),
+        "--zeroshot_checkpoint",
+        str(setup["zeroshot"]),
+    ]
+    args += ["--vsr_data_dir", str(setup["data"]), "--coco_annotations_dir", str(setup["data"] / "annotations")]
+    env = lmms_eval_env(**(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args, *extra],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def lmms_eval_commands(stdout: str) -> list[dict]:
+    """Each printed ``python -m lmms_eval`` command as {model, model_args (dict), tasks, flags}."""
+    commands = []
+    for line in stdout.splitlines():
+        words = shlex.split(line)
+        if "lmms_eval" not in words:
+            continue
+        flags = {words[i]: words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
+        model_args = dict(item.split("=", 1) for item in flags["--model_args"].split(","))
+        commands.append(
+            {"model": flags["--model"], "model_args": model_args, "tasks": flags["--tasks"], "flags": flags}
+        )
+    return commands
+
+
+def test_dry_run_prints_every_command_with_presets_tasks_and_dtype(setup, tmp_path):
+    completed = reproduce(setup, tmp_path / "out", "--dry_run", "--test", "--batch_size", "4")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    commands = lmms_eval_commands(completed.stdout)
+    assert len(commands) == 8
+    for split in ("random", "zeroshot"):
+        mine = [c for c in commands if c["model_args"]["pretrained"] == str(setup[split])]
+        assert sorted(c["model"] for c in mine) == sorted(("qwen3vl", *INTERVENTIONS))
+        for command in mine:
+            assert command["tasks"] == f"vsr_{split}_dev,vsr_{split}_test"
+            assert command["model_args"]["dtype"] == "float32" and command["model_args"]["batch_size"] == "4"
+            assert command["flags"]["--batch_size"] == "4"
+            assert command["model_args"]["attention_log"].endswith(f"attention/{split}/{command['model']}")
+            expected_preset = None if command["model"] == "qwen3vl" else f"seed_{split}"
+            assert command["model_args"].get("preset") == expected_preset
+            if command["model"] == "qwen3vl_vea":
+                assert command["model_args"]["layers_file"].endswith(f"vea_layers_{split}.json")
+    profiles = [line for line in completed.stdout.splitlines() if "interventions.vea profile" in line]
+    assert len(profiles) == 2 and all("--dtype float32" in line for line in profiles)
+    assert sum("analysis report" in line and "--reference" in line for line in completed.stdout.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # a dry run changes nothing
+
+
+def test_missing_inputs_are_named_with_their_fix_before_anything_runs(setup, tmp_path):
+    args = ["--out", str(tmp_path / "out"), "--random_checkpoint", str(setup["random"]), "--splits", "random"]
+    env = lmms_eval_env()
+    env.pop("VSR_DATA_DIR", None)
+    env.pop("COCO_ANNOTATIONS_DIR", None)
+    completed = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                               text=True, timeout=120)  # fmt: skip
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if line.startswith("  - ")]
+    assert len(lines) == 2
+    assert "VSR_DATA_DIR is not set" in lines[0] and "export VSR_DATA_DIR=" in lines[0]
+    assert "COCO_ANNOTATIONS_DIR is not set" in lines[1] and "--vea_layers study" in lines[1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_whole_pipeline_offline_with_the_study_column(setup):
+    out = setup["root"] / "out"
+    completed = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    study = json.loads((REPO_ROOT / "scripts" / "study_results.json").read_text())["accuracy"]
+    for split in ("random", "zeroshot"):
+        task = f"vsr_{split}_dev"
+        reference = summary["tasks"][task]["reference"]
+        assert reference["name"] == "reported by the study"
+        models = {entry["model"]: entry for entry in reference["runs"].values()}
+        assert set(models) == {"qwen3vl", *INTERVENTIONS}
+        for model, entry in models.items():
+            assert entry["reported"] == study[task][model]
+        comparisons = summary["tasks"][task]["comparisons"]
+        pretrained = {run["label"]: run["model_args"] for run in summary["runs"]}
+        assert len(comparisons) == 3 and all(c["n"] == 3 for c in comparisons.values())
+        for label, comparison in comparisons.items():  # each method against the baseline of its own checkpoint
+            assert str(setup[split]) in pretrained[label] and str(setup[split]) in pretrained[comparison["baseline"]]
+        profile = json.loads((out / f"vea_layers_{split}.json").read_text())
+        assert profile["dataset_type"] == split and profile["split"] == "train"
+    markdown = (out / "report" / "report.md").read_text()
+    assert "| run | ours [95% CI] | reported by the study | ours − reported |" in markdown
+    assert markdown.count("Against the results reported by the study") == 2
+    records = [json.loads(line) for line in (out / "attention" / "zeroshot" / "qwen3vl_adaptvis" / "records.rank0.jsonl")
+               .read_text().splitlines()]  # fmt: skip
+    assert records[0]["model_args"]["preset"] == "seed_zeroshot" and records[0]["model_args"]["smoothen_weight"] == 0.1
+    again = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4")
+    assert again.returncode == 0 and again.stdout.count("skipped") == 10  # 8 evaluations + 2 profiles
