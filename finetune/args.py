@@ -13,6 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
+from vsr_tasks import heldout
 from vsr_tasks.data import DATA_DIR_VARIABLE, DATASET_TYPES, IMAGE_DIR_VARIABLE
 
 DEFAULT_MODEL_ID = "Qwen/Qwen3-VL-2B-Instruct"
@@ -52,8 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"image folder (default: ${IMAGE_DIR_VARIABLE}, else VSR_DATA_DIR/images); flat or COCO train2017/+val2017/",
     )
-    data.add_argument("--eval_fraction", type=float, default=0.05, help="held-out share of the TRAIN split")
-    data.add_argument("--eval_split_seed", type=int, default=0, help="seed of the held-out draw (fixed across runs)")
+    data.add_argument(
+        "--eval_fraction",
+        type=float,
+        default=heldout.DEFAULT_FRACTION,
+        help="held-out share of the TRAIN split (the defaults' slice is the vsr_*_heldout tasks)",
+    )
+    data.add_argument(
+        "--eval_split_seed",
+        type=int,
+        default=heldout.DEFAULT_SEED,
+        help="seed of the held-out draw (fixed across runs)",
+    )
     data.add_argument("--max_train_samples", type=int, default=None, help="use only the first N training rows")
     data.add_argument("--max_eval_samples", type=int, default=None, help="use only the first N held-out rows")
     data.add_argument(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vsr_tasks import data as vsr_data
+from vsr_tasks.heldout import DEFAULT_FRACTION, DEFAULT_SEED, held_out_positions
 
 
 @dataclass(frozen=True)
@@ -43,21 +44,12 @@ def resolve_image_dir(vsr_data_dir: str | Path, image_dir: str | Path | None) ->
     return Path(vsr_data_dir) / "images"
 
 
-def held_out_positions(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) row positions: a seeded permutation, the held-out slice taken from its front."""
-    order = np.random.default_rng(seed).permutation(n_rows)
-    n_held_out = int(round(fraction * n_rows))
-    if fraction > 0:
-        n_held_out = max(1, n_held_out)
-    return np.sort(order[n_held_out:]), np.sort(order[:n_held_out])
-
-
 def load_splits(
     vsr_data_dir: str | Path,
     dataset_type: str,
     image_dir: str | Path | None = None,
-    eval_fraction: float = 0.05,
-    eval_split_seed: int = 0,
+    eval_fraction: float = DEFAULT_FRACTION,
+    eval_split_seed: int = DEFAULT_SEED,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     skip_missing_images: bool = False,

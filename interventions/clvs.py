@@ -20,6 +20,7 @@ and the last one from the hook.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -119,18 +120,26 @@ def normalised_top_entropy(logits: torch.Tensor, top_k: int = TOP_K) -> torch.Te
 
 
 class CLVS:
-    """The CLVS method for one batch; ``unbiased_positions`` from :func:`unbiased_position_ids`."""
+    """The CLVS method for one batch; ``unbiased_positions`` from :func:`unbiased_position_ids`.
+
+    ``params`` is one :class:`CLVSParams` for every sequence, or one per sequence (a hyperparameter grid answered
+    in one batch: each row its own smoothing, memory, threshold and layer 0; ``logit_lens_norm`` shared).
+    """
 
     def __init__(
         self,
-        params: CLVSParams,
+        params: CLVSParams | Sequence[CLVSParams],
         unbiased_positions: torch.Tensor | None = None,
         prefix_keys: torch.Tensor | None = None,
     ) -> None:
         """``prefix_keys``: layer 0's pre-RoPE keys ``[B, N - 1, H_kv, D]`` when the last position runs alone."""
-        if params.position_unbiased and unbiased_positions is None:
+        rows = [params] if isinstance(params, CLVSParams) else list(params)
+        if not rows or len({p.logit_lens_norm for p in rows}) != 1:
+            raise ValueError("CLVS rows need at least one setting and one logit_lens_norm for all")
+        if any(p.position_unbiased for p in rows) and unbiased_positions is None:
             raise ValueError("position_unbiased=true needs unbiased_positions (see unbiased_position_ids)")
-        self.params = params
+        self.params = rows[0]
+        self.rows = rows
         self.unbiased_positions = unbiased_positions
         self.prefix_keys = prefix_keys
         self.memory: torch.Tensor | None = None  # [B, N]
@@ -143,9 +152,22 @@ class CLVS:
         self._lm_head: torch.nn.Module | None = None
         self._state: SteeringState | None = None
 
+    def _per_row(self, name: str, batch: int, device) -> torch.Tensor:
+        values = [getattr(p, name) for p in self.rows]
+        if len(values) == 1:
+            values = values * batch
+        if len(values) != batch:
+            raise ValueError(f"CLVS has {len(values)} settings for a batch of {batch} sequences")
+        dtype = torch.bool if isinstance(values[0], bool) else torch.float32
+        return torch.tensor(values, dtype=dtype, device=device)
+
     # ------------------------------------------------------------ set-up
     def begin(self, state: SteeringState) -> None:
-        batch = state.image_mask.shape[0]
+        batch, device = state.image_mask.shape[0], state.image_mask.device
+        self.smoothing = self._per_row("smoothing", batch, device)[:, None, None]  # [B, 1, 1]
+        self.memory_size = self._per_row("window_memory_size", batch, device)[:, None]  # [B, 1]
+        self.threshold = self._per_row("uncertainty_threshold", batch, device)  # [B]
+        self.unbiased = self._per_row("position_unbiased", batch, device)  # [B] bool
         self.memory = None
         self.smoothing_on = state.image_mask.any(dim=-1).clone()
         self.stop_layer = [None] * batch
@@ -157,7 +179,7 @@ class CLVS:
         self._lm_head = model.get_output_embeddings()
         layers = self._decoder.layers
         handles = []
-        if self.params.position_unbiased:
+        if any(p.position_unbiased for p in self.rows):
             attention = layers[0].self_attn
             handles.append(attention.q_norm.register_forward_hook(self._capture_query))
             handles.append(attention.k_norm.register_forward_hook(self._capture_key))
@@ -183,7 +205,7 @@ class CLVS:
                 last = self._decoder.norm(last)
             entropy = normalised_top_entropy(self._lm_head(last))
             self.entropies[layer] = entropy
-            stop = self.smoothing_on & (entropy < self.params.uncertainty_threshold)
+            stop = self.smoothing_on & (entropy < self.threshold)
             for b in torch.nonzero(stop).flatten().tolist():
                 self.stop_layer[b] = layer
             self.smoothing_on = self.smoothing_on & ~stop
@@ -215,19 +237,20 @@ class CLVS:
     def edit(self, row: LastRow) -> RowEdit | None:
         image = row.image_mask[:, None, :]
         if row.layer == 0:
-            rows = row.has_image if self.params.position_unbiased else torch.zeros_like(row.has_image)
-            weights = torch.softmax(self._unbiased_scores(row) + row.mask, dim=-1) if rows.any() else row.weights
-            if self.params.position_unbiased and rows.any():
-                weights = torch.where(rows[:, None, None], weights, row.weights)
+            rows = row.has_image & self.unbiased
+            weights = row.weights
+            if bool(rows.any()):
+                unbiased = torch.softmax(self._unbiased_scores(row) + row.mask, dim=-1)
+                weights = torch.where(rows[:, None, None], unbiased, row.weights)
             self.memory = (weights * image).amax(dim=1)
             return RowEdit(weights=weights, rows=rows) if bool(rows.any()) else None
         weights = row.weights
-        rows = row.has_image & self.smoothing_on
+        rows = row.has_image & self.smoothing_on & (self.smoothing[:, 0, 0] != 1.0)
         edit = None
-        if self.params.smoothing != 1.0 and bool(rows.any()):
-            s = self.params.smoothing
+        if bool(rows.any()):
+            s = self.smoothing
             mixed = torch.where(image, s * weights + (1.0 - s) * self.memory[:, None, :], weights)
             edit = RowEdit(weights=mixed / mixed.sum(dim=-1, keepdim=True), rows=rows)
-        r = self.params.window_memory_size
+        r = self.memory_size
         self.memory = r * self.memory + (1.0 - r) * (weights * image).amax(dim=1)
         return edit

@@ -89,6 +89,27 @@ class PromptPrefix:
             self.cache.crop(-extra)
         inner_model(model).rope_deltas = self.rope_deltas
 
+    def expanded(self, copies: int) -> PromptPrefix:
+        """The same prefix ``copies`` times over, setting-major (row ``k * B + b``): many settings in one pass.
+
+        Every grid point of a sweep then shares one batched one-token forward per generated token instead of one
+        forward per point. The copy has its own cache; this prefix is left as it is.
+        """
+        if copies == 1:
+            return self
+
+        def tile(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.repeat(copies, *([1] * (tensor.dim() - 1)))
+
+        cache = DynamicCache(ddp_cache_data=[(tile(layer.keys), tile(layer.values)) for layer in self.cache.layers])
+        return PromptPrefix(
+            cache=cache,
+            inputs={key: tile(value) for key, value in self.inputs.items() if key in PROMPT_KEYS},
+            positions=self.positions.repeat(1, copies, 1),
+            rope_deltas=tile(self.rope_deltas),
+            layer0_keys=tile(self.layer0_keys) if self.layer0_keys is not None else None,
+        )
+
     def generation_inputs(self) -> dict:
         """Keyword arguments for ``model.generate``: the whole prompt plus the cache (only N - 1 is computed)."""
         return {**self.inputs, "cache": self.cache}

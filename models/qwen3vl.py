@@ -103,6 +103,16 @@ class Response:
     generated_tokens: list[int] = field(default_factory=list)  # per sequence, tokens generated (stop included)
     extras: list[dict] = field(default_factory=list)  # per sequence, for the attention log
 
+    def rows(self, start: int, stop: int) -> Response:
+        """The sequences ``start:stop`` (one setting of a batch answered for several settings at once)."""
+        return Response(
+            texts=self.texts[start:stop],
+            first_token_probs=self.first_token_probs[start:stop],
+            first_token_logits=None if self.first_token_logits is None else self.first_token_logits[start:stop],
+            generated_tokens=self.generated_tokens[start:stop],
+            extras=[dict(extra) for extra in self.extras[start:stop]],
+        )
+
 
 class Qwen3VL(lmms):
     """Qwen3-VL for lmms-eval ``generate_until`` tasks with images (any number) or none."""
@@ -153,6 +163,7 @@ class Qwen3VL(lmms):
         self._model.to(self._device).eval()
         self.pretrained = pretrained
         self._warned_prefix = False
+        self.grid_rows = 64  # respond_grid: at most this many rows (sequences x settings) in one steered pass
         self.image_token_id = self._model.config.image_token_id
         self.attention_logger = self._attention_logger() if self.attention_log is not None else None
 
@@ -265,24 +276,32 @@ class Qwen3VL(lmms):
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
         raise NotImplementedError(f"{self.MODEL_NAME} does not implement multi-round generation.")
 
-    def generate_until(self, requests: list[Instance]) -> list[str]:
+    def request_batches(self, requests: list[Instance]) -> tuple[Any, list[list[tuple]]]:
+        """lmms-eval's batching of ``requests``: (collator, chunks of request args), longest contexts first.
+
+        Anything that must answer exactly as an evaluation does (``python -m sweep``) batches through this.
+        """
+
         def sort_key(args: tuple) -> tuple[int, str]:
             return -len(args[0]), args[0]
 
-        logger.info(f"{self.MODEL_NAME} rank {self.rank}/{self.world_size}: {len(requests)} requests")
         collator = lmms_utils.Collator([request.args for request in requests], sort_key, grouping=True)
-        chunks = list(collator.get_batched(n=self.batch_size, batch_fn=None))
+        return collator, list(collator.get_batched(n=self.batch_size, batch_fn=None))
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        logger.info(f"{self.MODEL_NAME} rank {self.rank}/{self.world_size}: {len(requests)} requests")
+        collator, chunks = self.request_batches(requests)
         answers: list[str] = []
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.MODEL_NAME} responding")
         # Images are decoded and processed for the next batch while the model answers this one.
         with ThreadPoolExecutor(max_workers=1) as prefetcher:
-            upcoming = prefetcher.submit(self._prepare_chunk, chunks[0]) if chunks else None
+            upcoming = prefetcher.submit(self.prepare_chunk, chunks[0]) if chunks else None
             for index, chunk in enumerate(chunks):
                 batch = upcoming.result()
                 if index + 1 < len(chunks):
-                    upcoming = prefetcher.submit(self._prepare_chunk, chunks[index + 1])
+                    upcoming = prefetcher.submit(self.prepare_chunk, chunks[index + 1])
                 contexts, gen_kwargs = [args[0] for args in chunk], [args[1] for args in chunk]
-                settings = GenerationSettings.from_task(gen_kwargs[0], self.tokenizer.decode([self.eot_token_id]))
+                settings = self.chunk_settings(chunk)
                 self.check_settings(settings)
                 response = self.respond(batch, settings)
                 texts = [truncate_at_stops(text, settings.until) for text in response.texts]
@@ -294,7 +313,12 @@ class Qwen3VL(lmms):
         progress.close()
         return collator.get_original(answers)
 
-    def _prepare_chunk(self, chunk: list[tuple]) -> PreparedBatch:
+    def chunk_settings(self, chunk: list[tuple]) -> GenerationSettings:
+        """The generation settings of a chunk (the collator groups requests with equal ``generation_kwargs``)."""
+        return GenerationSettings.from_task(chunk[0][1], self.tokenizer.decode([self.eot_token_id]))
+
+    def prepare_chunk(self, chunk: list[tuple]) -> PreparedBatch:
+        """A chunk of lmms-eval request args (context, kwargs, doc_to_visual, doc_id, task, split) as a batch."""
         contexts, _, doc_to_visual, doc_ids, tasks, splits = zip(*chunk)
         visuals = [doc_to_visual[i](self.task_dict[tasks[i]][splits[i]][doc_ids[i]]) for i in range(len(chunk))]
         return self.prepare_batch(list(contexts), visuals, list(doc_ids), list(tasks))
@@ -382,18 +406,41 @@ class Qwen3VL(lmms):
                 self._warned_prefix = True
             return None
 
-    def steering(self, batch: PreparedBatch, method: Any = None) -> contextlib.AbstractContextManager:
+    def steering(self, batch: PreparedBatch, method: Any = None, copies: int = 1) -> contextlib.AbstractContextManager:
         """The scoped state generation runs under: a method's last-row edits and the attention log's recording.
 
-        The baseline without ``attention_log`` runs unchanged (plain SDPA, nothing recorded).
+        ``copies``: the batch answered for that many settings at once (rows repeated setting-major, see
+        ``PromptPrefix.expanded``). The baseline without ``attention_log`` runs unchanged (plain SDPA).
         """
+        if copies > 1 and self.attention_logger is not None:
+            raise ValueError(f"{self.MODEL_NAME}: the attention log records one setting at a time")
         recorder = self.attention_logger.start(method is not None) if self.attention_logger is not None else None
         if method is None and recorder is None:
             return contextlib.nullcontext()
         from interventions import SteeringState, steer
 
         observers = [recorder] if recorder is not None else []
-        return steer(self.model, SteeringState(batch.image_token_mask, method=method, observers=observers))
+        mask = batch.image_token_mask.repeat(copies, 1)
+        return steer(self.model, SteeringState(mask, method=method, observers=observers))
+
+    def respond_grid(
+        self, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool = False
+    ) -> list[Response]:
+        """The batch's answers under each of ``points`` (the method's parameter objects), sharing what can be shared.
+
+        The seam hyperparameter sweeps use; each intervention's ``respond`` is its one-point case, so a sweep and an
+        evaluation run the same code. A neutral point takes ``qwen3vl``'s whole-prompt pass (bit for bit the
+        baseline), or with ``share_neutral`` runs on the shared prefix with the other points (the same numerics as
+        they, and no extra prefill: what a sweep wants). The baseline has no parameters.
+        """
+        raise NotImplementedError(f"{self.MODEL_NAME} has no parameters to vary")
+
+    def generate_steered(
+        self, batch: PreparedBatch, settings: GenerationSettings, prefix: PromptPrefix, method: Any, copies: int = 1
+    ) -> Response:
+        """Generation from the last position of ``prefix`` (already ``expanded(copies)``) under ``method``."""
+        with self.steering(batch, method, copies=copies):
+            return self.generate(batch, settings, prefix=prefix)
 
     def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
         """Answers for a batch; interventions override this to add passes or change inputs."""

@@ -93,22 +93,58 @@ class Qwen3VLAdaptVis(Qwen3VL):
 
     def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
         """One shared prefix; pass 1 (last position, plain) gives the confidence, pass 2 generates steered."""
-        if self.params.neutral:
-            return self.respond_neutral(batch, settings)
+        return self.respond_grid(batch, settings, [self.params])[0]
+
+    def respond_grid(
+        self,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        points: list[AdaptVisParams],
+        share_neutral: bool = False,
+    ) -> list[Response]:
+        """Answers under each setting, all from one prefix and one confidence pass.
+
+        Settings that give every sequence the same ``alpha`` (whatever their threshold) share one generation, and
+        the distinct ones run together, the batch repeated once per setting (at most ``grid_rows`` rows at a time).
+        Neutral settings take ``qwen3vl``'s whole-prompt pass (unless ``share_neutral``); without a shareable cache,
+        two passes per setting.
+        """
+        responses: list[Response | None] = [None] * len(points)
+        steered = [i for i, point in enumerate(points) if share_neutral or not point.neutral]
+        for i in (i for i in range(len(points)) if i not in steered):
+            responses[i] = self.respond_neutral(batch, settings)
+        if not steered:
+            return responses
         prefix = self.prompt_prefix(batch)
         if prefix is None:
-            return self.respond_two_pass(batch, settings)
+            for i in steered:
+                responses[i] = self.respond_two_pass(batch, settings, points[i])
+            return responses
         confidence = first_token_confidence(next_token_logits(self.model, prefix))
-        alphas = self.params.alphas(confidence)
-        with self.steering(batch, AdaptVis(alphas, self.layers)):
-            response = self.generate(batch, settings, prefix=prefix)
-        return self._with_decisions(response, confidence, alphas)
+        by_alphas: dict[tuple[float, ...], list[int]] = {}
+        for i in steered:
+            by_alphas.setdefault(tuple(points[i].alphas(confidence)), []).append(i)
+        distinct = list(by_alphas)
+        per_pass = max(1, self.grid_rows // batch.size)
+        for start in range(0, len(distinct), per_pass):
+            group = distinct[start : start + per_pass]
+            method = AdaptVis([alpha for alphas in group for alpha in alphas], self.layers)
+            expanded = prefix.expanded(len(group))
+            response = self.generate_steered(batch, settings, expanded, method, copies=len(group))
+            for k, alphas in enumerate(group):
+                for i in by_alphas[alphas]:
+                    part = response.rows(k * batch.size, (k + 1) * batch.size)
+                    responses[i] = self._with_decisions(part, confidence, list(alphas))
+        return responses
 
-    def respond_two_pass(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
+    def respond_two_pass(
+        self, batch: PreparedBatch, settings: GenerationSettings, params: AdaptVisParams | None = None
+    ) -> Response:
         """The same answers from two whole-prompt passes (images encoded once): the fallback, and the tests' reference."""
+        params = params or self.params
         batch = self.encode_images_once(batch)
         confidence = first_token_confidence(self.prefill_logits(batch))
-        alphas = self.params.alphas(confidence)
+        alphas = params.alphas(confidence)
         with self.steering(batch, AdaptVis(alphas, self.layers)):
             response = self.generate(batch, settings)
         return self._with_decisions(response, confidence, alphas)

@@ -221,24 +221,43 @@ class Qwen3VLVEA(Qwen3VL):
     # ------------------------------------------------------------- answering
     def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
         """Pass 1: evidence from the attribution prefill; pass 2: generation on the highlighted images."""
+        return self.respond_grid(batch, settings, [self.params])[0]
+
+    def respond_grid(
+        self,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        points: list[VEAParams],
+        share_neutral: bool = False,
+    ) -> list[Response]:
+        """Answers under each (smooth, highlight, denoise) setting: one attribution pass for all of them (the layers
+        are the model's), then one highlighted pass per setting. Prompts without images are answered once.
+        ``share_neutral`` changes nothing here: a neutral setting's pass is the plain one already."""
         if "pixel_values" not in batch.inputs:
-            return super().respond(batch, settings)
+            response = super().respond(batch, settings)
+            return [response] + [response.rows(0, batch.size) for _ in points[1:]]
         grids = self.evidence(batch)
-        highlighted = self.highlight(batch, grids)
-        with self.steering(highlighted):
-            response = self.generate(highlighted, settings)
-        response.extras = self._extras(batch, grids, highlighted.inputs["pixel_values"])
-        return response
+        responses = []
+        for params in points:
+            highlighted = self.highlight(batch, grids, params)
+            with self.steering(highlighted):
+                response = self.generate(highlighted, settings)
+            response.extras = self._extras(batch, grids, highlighted.inputs["pixel_values"], params)
+            responses.append(response)
+        return responses
 
     def evidence(self, batch: PreparedBatch) -> list[list[torch.Tensor]]:
         """Per sequence, per image: the layer-mean last-row attention grid ``[grid_h, grid_w]`` (one fused prefill)."""
         attention = record_image_attention(self.model, batch.inputs, batch.image_token_mask, self.layers)
         return [evidence_grids(attention[b], batch.image_grids[b]) for b in range(batch.size)]
 
-    def highlight(self, batch: PreparedBatch, grids: list[list[torch.Tensor]]) -> PreparedBatch:
+    def highlight(
+        self, batch: PreparedBatch, grids: list[list[torch.Tensor]], params: VEAParams | None = None
+    ) -> PreparedBatch:
         """The batch the model answers in pass 2: every image highlighted by its evidence map."""
+        params = params or self.params
         pixel_maps = [
-            evidence_pixel_map(grid.to(self.device), self.params, self.layout.token_pixels).float()
+            evidence_pixel_map(grid.to(self.device), params, self.layout.token_pixels).float()
             for sequence_grids in grids
             for grid in sequence_grids
         ]
@@ -246,7 +265,7 @@ class Qwen3VLVEA(Qwen3VL):
             batch.inputs["pixel_values"],
             batch.inputs["image_grid_thw"],
             pixel_maps,
-            self.params.highlight_strength,
+            params.highlight_strength,
             self.layout,
         )
         return self.highlighted_batch(batch, pixel_values)
@@ -260,7 +279,9 @@ class Qwen3VLVEA(Qwen3VL):
         inputs["pixel_values"] = pixel_values
         return dataclasses.replace(batch, inputs=inputs)
 
-    def _extras(self, batch: PreparedBatch, grids: list[list[torch.Tensor]], pixel_values: torch.Tensor) -> list[dict]:
+    def _extras(
+        self, batch: PreparedBatch, grids: list[list[torch.Tensor]], pixel_values: torch.Tensor, params: VEAParams
+    ) -> list[dict]:
         decision = {"layers": list(self.layers)}
         if self.attention_logger is None:
             return [{"decision": decision} for _ in range(batch.size)]
@@ -271,7 +292,7 @@ class Qwen3VLVEA(Qwen3VL):
             for k, grid in enumerate(grids[b]):
                 count = int(np.prod(image_grid_thw[image]))
                 rows = pixel_values[start : start + count]
-                arrays[f"evidence_{k}"] = denoise(grid, self.params.denoise_lambda).numpy().astype(np.float32)
+                arrays[f"evidence_{k}"] = denoise(grid, params.denoise_lambda).numpy().astype(np.float32)
                 arrays[f"highlighted_{k}"] = as_uint8_image(self.layout.rows_to_image(rows, image_grid_thw[image]))
                 image, start = image + 1, start + count
             extras.append({"decision": decision, "maps": arrays})

@@ -8,10 +8,12 @@ import lmms_eval.models  # noqa: F401  (loads our entry point, which registers t
 import pytest
 from lmms_eval.tasks import TaskManager
 
-from vsr_tasks import GROUP_NAMES, TASK_NAMES, TASKS_DIR
+from finetune.data import load_splits
+from vsr_tasks import GROUP_NAMES, HELDOUT_TASK_NAMES, TASK_NAMES, TASKS_DIR
 from vsr_tasks.registration import register_task_folder
 
 EXPECTED_DOCS = {"vsr_random_dev": 1097, "vsr_random_test": 2195, "vsr_zeroshot_dev": 340, "vsr_zeroshot_test": 1222}
+EXPECTED_DOCS.update({"vsr_random_heldout": 384, "vsr_zeroshot_heldout": 174})  # 5% of 7,680 and of 3,489 train rows
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +29,13 @@ def monkeypatch_module():
 
 
 def test_bare_task_manager_indexes_every_task_and_group(task_manager):
-    for name in TASK_NAMES + GROUP_NAMES:
+    for name in TASK_NAMES + HELDOUT_TASK_NAMES + GROUP_NAMES:
         assert name in task_manager.all_tasks
     assert task_manager.task_index["vsr_random_dev"]["yaml_path"] == str(TASKS_DIR / "vsr_random_dev.yaml")
 
 
-def test_four_tasks_have_the_real_document_counts(task_manager):
-    loaded = task_manager.load_task_or_group(list(TASK_NAMES))
+def test_tasks_have_the_real_document_counts(task_manager):
+    loaded = task_manager.load_task_or_group(list(TASK_NAMES + HELDOUT_TASK_NAMES))
     counts = {name: len(task.test_docs()) for name, task in loaded.items()}
     assert counts == EXPECTED_DOCS
 
@@ -78,7 +80,7 @@ def test_include_path_still_works_without_duplicates(vsr_data_dir, monkeypatch):
     monkeypatch.setenv("VSR_DATA_DIR", str(vsr_data_dir))
     manager = TaskManager(include_path=str(TASKS_DIR))
     assert manager.task_index["vsr_zeroshot_test"]["type"] == "python_task"
-    assert sum(name.startswith("vsr_") for name in manager.all_tasks) == len(TASK_NAMES) + 2
+    assert sum(name.startswith("vsr_") for name in manager.all_tasks) == len(TASK_NAMES + HELDOUT_TASK_NAMES) + 2
 
 
 def test_lmms_eval_still_has_the_method_registration_wraps():
@@ -91,3 +93,24 @@ def test_lmms_eval_still_has_the_method_registration_wraps():
     )
     register_task_folder()  # idempotent
     assert TaskManager.initialize_tasks is original
+
+
+@pytest.mark.parametrize("dataset_type", ["random", "zeroshot"])
+def test_heldout_tasks_hold_exactly_the_rows_finetune_holds_out(tmp_path, monkeypatch, dataset_type):
+    """Against finetune's own held-out set (its defaults), on a set whose every image exists."""
+    import shutil
+
+    from vsr_tasks.synthetic import generate
+
+    data = tmp_path / "data"
+    generate(data, 120, 2, 2, seed=5, image_size=64)
+    if dataset_type == "zeroshot":
+        shutil.copytree(data / "splits" / "random", data / "splits" / "zeroshot")
+    monkeypatch.setenv("VSR_DATA_DIR", str(data))
+    task_name = f"vsr_{dataset_type}_heldout"
+    docs = list(TaskManager().load_task_or_group([task_name])[task_name].test_docs())
+    held_out = load_splits(data, dataset_type).held_out
+    assert len(docs) == len(held_out) == 6  # round(0.05 * 120)
+    assert [(d["image"], d["caption"], d["label"]) for d in docs] == [
+        (e.image.name, e.caption, e.label) for e in held_out
+    ]

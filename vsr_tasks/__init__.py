@@ -6,4 +6,5 @@ from pathlib import Path
 
 TASKS_DIR = Path(__file__).resolve().parent
 TASK_NAMES = ("vsr_random_dev", "vsr_random_test", "vsr_zeroshot_dev", "vsr_zeroshot_test")
+HELDOUT_TASK_NAMES = ("vsr_random_heldout", "vsr_zeroshot_heldout")  # finetune's held-out train rows, for tuning
 GROUP_NAMES = ("vsr_random", "vsr_zeroshot", "vsr")

@@ -10,7 +10,7 @@ import datasets
 from lmms_eval.api.task import ConfigurableTask
 from PIL import Image
 
-from vsr_tasks import data, scoring
+from vsr_tasks import data, heldout, scoring
 from vsr_tasks.categories import META_CATEGORIES, meta_category
 from vsr_tasks.prompt import build_prompt
 
@@ -30,11 +30,14 @@ class VSRTask(ConfigurableTask):
         dataset_kwargs = dict(dataset_kwargs or {})
         dataset_type = dataset_kwargs["dataset_type"]
         split = self.config.test_split
+        source = "train" if split == heldout.SPLIT_NAME else split  # the held-out slice of the train split
         root = data.data_dir()
         if root is not None:
-            rows = data.load_split(dataset_type, split, root)
+            rows = data.load_split(dataset_type, source, root)
         else:
-            rows = _hub_rows(dataset_type, split)
+            rows = _hub_rows(dataset_type, source)
+        if split == heldout.SPLIT_NAME:
+            rows = heldout.held_out_rows(rows)
         documents = datasets.Dataset.from_list([_document(row) for row in rows])
         self.dataset = datasets.DatasetDict({split: documents})
         self.dataset_no_image = self.dataset

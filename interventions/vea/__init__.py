@@ -57,6 +57,11 @@ class VEAParams:
         if self.denoise_lambda <= 0:
             raise ValueError(f"denoise_lambda must be > 0, got {self.denoise_lambda}")
 
+    @property
+    def neutral(self) -> bool:
+        """``highlight_strength`` 1: every pixel is multiplied by 1, the image is unchanged."""
+        return self.highlight_strength == 1
+
 
 def denoise(grid: torch.Tensor, denoise_lambda: float) -> torch.Tensor:
     """Replace isolated spikes: ``v > lambda * max(neighbours)`` -> ``mean(neighbours)``.

@@ -1,0 +1,109 @@
+"""Wall time of a 27-point sweep against one ``qwen3vl`` evaluation of the same documents, in one process.
+
+Not a test: the measurement behind the sweep's cost target (<= 3x one baseline evaluation for 27 AdaptVis or
+CLVS settings; a naive grid of lmms-eval runs costs 27x, 54x for AdaptVis' two passes). The documents are a
+synthetic VSR held-out slice (every image present); the baseline answers them as lmms-eval would
+(``generate_until``), the sweeps through the sweep engine (``respond_grid`` per batch, the neutral setting
+included). The checkpoint is random-initialised (``--shape``, as in ``benchmarks.interventions``); weights
+are shared between the models.
+
+Usage::
+
+    python -m benchmarks.sweep                                # tiny, CPU
+    python -m benchmarks.sweep --shape 2b-wide --docs 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.interventions import build_checkpoint, share_weights
+from interventions.adaptvis import AdaptVisParams
+from interventions.clvs import CLVSParams
+from sweep.engine import answer_all
+from sweep.grid import METHODS, point, settings
+from sweep.tasks import load_task
+
+GRIDS = {
+    "qwen3vl_adaptvis": {
+        "confidence_threshold": [0.6, 0.8, 0.9],
+        "sharpen_weight": [1.1, 1.2, 1.5],
+        "smoothen_weight": [0.1, 0.2, 0.5],
+    },
+    "qwen3vl_clvs": {
+        "smoothing": [0.5, 0.7, 0.9],
+        "window_memory_size": [0.6, 0.8, 0.9],
+        "uncertainty_threshold": [0.3, 0.5, 0.7],
+    },
+}
+PARAMS = {"qwen3vl_adaptvis": AdaptVisParams, "qwen3vl_clvs": CLVSParams}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=("tiny", "2b-wide"), default="tiny")
+    parser.add_argument("--text-layers", type=int, default=8)
+    parser.add_argument("--vision-layers", type=int, default=18)
+    parser.add_argument("--docs", type=int, default=16, help="held-out documents evaluated (default 16)")
+    parser.add_argument("--image-size", type=int, default=512, help="synthetic image side (512 -> 256 tokens)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args(argv)
+
+    from models.qwen3vl import Qwen3VL
+    from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
+    from models.qwen3vl_clvs import Qwen3VLCLVS
+    from vsr_tasks.synthetic import generate
+
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        data = scratch / "data"
+        generate(data, n_train=args.docs * 20, n_dev=2, n_test=2, seed=0, image_size=args.image_size)  # 5% held out
+        os.environ.update({"VSR_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+        checkpoint = build_checkpoint(args.shape, scratch / args.shape, args.text_layers, args.vision_layers)
+        common = {
+            "pretrained": str(checkpoint),
+            "device": args.device,
+            "dtype": args.dtype,
+            "batch_size": args.batch_size,
+            "max_pixels": args.image_size**2,
+        }
+        task = load_task("vsr_random_heldout", args.docs)
+        baseline = Qwen3VL(**common)
+        baseline.task_dict = {task.name: task.task.dataset}
+        tokens = int(baseline.prepare_chunk([task.requests[0].args]).image_token_mask.sum())
+        baseline.generate_until(list(task.requests)[: args.batch_size])  # warm-up
+        start = time.perf_counter()
+        baseline.generate_until(list(task.requests))
+        base_time = time.perf_counter() - start
+        print(
+            f"checkpoint={args.shape} docs={len(task.requests)} image_tokens={tokens} batch={args.batch_size} "
+            f"threads={torch.get_num_threads()}"
+        )
+        print(f"qwen3vl evaluation: {base_time:.2f} s (x1.00)")
+        for name, klass in (("qwen3vl_adaptvis", Qwen3VLAdaptVis), ("qwen3vl_clvs", Qwen3VLCLVS)):
+            wrapper = klass(**common)
+            share_weights(wrapper.model, baseline.model)
+            wrapper.task_dict = baseline.task_dict
+            grid_settings = settings(GRIDS[name])
+            points = [point(wrapper.params, s) for s in grid_settings] + [point(wrapper.params, METHODS[name].neutral)]
+            out = scratch / f"sweep_{name}"
+            out.mkdir()
+            start = time.perf_counter()
+            answer_all(wrapper, task.requests, points, out)
+            elapsed = time.perf_counter() - start
+            print(
+                f"{name} sweep, {len(grid_settings)} settings + neutral: {elapsed:.2f} s "
+                f"(x{elapsed / base_time:.2f} one evaluation; a grid of lmms-eval runs: x{len(points)} or more)"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The grid: which parameters each method sweeps, its neutral setting, and ``--grid name=v1,v2`` parsing.
+
+A setting is a dict of parameter values. Every setting is checked by building the method's own parameter
+object, so a value the model would refuse (``smoothing=1.5``) is refused here, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from interventions.adaptvis import AdaptVisParams
+from interventions.clvs import CLVSParams
+from interventions.vea import VEAParams
+
+
+class GridError(ValueError):
+    """A malformed or conflicting ``--grid``; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class MethodGrid:
+    """What can be swept for one model, and the setting that changes nothing (the paired baseline)."""
+
+    params: type
+    parameters: tuple[str, ...]
+    neutral: Mapping[str, Any]
+
+
+METHODS: dict[str, MethodGrid] = {
+    "qwen3vl_adaptvis": MethodGrid(
+        AdaptVisParams,
+        ("confidence_threshold", "sharpen_weight", "smoothen_weight"),
+        {"sharpen_weight": 1.0, "smoothen_weight": 1.0},
+    ),
+    "qwen3vl_clvs": MethodGrid(
+        CLVSParams,
+        ("smoothing", "window_memory_size", "uncertainty_threshold"),
+        {"smoothing": 1.0, "position_unbiased": False},
+    ),
+    "qwen3vl_vea": MethodGrid(
+        VEAParams, ("smooth_strength", "highlight_strength", "denoise_lambda"), {"highlight_strength": 1.0}
+    ),
+}
+
+
+def method_grid(model: str) -> MethodGrid:
+    if model not in METHODS:
+        raise GridError(f"--model {model} has no parameters to sweep; choose one of {', '.join(METHODS)}")
+    return METHODS[model]
+
+
+def parse_grid(specs: Sequence[str], model: str, fixed: Mapping[str, Any]) -> dict[str, list[float]]:
+    """``["name=v1,v2", ...]`` -> ``{name: [v1, v2]}``, refusing unknown names, non-numbers, empty lists,
+    a parameter given twice, and a parameter also fixed in ``--model_args``."""
+    method = method_grid(model)
+    grid: dict[str, list[float]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise GridError(f"--grid {spec!r}: write NAME=V1,V2,... (e.g. --grid {method.parameters[0]}=0.5,0.8)")
+        if name not in method.parameters:
+            raise GridError(
+                f"--grid: unknown parameter {name!r} for {model}; its parameters are {', '.join(method.parameters)}"
+            )
+        if name in grid:
+            raise GridError(f"--grid: parameter {name!r} is given twice; list all its values in one --grid")
+        if name in fixed:
+            raise GridError(f"{name} is both in --model_args and --grid: give it in one place only")
+        items = [item.strip() for item in values.split(",") if item.strip()]
+        if not items:
+            raise GridError(f"--grid {name}=: no values; list them like {name}=0.5,0.8")
+        parsed = []
+        for item in items:
+            try:
+                parsed.append(float(item))
+            except ValueError:
+                raise GridError(f"--grid {name}: {item!r} is not a number") from None
+        grid[name] = sorted(set(parsed), key=parsed.index)
+    if not grid:
+        raise GridError(f"give at least one --grid for {model} ({', '.join(method.parameters)})")
+    return grid
+
+
+def settings(grid: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
+    """Every combination, in grid order (the last parameter varies fastest)."""
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[name] for name in names))]
+
+
+def point(base: Any, setting: Mapping[str, Any]) -> Any:
+    """The method's parameter object for ``setting`` on top of the model's own (fixed) parameters."""
+    return dataclasses.replace(base, **setting)
+
+
+def check(model: str, base: Any, all_settings: Sequence[Mapping[str, Any]]) -> None:
+    """Build every setting's parameter object once: a value the method refuses fails here, naming it."""
+    for setting in all_settings:
+        try:
+            point(base, setting)
+        except ValueError as error:
+            raise GridError(f"--grid setting {dict(setting)} for {model}: {error}") from None
