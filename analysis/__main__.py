@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from analysis.attention import AttentionLogError
-from analysis.heatmaps import document_figure
-from analysis.reference import load_reference
-from analysis.report import DEFAULT_BASELINE, DEFAULT_EXAMPLES, ReportSettings, attention_source, build_report, slug
+from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES
 from analysis.runs import RunError, load_runs
 from analysis.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+# The drawing modules (matplotlib) are imported inside the commands: `view` first points matplotlib's
+# config folder into its cache folder, which must happen before matplotlib is imported.
 
 
 def _overrides(values: list[str]) -> dict[str, str]:
@@ -78,10 +79,65 @@ def _parser() -> argparse.ArgumentParser:
     )
     heatmap.add_argument("--out", type=Path, default=None, help="PNG path (default: heatmap_<task>_doc<ID>.png here)")
     heatmap.add_argument("--attention_log", action="append", default=[], metavar="RUN=FOLDER", help=attention_help)
+    view = commands.add_parser("view", help="browse runs side by side in a local web app; re-run one document live")
+    view.add_argument("runs", nargs="+", metavar="RUN", help=run_help)
+    view.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    view.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    view.add_argument("--share", action="store_true", help="also make a public Gradio share link (goes online)")
+    view.add_argument("--live", default=None, metavar="PATH", help="a Qwen3-VL checkpoint for live re-runs")
+    view.add_argument("--device", default=None, help="device of the live model (default: cuda if available)")
+    view.add_argument("--cache_dir", type=Path, default=None, help="figures and live answers (default: ~/.cache/...)")
+    view.add_argument("--baseline", default=DEFAULT_BASELINE, help="baseline run label or model (default: %(default)s)")
+    view.add_argument("--attention_log", action="append", default=[], metavar="RUN=FOLDER", help=attention_help)
     return parser
 
 
+def _view(args: argparse.Namespace) -> int:
+    from analysis.view import DEFAULT_CACHE, offline_environment
+
+    cache_dir = (args.cache_dir or DEFAULT_CACHE).expanduser().resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    offline_environment(cache_dir)
+    from analysis.report import attention_source
+    from analysis.view import build_app, import_gradio
+    from analysis.viewer import Viewer
+
+    gr = import_gradio()
+    live = None
+    if args.live:
+        from analysis.live import LiveError, LiveModel
+
+        try:
+            live = LiveModel(args.live, cache_dir, device=args.device)
+        except LiveError as error:
+            raise SystemExit(f"error: {error}") from None
+    runs = load_runs(args.runs)
+    overrides = _overrides(args.attention_log)
+    sources = {run.label: attention_source(run, overrides) for run in runs}
+    logs = {label: source.log for label, source in sources.items()}
+    notes = {label: source.description for label, source in sources.items()}
+    viewer = Viewer(runs, logs, notes, cache_dir, args.baseline)
+    if not viewer.tasks:
+        raise SystemExit("error: the runs hold no VSR task to browse")
+    app = build_app(viewer, live)
+    theme = gr.themes.Base(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    print(f"viewer on http://{args.host}:{args.port} (cache {cache_dir})", flush=True)
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        theme=theme,
+        ssr_mode=False,
+        allowed_paths=[str(cache_dir)],
+        quiet=True,
+    )
+    return 0
+
+
 def _heatmap(args: argparse.Namespace) -> int:
+    from analysis.heatmaps import document_figure
+    from analysis.report import attention_source, slug
+
     runs = load_runs(args.runs)
     tasks = sorted({task for run in runs for task in run.tasks})
     task = args.task
@@ -111,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "heatmap":
             return _heatmap(args)
+        if args.command == "view":
+            return _view(args)
+        from analysis.reference import load_reference
+        from analysis.report import ReportSettings, build_report
+
         settings = ReportSettings(
             baseline=args.baseline,
             bootstrap=args.bootstrap,

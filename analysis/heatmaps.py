@@ -139,10 +139,29 @@ def document_figure(
     if not any(panel.attention is not None for panel in panels):
         return None, f"doc {doc_id}: no attention map in any run's log"
     image_path, missing = resolve_image(task, any_document)
-    image = None
-    if image_path is not None:
-        with Image.open(image_path) as opened:
-            image = np.asarray(opened.convert("RGB"))
+    image = load_image(image_path)
+    label = "True" if any_document.label == 1 else "False"
+    predictions = "; ".join(f"{name}: {_verdict(document)}" for name, document in documents.items())
+    lines = [f'{task} doc {doc_id}: "{caption_of(task, any_document)}"', f"label: {label}.  {predictions}"]
+    lines.append(describe_layers(layer_selection(num_layers, layer), num_layers) if num_layers else "")
+    if image is None:
+        lines.append(f"original image not found, map drawn alone: {missing}")
+    draw_panels(path, image, panels, lines)
+    return path, "" if image is not None else f"doc {doc_id}: original image not found ({missing})"
+
+
+def load_image(path: Path | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    with Image.open(path) as opened:
+        return np.asarray(opened.convert("RGB"))
+
+
+def draw_panels(path: Path, image: np.ndarray | None, panels: list[Panel], lines: list[str]) -> Path:
+    """The heatmap figure: the original image, then each panel (a map stretched over the image, or a picture).
+
+    One implementation for the report, ``analysis heatmap`` and the viewer (logged runs and live re-runs alike).
+    """
     columns = len(panels) + (1 if image is not None else 0)
     figure = Figure(figsize=(max(PANEL_WIDTH * columns, 6.0), 4.9), layout="constrained")
     axes = figure.subplots(1, columns, squeeze=False)[0]
@@ -174,18 +193,12 @@ def document_figure(
         colour_bar = figure.colorbar(shown, ax=axis, shrink=0.8, pad=0.02)
         colour_bar.set_label("attention mass per visual token", fontsize=8)
         colour_bar.ax.tick_params(labelsize=7)
-    label = "True" if any_document.label == 1 else "False"
     width_chars = int(max(PANEL_WIDTH * columns, 6.0) * 11)  # about 11 characters per inch at 10 pt
-    predictions = "; ".join(f"{name}: {_verdict(document)}" for name, document in documents.items())
-    lines = textwrap.wrap(f'{task} doc {doc_id}: "{caption_of(task, any_document)}"', width_chars)
-    lines += textwrap.wrap(f"label: {label}.  {predictions}", width_chars)
-    lines.append(describe_layers(layer_selection(num_layers, layer), num_layers) if num_layers else "")
-    if image is None:
-        lines += textwrap.wrap(f"original image not found, map drawn alone: {missing}", width_chars)
-    figure.suptitle("\n".join(line for line in lines if line), fontsize=10)
+    wrapped = [part for line in lines if line for part in textwrap.wrap(line, width_chars)]
+    figure.suptitle("\n".join(wrapped), fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    return path, "" if image is not None else f"doc {doc_id}: original image not found ({missing})"
+    return path
 
 
 def choose_examples(

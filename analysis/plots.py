@@ -81,3 +81,31 @@ def layer_mass_figure(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path
+
+
+def document_layer_figure(path: Path, title: str, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """One document's last-row attention mass per layer, image (solid) and text (dashed), one colour per run.
+
+    ``series``: run label -> (image mass ``[L]``, text mass ``[L]``). Small, for the viewer's side panel.
+    """
+    figure = Figure(figsize=(5.2, 3.2), layout="constrained")
+    axis = figure.subplots()
+    colours = [f"C{index}" for index in range(10)]
+    for index, (label, (image, text)) in enumerate(series.items()):
+        layers = np.arange(len(image))
+        colour = colours[index % len(colours)]
+        axis.plot(layers, image, color=colour, linewidth=1.8, label=f"{label}: image")
+        axis.plot(layers, text, color=colour, linewidth=1.2, linestyle="--", label=f"{label}: text")
+    axis.set_xlabel("decoder layer")
+    axis.set_ylabel("last-row attention mass")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    if series:
+        axis.legend(fontsize=6, loc="best")
+    else:
+        axis.text(0.5, 0.5, "no attention log for this document", ha="center", va="center", transform=axis.transAxes)
+    axis.set_title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path

@@ -16,15 +16,13 @@ import numpy as np
 
 from analysis import tables
 from analysis.attention import AttentionLog, AttentionLogError, read_attention_log
+from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES  # noqa: E402  (re-exported)
 from analysis.heatmaps import choose_examples, document_figure
 from analysis.plots import OUTCOMES, MassSet, layer_mass_figure
 from analysis.reference import Reference
 from analysis.render import Block, Bullets, Heading, Paragraph, Picture, TableBlock, to_html, to_markdown
 from analysis.runs import Run, load_runs
 from analysis.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, compare, summarise
-
-DEFAULT_BASELINE = "qwen3vl"
-DEFAULT_EXAMPLES = 8
 
 
 @dataclass

@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     for method, accuracy in accuracies.items():
         log(f"  {method:<18} {accuracy:.3f}  ({100 * (accuracy - baseline):+.1f} points over majority)")
     log(f"report: {report_path} (and {report_path.with_suffix('.html')})")
+    runs = " ".join(str(out / "runs" / method) for method in methods)
+    log("browse the runs, and re-run a document live, in the viewer (offline, http://127.0.0.1:7860):")
+    log(f"  VSR_DATA_DIR={data} python -m analysis view {runs} --live {checkpoint}")
     log(f"total {time.perf_counter() - start:.0f}s")
     return 0
 

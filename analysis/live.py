@@ -1,0 +1,167 @@
+"""Live re-runs for the viewer: one document answered again by a method at the user's settings.
+
+``analysis/`` loads no model at import time: the model classes are imported and the checkpoint loaded on the
+first request (one wrapper per method, then kept). Each answer goes through the models' public seams
+(``prepare_batch``, ``respond``) with the attention log writing into the request's cache folder, so the
+heatmap is drawn from a real log record by the report's own drawing code. Results are cached on disk, keyed by
+checkpoint, method, settings, task and doc_id: the same request is instant the second time. One request runs
+at a time (a lock), never two model calls at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from analysis.attention import layer_selection, read_attention_log
+from analysis.heatmaps import Panel, draw_panels, load_image, mean_map
+
+METHODS = {
+    "qwen3vl_adaptvis": ("models.qwen3vl_adaptvis.Qwen3VLAdaptVis", "interventions.adaptvis.AdaptVisParams"),
+    "qwen3vl_clvs": ("models.qwen3vl_clvs.Qwen3VLCLVS", "interventions.clvs.CLVSParams"),
+    "qwen3vl_vea": ("models.qwen3vl_vea.Qwen3VLVEA", "interventions.vea.VEAParams"),
+}
+# The sliders, over the ranges of the study's own demo app: name -> (minimum, maximum, step)
+SLIDERS = {
+    "qwen3vl_adaptvis": {
+        "confidence_threshold": (0.0, 1.0, 0.01),
+        "sharpen_weight": (1.0, 3.0, 0.05),
+        "smoothen_weight": (0.0, 1.0, 0.05),
+    },
+    "qwen3vl_vea": {"smooth_strength": (0.0, 1.0, 0.05), "highlight_strength": (0.0, 1.0, 0.05)},
+    "qwen3vl_clvs": {
+        "smoothing": (0.0, 1.0, 0.05),
+        "window_memory_size": (0.0, 1.0, 0.05),
+        "uncertainty_threshold": (0.0, 1.0, 0.05),
+    },
+}
+MAX_NEW_TOKENS = 8  # the VSR tasks' generation setting
+
+
+class LiveError(ValueError):
+    """The live checkpoint cannot be used; the message says why."""
+
+
+@dataclass
+class LiveResult:
+    answer: str
+    confidence: float | None
+    decision: dict
+    heatmap: str | None
+    cached: bool = False
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """Refuse, at start-up, a folder that is not a Qwen3-VL checkpoint (no weights are loaded here)."""
+    folder = Path(path).expanduser()
+    config = folder / "config.json"
+    if not config.is_file():
+        raise LiveError(f"--live {folder}: no config.json there; pass a Qwen3-VL checkpoint folder")
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type != "qwen3_vl":
+        raise LiveError(f"--live {folder}: its config.json says model_type {model_type!r}, not 'qwen3_vl'")
+    return folder.resolve()
+
+
+def _load(path: str):
+    module, name = path.rsplit(".", 1)
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+class LiveModel:
+    """One checkpoint, its method wrappers (made on first use) and the on-disk cache of answers."""
+
+    def __init__(self, checkpoint: str | Path, cache_dir: Path, device: str | None = None) -> None:
+        self.checkpoint = check_checkpoint(checkpoint)
+        self.cache_dir = Path(cache_dir) / "live"
+        self.device = device
+        self._wrappers: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self.calls = 0  # model calls made (cache hits excluded)
+
+    def default_vea_layers(self) -> str:
+        """Layers 17, 20 and 24 of 28 (the study's profile), scaled to this checkpoint's depth."""
+        config = json.loads((self.checkpoint / "config.json").read_text())
+        depth = int(config.get("text_config", config)["num_hidden_layers"])
+        layers = sorted({min(depth - 1, int(fraction * depth)) for fraction in (17 / 28, 20 / 28, 24 / 28)})
+        return "[" + ",".join(str(layer) for layer in layers) + "]"
+
+    def key(self, method: str, settings: dict, task: str, doc_id: int) -> str:
+        text = json.dumps([str(self.checkpoint), method, settings, task, int(doc_id)], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def run(
+        self,
+        method: str,
+        settings: dict,
+        task: str,
+        doc_id: int,
+        prompt: str,
+        image_path: Path | None,
+        layer: int | None = None,
+    ) -> LiveResult:
+        """The document answered by ``method`` at ``settings`` (from the cache when it was asked before)."""
+        if method not in METHODS:
+            raise LiveError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+        folder = self.cache_dir / self.key(method, settings, task, doc_id)
+        result_file = folder / "result.json"
+        with self._lock:
+            cached = result_file.is_file()
+            if cached:
+                result = LiveResult(**{**json.loads(result_file.read_text()), "cached": True})
+            else:
+                result = self._answer(method, settings, task, doc_id, prompt, image_path, folder)
+                result_file.write_text(json.dumps(asdict(result)))
+            result.heatmap = self._heatmap(folder, method, task, doc_id, image_path, layer, result.answer)
+            return result
+
+    def _wrapper(self, method: str, settings: dict):
+        if method not in self._wrappers:
+            extra = {}
+            if method == "qwen3vl_vea":  # the logged run's layers, else late layers as profiling picks them
+                extra["layers"] = settings.get("layers") or self.default_vea_layers()
+            klass = _load(METHODS[method][0])
+            self._wrappers[method] = klass(pretrained=str(self.checkpoint), device=self.device, **extra)
+        return self._wrappers[method]
+
+    def _answer(self, method, settings, task, doc_id, prompt, image_path, folder: Path) -> LiveResult:
+        from models.attention_log import AttentionLogWriter
+        from models.qwen3vl import GenerationSettings
+
+        wrapper = self._wrapper(method, settings)
+        params_class = _load(METHODS[method][1])
+        values = {k: v for k, v in settings.items() if k in params_class.__dataclass_fields__}
+        wrapper.params = params_class(**{**asdict(wrapper.params), **values})
+        images = [image_path] if image_path is not None else []
+        batch = wrapper.prepare_batch([prompt], [images], [doc_id], [task])
+        num_layers = wrapper.model.config.text_config.num_hidden_layers
+        wrapper.attention_logger = AttentionLogWriter(folder, 0, method, num_layers, wrapper.method_arguments())
+        self.calls += 1
+        response = wrapper.respond(batch, GenerationSettings(max_new_tokens=MAX_NEW_TOKENS))
+        wrapper.finish_batch(batch, response, response.texts)
+        wrapper.attention_logger = None
+        decision = response.extras[0].get("decision", {}) if response.extras else {}
+        confidence = float(response.first_token_probs[0].max())
+        return LiveResult(response.texts[0], confidence, decision, None)
+
+    @staticmethod
+    def _heatmap(folder: Path, method: str, task: str, doc_id: int, image_path, layer, answer: str) -> str | None:
+        log = read_attention_log(folder)
+        record = log.get(task, doc_id)
+        if record is None or record.maps_file is None:
+            return None
+        maps = log.maps(record)
+        layers = layer_selection(record.num_layers, layer)
+        panels = [Panel(title=f"{method} (live)", attention=mean_map(maps, layers))]
+        if "highlighted_0" in maps:
+            panels.append(Panel(title="highlighted image", picture=np.asarray(maps["highlighted_0"], dtype=np.uint8)))
+        path = folder / f"heatmap_layer{'mean' if layer is None else layer}.png"
+        if path.is_file():
+            return str(path)
+        draw_panels(path, load_image(image_path), panels, [f"{task} doc {doc_id}, live {method}: {answer!r}"])
+        return str(path)
