@@ -17,8 +17,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two workers, one test file each at a time, one thread per process: most of the suite is command lines
+# starting Python (single-threaded imports), so two at once use both cores; two 2-thread torch processes
+# would oversubscribe them.
 test: lint
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

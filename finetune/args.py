@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--min_pixels", type=int, default=None, help="image budget lower bound (default: processor's)")
     data.add_argument("--max_pixels", type=int, default=None, help="image budget upper bound (default: processor's)")
     data.add_argument("--dataloader_num_workers", type=int, default=2, help="processes decoding images")
+    data.add_argument(
+        "--dim_share",
+        type=float,
+        default=0.0,
+        help="share of train rows shown dimmed outside a random region, as VEA's highlighted images (0: off)",
+    )
+    data.add_argument(
+        "--dim_strength",
+        default="0.2,0.5",
+        help="LOW,HIGH range of the brightness kept outside the region (VEA's highlight_strength: 0.5 random, 0.2 zeroshot)",
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--model_id", default=DEFAULT_MODEL_ID, help="Qwen3-VL folder or hub id")
@@ -139,6 +150,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def validate(args: argparse.Namespace) -> None:
+    from finetune.augment import DimAugmentation, parse_strength
+
+    try:
+        DimAugmentation(args.dim_share, parse_strength(args.dim_strength), args.seed)
+    except ValueError as error:
+        raise ArgumentError(str(error)) from None
     if not args.vsr_data_dir:
         raise ArgumentError(
             f"--vsr_data_dir is required (or set {DATA_DIR_VARIABLE}): VSR's data folder with splits/{{random,zeroshot}}/"

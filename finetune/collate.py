@@ -105,14 +105,18 @@ class Collator:
     processes in step (see ``finetune.plan``).
     """
 
-    def __init__(self, processor: Any) -> None:
+    def __init__(self, processor: Any, augment: Any = None) -> None:
+        """``augment(image, row) -> image``: the training rows' augmentation (``finetune.augment``); None for held-out."""
         self.processor = processor
         self.special = SpecialIds.from_tokenizer(processor.tokenizer)
+        self.augment = augment
 
     def __call__(self, items: list[tuple[Example, float]]) -> dict[str, Any]:
         examples = [example for example, _ in items]
         texts = [training_text(self.processor, ex.caption, ex.label) for ex in examples]
         images = [load_rgb(ex.image) for ex in examples]
+        if self.augment is not None:
+            images = [self.augment(image, ex.index) for image, ex in zip(images, examples)]
         batch = self.processor(text=texts, images=images, padding=True, padding_side="right", return_tensors="pt")
         labels = answer_labels(batch["input_ids"], batch["attention_mask"], self.special)
         for row, example in enumerate(examples):

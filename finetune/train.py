@@ -26,6 +26,7 @@ from transformers import get_scheduler
 
 from finetune import checkpoint as ckpt
 from finetune.args import accumulation_steps, lora_targets
+from finetune.augment import DimAugmentation, parse_strength
 from finetune.collate import Collator
 from finetune.data import Splits, load_splits
 from finetune.model import add_lora, count_parameters, freeze_vision, load_model, load_processor, parameter_groups
@@ -49,7 +50,8 @@ class Session:
     output_dir: Path
     splits: Splits
     processor: Any
-    collator: Collator
+    collator: Collator  # training rows (with the --dim_share augmentation)
+    eval_collator: Collator  # held-out rows, never augmented
     model: Any
     optimizer: Any
     scheduler: Any
@@ -91,7 +93,7 @@ class Session:
         return evaluate(
             self.model,
             self.splits.held_out,
-            self.collator,
+            self.eval_collator,
             self.accelerator,
             args.eval_batch_size or args.per_device_batch_size,
             args.dataloader_num_workers,
@@ -108,6 +110,12 @@ def _prepare_output_dir(args: argparse.Namespace) -> Path:
         )
     output_dir.mkdir(parents=True, exist_ok=True)
     return output_dir
+
+
+def _augmentation(args: argparse.Namespace) -> DimAugmentation | None:
+    if not args.dim_share:
+        return None
+    return DimAugmentation(args.dim_share, parse_strength(args.dim_strength), args.seed)
 
 
 def build_session(args: argparse.Namespace) -> Session:
@@ -158,7 +166,8 @@ def build_session(args: argparse.Namespace) -> Session:
         output_dir=output_dir,
         splits=splits,
         processor=processor,
-        collator=Collator(processor),
+        collator=Collator(processor, augment=_augmentation(args)),
+        eval_collator=Collator(processor),
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,

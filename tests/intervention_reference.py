@@ -87,6 +87,16 @@ def reference_logits(model, batch, **kwargs) -> torch.Tensor:
     return model(**batch.inputs, **kwargs).logits[:, -1].float()
 
 
+def eager_logits(model, reference: EagerReference, batch, row_fn: Callable | None = None) -> torch.Tensor:
+    """First-token logits ``[B, V]`` of the reference model with ``row_fn`` editing the prefill's last row."""
+    reference.row_fn = row_fn
+    try:
+        with torch.no_grad():
+            return model(**batch.inputs).logits[:, -1].float()
+    finally:
+        reference.row_fn = None
+
+
 def adaptvis_row_fn(alphas: list[float], layers: set[int], images: list[list[int]]) -> Callable:
     """METHODS.md AdaptVis: image logits of the last row times alpha (before the mask), then softmax."""
 

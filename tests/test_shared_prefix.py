@@ -25,6 +25,7 @@ from models.qwen3vl_clvs import Qwen3VLCLVS
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,
+    eager_logits,
     image_positions,
     lens_entropy,
     load_reference_model,
@@ -134,15 +135,6 @@ def test_adaptvis_mixed_branches_equal_the_eager_reference(checkpoint, docs):
     torch.testing.assert_close(
         response.first_token_logits, eager_logits(model, eager, batch, row_fn), atol=1e-5, rtol=0
     )
-
-
-def eager_logits(model, eager, batch, row_fn) -> torch.Tensor:
-    eager.row_fn = row_fn
-    try:
-        with torch.no_grad():
-            return model(**batch.inputs).logits[:, -1].float()
-    finally:
-        eager.row_fn = None
 
 
 @pytest.mark.parametrize("unbiased", [True, False])
