@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="end this run after step N (schedule unchanged) to resume later, e.g. on time-limited queues",
     )
+    train.add_argument(
+        "--stop_at_accuracy",
+        type=float,
+        default=None,
+        help="end the run (with a checkpoint) at the first held-out evaluation whose accuracy reaches A: "
+        "early stopping, e.g. to restart an unlucky run from scratch; needs --eval_fraction > 0",
+    )
     train.add_argument("--seed", type=int, default=42, help="data order and initialisation seed")
     train.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (fp32 master weights)")
     train.add_argument("--log_with_aim", action="store_true", help="also log to Aim (pip install aim)")
@@ -166,6 +173,11 @@ def validate(args: argparse.Namespace) -> None:
         raise ArgumentError(f"--image_dir {args.image_dir} does not exist or is not a folder")
     if not 0.0 <= args.eval_fraction < 1.0:
         raise ArgumentError(f"--eval_fraction must be in [0, 1), got {args.eval_fraction}")
+    if args.stop_at_accuracy is not None:
+        if not 0.0 < args.stop_at_accuracy <= 1.0:
+            raise ArgumentError(f"--stop_at_accuracy must be in (0, 1], got {args.stop_at_accuracy}")
+        if args.eval_fraction == 0:
+            raise ArgumentError("--stop_at_accuracy needs held-out rows to measure: set --eval_fraction > 0")
     positive = {
         "--per_device_batch_size": args.per_device_batch_size,
         "--gradient_accumulation_steps": args.gradient_accumulation_steps,

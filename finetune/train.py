@@ -61,6 +61,7 @@ class Session:
     trainable: int
     total_parameters: int
     start_step: int = 0
+    stopped_at: int | None = None  # the step whose evaluation reached --stop_at_accuracy
     history: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"checkpoint": None, "eval_loss": None})
 
@@ -294,20 +295,28 @@ def run(args: argparse.Namespace) -> dict:
             progress.write(
                 f"step {done}: held-out loss {record['eval_loss']:.4f}, accuracy {record['eval_accuracy']:.4f}"
             )
+        target = args.stop_at_accuracy
+        if target is not None and record.get("eval_accuracy", -1.0) >= target:
+            session.stopped_at, save_now = done, True
+            progress.write(f"step {done}: held-out accuracy reached --stop_at_accuracy {target:g}; stopping")
         if done % args.logging_steps == 0 or "eval_loss" in record or done == session.end_step:
             log(record)
         if save_now:
             _save(session, done, record)
+        if session.stopped_at is not None:
+            break
     progress.close()
     return _finish(session)
 
 
 def _finish(session: Session) -> dict:
+    last = session.stopped_at or session.end_step
     summary = {
-        "finished": session.end_step == session.total_steps,
-        "global_step": session.end_step,
+        "finished": session.stopped_at is not None or session.end_step == session.total_steps,
+        "global_step": last,
         "total_steps": session.total_steps,
-        "last_checkpoint": str(ckpt.checkpoint_dir(session.output_dir, session.end_step)),
+        "reached_accuracy_at": session.stopped_at,
+        "last_checkpoint": str(ckpt.checkpoint_dir(session.output_dir, last)),
         "best_checkpoint": session.best["checkpoint"],
         "best_eval_loss": session.best["eval_loss"],
         "skipped_missing_images": len(session.splits.missing_images),
@@ -317,6 +326,8 @@ def _finish(session: Session) -> dict:
     if session.main:
         (session.output_dir / "trainer_state.json").write_text(json.dumps(summary, indent=2))
         status = "finished" if summary["finished"] else f"stopped at step {session.end_step} (--stop_at_step)"
+        if session.stopped_at is not None:
+            status = f"reached --stop_at_accuracy at step {session.stopped_at}"
         print(f"finetune: {status}; last checkpoint {summary['last_checkpoint']}; best {summary['best_checkpoint']}")
     session.accelerator.end_training()
     return summary

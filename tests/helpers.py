@@ -65,16 +65,21 @@ def lmms_eval_env(vsr_data_dir: Path | None = None, **extra: str) -> dict[str, s
     return env
 
 
-def run_lmms_eval(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
-    """Run ``python -m lmms_eval ARGS``; lmms-eval exits 0 even when evaluation fails, so callers check files."""
+def run_module(module: str, args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
+    """Run ``python -m MODULE ARGS`` from the repository, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "lmms_eval", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         cwd=cwd or REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_lmms_eval(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
+    """Run ``python -m lmms_eval ARGS``; lmms-eval exits 0 even when evaluation fails, so callers check files."""
+    return run_module("lmms_eval", args, env, cwd, timeout)
 
 
 def find_results(output_path: Path) -> tuple[dict, dict[str, list[dict]]]:

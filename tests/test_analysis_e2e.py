@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
 
-from tests.helpers import REPO_ROOT, find_results, lmms_eval_env, run_lmms_eval
+from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_module
 
 pytestmark = pytest.mark.slow
 TASK = "vsr_random_dev"
@@ -44,14 +42,10 @@ def evaluated(tmp_path_factory, tiny_checkpoint, vsr_data_dir):
         assert list(log.glob("records.rank*.jsonl")), f"{model} wrote no attention log: {completed.stderr[-2000:]}"
         runs[model] = (output, find_results(output)[0])
     out = root / "report"
-    completed = subprocess.run(
-        [sys.executable, "-m", "analysis", "report", str(runs["qwen3vl"][0]), str(runs["qwen3vl_adaptvis"][0])]
-        + ["--out", str(out), "--examples", "3"],
-        env=lmms_eval_env(vsr_data_dir),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = run_module(
+        "analysis",
+        ["report", str(runs["qwen3vl"][0]), str(runs["qwen3vl_adaptvis"][0]), "--out", str(out), "--examples", "3"],
+        lmms_eval_env(vsr_data_dir),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return runs, out

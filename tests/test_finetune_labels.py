@@ -140,6 +140,8 @@ def test_default_accumulation_gives_an_effective_batch_of_64(tmp_path):
         (["--per_device_batch_size", "0"], "--per_device_batch_size must be a positive"),
         (["--use_lora", "--lora_target_modules", " , "], "--lora_target_modules is empty"),
         (["--image_dir", "/nonexistent/images"], "--image_dir /nonexistent/images does not exist"),
+        (["--stop_at_accuracy", "1.5"], "--stop_at_accuracy must be in"),
+        (["--stop_at_accuracy", "0.9", "--eval_fraction", "0"], "--stop_at_accuracy needs held-out rows"),
     ],
 )
 def test_bad_flags_are_refused_by_name(tmp_path, extra, message):

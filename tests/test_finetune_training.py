@@ -158,6 +158,24 @@ def test_a_run_stopped_after_a_checkpoint_and_resumed_ends_with_the_same_weights
     assert resumed["finished"] and resumed["global_step"] == 4
 
 
+def test_stop_at_accuracy_ends_at_the_first_evaluation_that_reaches_it(tmp_path, colour_data, tiny_checkpoint):
+    settings = ["--per_device_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_steps", "8",
+                "--eval_steps", "2", "--eval_fraction", "0.2", "--learning_rate", "5e-3", "--warmup_steps", "2",
+                "--save_steps", "2"]  # fmt: skip
+    full = train(colour_data, tiny_checkpoint, tmp_path / "full", *settings)
+    accuracy = {r["step"]: r["eval_accuracy"] for r in full["log_history"] if "eval_accuracy" in r and r["step"]}
+    first = next(step for step, value in accuracy.items() if value > 0)  # the run learns: accuracy 1.0 at step 8
+    assert first < 8 and full["reached_accuracy_at"] is None
+    stopped = train(colour_data, tiny_checkpoint, tmp_path / "stopped", *settings,
+                    "--stop_at_accuracy", str(accuracy[first]))  # fmt: skip
+    assert stopped["reached_accuracy_at"] == stopped["global_step"] == first and stopped["finished"]
+    assert stopped["last_checkpoint"] == str(tmp_path / "stopped" / f"checkpoint-{first}")
+    assert max(r["step"] for r in stopped["log_history"]) == first
+    assert sorted(read_data_order(tmp_path / "stopped" / "data_order" / "rank-0.jsonl")) == list(range(1, first + 1))
+    for name, value in weights(tmp_path / "full" / f"checkpoint-{first}").items():
+        torch.testing.assert_close(weights(Path(stopped["last_checkpoint"]))[name], value, atol=0, rtol=0)
+
+
 def test_training_lowers_held_out_loss_and_lmms_eval_scores_the_checkpoint(tmp_path, colour_data, tiny_checkpoint):
     summary = train(
         colour_data, tiny_checkpoint, tmp_path / "run", "--per_device_batch_size", "8", "--gradient_accumulation_steps",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
 from models.tiny import SPECIAL_TOKENS, VOCAB_SIZE, build_tokenizer
@@ -52,3 +53,24 @@ def test_cli_builds_a_word_tokenizer_checkpoint_that_loads(tmp_path):
 def test_unknown_tokenizer_is_refused_by_name():
     with pytest.raises(ValueError, match="tokenizer must be one of bytes, words, qwen, got 'bpe'"):
         build_tokenizer("bpe")
+
+
+def test_vision_position_std_redraws_only_the_vision_position_embedding(tmp_path):
+    from safetensors.torch import load_file
+
+    from models.tiny import build_tiny_checkpoint
+
+    plain = load_file(str(build_tiny_checkpoint(tmp_path / "plain", seed=3) / "model.safetensors"))
+    wide = build_tiny_checkpoint(tmp_path / "wide", seed=3, vision_position_std=2.0)
+    redrawn = load_file(str(wide / "model.safetensors"))
+    name = "model.visual.pos_embed.weight"
+    assert redrawn.keys() == plain.keys()
+    assert [key for key in plain if not torch.equal(plain[key], redrawn[key])] == [name]
+    assert abs(float(redrawn[name].std()) - 2.0) < 0.1 and float(plain[name].std()) < 0.05
+    assert json.loads((wide / "tiny_recipe.json").read_text())["vision_position_std"] == 2.0
+    Qwen3VLForConditionalGeneration.from_pretrained(wide)  # loads as any checkpoint
+    refused = subprocess.run(
+        [sys.executable, "-m", "models.tiny", str(tmp_path / "bad"), "--vision_position_std", "0"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--vision_position_std must be positive" in refused.stderr

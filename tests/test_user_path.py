@@ -9,8 +9,6 @@ reproduce ``qwen3vl`` for every method.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,7 +18,7 @@ from models.qwen3vl import GenerationSettings, Qwen3VL
 from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
 from models.qwen3vl_clvs import Qwen3VLCLVS
 from models.qwen3vl_vea import Qwen3VLVEA
-from tests.helpers import REPO_ROOT, find_results, lmms_eval_env, run_lmms_eval
+from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_module
 from tests.intervention_reference import CONTEXTS, sample_images
 from tests.test_finetune_training import colour_vsr_set, train
 from vsr_tasks.synthetic import generate
@@ -52,13 +50,8 @@ def evaluated(tmp_path_factory, qwen_checkpoint, vsr_data_dir):
         assert results_files, f"{model}: no results ({completed.stderr[-3000:]})"
         runs[model] = (output, log, find_results(output))
     report = root / "report"
-    completed = subprocess.run(
-        [sys.executable, "-m", "analysis", "report", *(str(runs[m][0]) for m in MODELS), "--out", str(report)],
-        env=lmms_eval_env(vsr_data_dir),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = run_module(
+        "analysis", ["report", *(str(runs[m][0]) for m in MODELS), "--out", str(report)], lmms_eval_env(vsr_data_dir)
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return root, runs, report
