@@ -59,7 +59,10 @@ class DimAugmentation:
 
 def parse_strength(text: str) -> tuple[float, float]:
     """``"0.2,0.5"`` -> (0.2, 0.5); one number is a fixed strength."""
-    parts = [float(part) for part in str(text).split(",") if part.strip()]
+    try:
+        parts = [float(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        parts = []
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2:

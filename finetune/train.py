@@ -87,7 +87,14 @@ class Session:
             "dataset_type": self.args.dataset_type,
             "eval_fraction": self.args.eval_fraction,
             "eval_split_seed": self.args.eval_split_seed,
+            **self.augmentation_settings(),
         }
+
+    def augmentation_settings(self) -> dict:
+        """Absent when off, so that checkpoints from before --dim_share existed resume as they did."""
+        if not self.args.dim_share:
+            return {}
+        return {"dim_share": self.args.dim_share, "dim_strength": list(parse_strength(self.args.dim_strength))}
 
     def evaluate(self) -> dict[str, float]:
         args = self.args
@@ -298,7 +305,8 @@ def run(args: argparse.Namespace) -> dict:
         target = args.stop_at_accuracy
         if target is not None and record.get("eval_accuracy", -1.0) >= target:
             session.stopped_at, save_now = done, True
-            progress.write(f"step {done}: held-out accuracy reached --stop_at_accuracy {target:g}; stopping")
+            if session.main:
+                progress.write(f"step {done}: held-out accuracy reached --stop_at_accuracy {target:g}; stopping")
         if done % args.logging_steps == 0 or "eval_loss" in record or done == session.end_step:
             log(record)
         if save_now:

@@ -305,7 +305,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     parser.add_argument("--fast", action="store_true", help="small set, few steps: the pipeline in < 3 minutes")
     parser.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default 0)")
-    parser.add_argument("--max_steps", type=int, default=None, help="override the last stage's steps (default 2000)")
+    parser.add_argument(
+        "--max_steps", type=int, default=None, help="override the last stage's steps (default 2000; 4 with --fast)"
+    )
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="comma-separated models to evaluate (default: all four)"
     )

@@ -48,7 +48,12 @@ def test_the_gain_is_vea_s_highlight_formula_over_a_region():
 
 
 @pytest.mark.parametrize(
-    "flags, message", [(["--dim_share", "1.5"], "--dim_share"), (["--dim_strength", "0.6,0.2"], "LOW")]
+    "flags, message",
+    [
+        (["--dim_share", "1.5"], "--dim_share"),
+        (["--dim_strength", "0.6,0.2"], "LOW"),
+        (["--dim_strength", "a,b"], "--dim_strength must be LOW,HIGH"),
+    ],
 )
 def test_bad_values_are_refused_by_name(tmp_path, flags, message):
     with pytest.raises(ArgumentError, match=message):  # parse_args validates
@@ -68,10 +73,18 @@ def test_only_training_rows_are_dimmed(tmp_path, tiny_checkpoint):
     GradientState._reset_state()
     try:
         session = build_session(parse_args(argv))
+
+        def dimmed(image, row):
+            raise AssertionError(f"held-out row {row} went through the training augmentation")
+
+        augment, session.collator.augment = session.collator.augment, dimmed
+        evaluation = session.evaluate()  # the held-out evaluation never sees the augmentation
+        session.collator.augment = augment
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
     assert session.collator.augment is not None and session.eval_collator.augment is None
+    assert 0.0 <= evaluation["eval_accuracy"] <= 1.0 and evaluation["eval_loss"] > 0
     example = session.splits.train[0]
     plain = session.eval_collator([(example, 1.0)])["pixel_values"]
     dimmed = session.collator([(example, 1.0)])["pixel_values"]
@@ -81,3 +94,18 @@ def test_only_training_rows_are_dimmed(tmp_path, tiny_checkpoint):
         assert torch.equal(session.eval_collator([(held_out, 1.0)])["pixel_values"], as_is["pixel_values"])
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (data / "images").iterdir()}
     assert before == after  # dev and test images (and every file) untouched: dimming happens in memory
+
+
+def test_a_resumed_run_refuses_other_augmentation_settings(tmp_path, tiny_checkpoint):
+    from tests.test_finetune_training import SMALL, train
+
+    data = colour_vsr_set(tmp_path / "data", n_train=12, n_eval=4)
+    output = tmp_path / "run"
+    train(data, tiny_checkpoint, output, *SMALL, "--max_steps", "2", "--save_steps", "1", "--stop_at_step", "1",
+          "--dim_share", "0.5")  # fmt: skip
+    with pytest.raises(ValueError, match="dim_share"):
+        train(data, tiny_checkpoint, output, *SMALL, "--max_steps", "2", "--save_steps", "1", "--dim_share", "0.3",
+              "--resume_from_checkpoint", "latest")  # fmt: skip
+    resumed = train(data, tiny_checkpoint, output, *SMALL, "--max_steps", "2", "--save_steps", "1",
+                    "--dim_share", "0.5", "--resume_from_checkpoint", "latest")  # fmt: skip
+    assert resumed["finished"] and resumed["data_settings"]["dim_share"] == 0.5
