@@ -21,7 +21,7 @@ lint: $(STAMP)
 # starting Python (single-threaded imports), so two at once use both cores; two 2-thread torch processes
 # would oversubscribe them.
 test: lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

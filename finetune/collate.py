@@ -1,8 +1,8 @@
 """Training sequences: the evaluation prompt plus the answer, processed, with labels on the answer only.
 
-The user turn is built exactly as ``models.qwen3vl.Qwen3VL.chat_text`` builds it
-for evaluation (image first, the ``vsr_tasks`` prompt, no system turn), so the
-model is trained on the text it is later asked. The loss covers the answer
+The user turn is built exactly as an evaluation of a VSR document builds it
+(``models.qwen3vl.Qwen3VL.prepare_batch``: image first, the ``vsr_tasks`` prompt, no
+system turn), so the model is trained on the text it is later asked. The loss covers the answer
 tokens and the closing ``<|im_end|>``; everything else is -100.
 
 The label mask is found on the PROCESSED ``input_ids``, after the processor has

@@ -363,11 +363,6 @@ class Qwen3VL(lmms):
             visuals=loaded,
         )
 
-    def chat_text(self, context: str, num_images: int) -> str:
-        """One user turn, images first, through the checkpoint's chat template."""
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": context}]
-        return render_user_turn(self.processor, content, self.system_prompt)
-
     def chat_text_from_content(self, content: list[dict]) -> str:
         """One user turn of image and text parts (and the optional system turn) through the chat template."""
         return render_user_turn(self.processor, content, self.system_prompt)

@@ -8,10 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,11 +30,72 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+SHARED_VARIABLE = "VSR_SHARED_DIR"
+
+
+def missing_shared_vsr_message() -> str | None:
+    """Why the real VSR annotation files cannot be found (None when they can): the variable to set and how."""
+    path = Path(os.environ.get(SHARED_VARIABLE, REPO_ROOT.parent / "shared" / "vsr"))
+    if (path / "splits").is_dir():
+        return None
+    source = f"{SHARED_VARIABLE}={os.environ[SHARED_VARIABLE]}" if SHARED_VARIABLE in os.environ else "the default"
+    return (
+        f"the tests need VSR's real annotation files: {path / 'splits'} does not exist ({source}). "
+        f"Set {SHARED_VARIABLE} to a folder holding VSR's splits/{{random,zeroshot}}/{{train,dev,test}}.jsonl, e.g. "
+        f"export {SHARED_VARIABLE}=/path/to/visual-spatial-reasoning/data"
+    )
+
+
 def shared_vsr_dir() -> Path:
-    path = Path(os.environ.get("VSR_SHARED_DIR", REPO_ROOT.parent / "shared" / "vsr"))
-    if not (path / "splits").is_dir():
-        raise RuntimeError(f"the real VSR annotation files are expected in {path} (set VSR_SHARED_DIR)")
-    return path
+    problem = missing_shared_vsr_message()
+    if problem is not None:
+        raise RuntimeError(problem)
+    return Path(os.environ.get(SHARED_VARIABLE, REPO_ROOT.parent / "shared" / "vsr"))
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Any]) -> Any:
+    """``build(folder)`` once per test run, however many xdist workers ask: the first builds under a file lock,
+    the others wait for it and reuse the folder. ``build`` returns what the fixture gives (paths, JSON-able)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # one folder per run, above each worker's own
+    folder = root / f"built-{name}"
+    done = folder / ".built.json"
+    with FileLock(str(folder) + ".lock"):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            result = build(folder)
+            done.write_text(json.dumps(result, default=str))
+    result = json.loads(done.read_text())
+    return result
+
+
+def vsr_accuracy_from_samples(samples: list[dict]) -> float:
+    """A VSR task's accuracy recomputed from its samples file: each answer parsed against the document's target."""
+    from vsr_tasks.scoring import parse_answer
+
+    hits = [parse_answer(s["filtered_resps"]) == (s["target"] == "True") for s in samples]
+    return sum(hits) / len(hits)
+
+
+def evaluation_prompt(checkpoint: Path, caption: str, image: Path) -> tuple[str, Any]:
+    """What an evaluation of a VSR document with ``caption`` feeds the model: (prompt text, input ids ``[N]``).
+
+    Through the path lmms-eval takes: the task's ``doc_to_text`` and ``doc_to_visual``, then the baseline
+    wrapper's ``prepare_batch`` (images placed by ``models.placement``, the chat template, the processor).
+    """
+    from models.placement import images_first
+    from models.qwen3vl import Qwen3VL
+    from vsr_tasks.utils import vsr_doc_to_text
+
+    wrapper = Qwen3VL(pretrained=str(checkpoint), device="cpu")
+    with Image.open(image) as opened:
+        visual = [opened.convert("RGB")]
+    context = vsr_doc_to_text({"caption": caption})
+    batch = wrapper.prepare_batch([context], [visual], [0], ["vsr_random_dev"])
+    text = wrapper.chat_text_from_content(images_first(context, visual).content)
+    return text, batch.inputs["input_ids"][0]
 
 
 def write_random_image(path: Path, rng: np.random.Generator, min_side: int = 48, max_side: int = 160) -> None:
@@ -65,8 +129,12 @@ def lmms_eval_env(vsr_data_dir: Path | None = None, **extra: str) -> dict[str, s
     return env
 
 
-def run_module(module: str, args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
-    """Run ``python -m MODULE ARGS`` from the repository, output captured."""
+def run_cli(module: str, args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
+    """Start ``python -m MODULE ARGS`` as a real subprocess from the repository, output captured.
+
+    For the tests that cover a command line as a user starts it (one per command at least); the rest use
+    :func:`run_module`.
+    """
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         env=env,
@@ -77,9 +145,31 @@ def run_module(module: str, args: list[str], env: dict[str, str], cwd: Path | No
     )
 
 
+def run_module(module: str, args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
+    """``python -m MODULE ARGS`` from the repository, run inside this process (``tests.inprocess``), output captured.
+
+    ``timeout`` is accepted for the subprocess form's signature; an in-process run has none.
+    """
+    from tests.inprocess import run_in_process
+
+    del timeout
+    return run_in_process(["-m", module, *args], env, cwd or REPO_ROOT)
+
+
 def run_lmms_eval(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
-    """Run ``python -m lmms_eval ARGS``; lmms-eval exits 0 even when evaluation fails, so callers check files."""
+    """``python -m lmms_eval ARGS`` in this process; lmms-eval exits 0 even when evaluation fails, so callers check
+    files."""
     return run_module("lmms_eval", args, env, cwd, timeout)
+
+
+def run_lmms_eval_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
+    """``lmms-eval ARGS``: the console script a user types, as a real subprocess of a fresh interpreter."""
+    script = Path(sys.executable).parent / "lmms-eval"
+    if not script.is_file():
+        raise RuntimeError(f"no lmms-eval console script beside {sys.executable}: pip install -e '.[dev]' first")
+    return subprocess.run(
+        [str(script), *args], env=env, cwd=cwd or REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def find_results(output_path: Path) -> tuple[dict, dict[str, list[dict]]]:
@@ -127,13 +217,13 @@ def build_trained_checkpoint(root: Path, num_layers: int = 8, steps: int = 120) 
     tiny = build_tiny_checkpoint(root / "tiny", num_layers=num_layers, seed=0, tokenizer="words")
     output = root / "finetune"
     command = [
-        sys.executable, "-m", "finetune", "--dataset_type", "random", "--vsr_data_dir", str(data),
+        "finetune", "--dataset_type", "random", "--vsr_data_dir", str(data),
         "--model_id", str(tiny), "--output_dir", str(output), "--max_steps", str(steps),
         "--per_device_batch_size", "8", "--gradient_accumulation_steps", "1", "--learning_rate", "5e-3",
         "--warmup_steps", "2", "--weight_decay", "0", "--eval_fraction", "0", "--save_steps", str(steps),
         "--dataloader_num_workers", "0", "--seed", "0", "--logging_steps", str(steps),
     ]  # fmt: skip
-    completed = subprocess.run(command, cwd=REPO_ROOT, env=lmms_eval_env(), capture_output=True, text=True)
+    completed = run_module(command[0], command[1:], lmms_eval_env())
     if completed.returncode != 0:
         raise RuntimeError(f"fine-tuning the test checkpoint failed: {completed.stderr[-4000:]}")
     return output / f"checkpoint-{steps}", data

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_module
+from tests.helpers import find_results, lmms_eval_env, run_cli, run_lmms_eval
 
 pytestmark = pytest.mark.slow
 TASK = "vsr_random_dev"
@@ -42,7 +42,7 @@ def evaluated(tmp_path_factory, tiny_checkpoint, vsr_data_dir):
         assert list(log.glob("records.rank*.jsonl")), f"{model} wrote no attention log: {completed.stderr[-2000:]}"
         runs[model] = (output, find_results(output)[0])
     out = root / "report"
-    completed = run_module(
+    completed = run_cli(  # the report's command line as a user starts it (other tests run it in-process)
         "analysis",
         ["report", str(runs["qwen3vl"][0]), str(runs["qwen3vl_adaptvis"][0]), "--out", str(out), "--examples", "3"],
         lmms_eval_env(vsr_data_dir),

@@ -11,7 +11,7 @@ from lmms_eval.api.instance import Instance
 
 from models.attention_log import read_attention_log
 from models.qwen3vl import Qwen3VL
-from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
+from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_lmms_eval_cli
 from tests.intervention_reference import CONTEXTS, load_reference_model, sample_images
 
 RECORD_KEYS = {
@@ -97,10 +97,11 @@ def test_baseline_log_equals_eager_reference(tiny_checkpoint, tmp_path):
                 start += h * w
 
 
-def _cli_run(tmp_path, checkpoint, data_dir, model: str, *model_args: str):
+def _cli_run(tmp_path, checkpoint, data_dir, model: str, *model_args: str, subprocess: bool = False):
+    """One lmms-eval run with the log; ``subprocess``: through the ``lmms-eval`` console script, as a user runs it."""
     log = tmp_path / "attention"
     arguments = ",".join([f"pretrained={checkpoint}", "batch_size=2", f"attention_log={log}", *model_args])
-    completed = run_lmms_eval(
+    completed = (run_lmms_eval_cli if subprocess else run_lmms_eval)(
         ["--model", model, "--model_args", arguments, "--tasks", "vsr_random_dev", "--limit", "8"]
         + ["--log_samples", "--output_path", str(tmp_path / "out")],
         lmms_eval_env(data_dir),
@@ -126,7 +127,7 @@ def _cli_run(tmp_path, checkpoint, data_dir, model: str, *model_args: str):
 
 @pytest.mark.slow
 def test_adaptvis_cli_writes_a_readable_log(tmp_path, tiny_checkpoint, vsr_data_dir):
-    records = _cli_run(tmp_path, tiny_checkpoint, vsr_data_dir, "qwen3vl_adaptvis", "layers=[0-1,3]")
+    records = _cli_run(tmp_path, tiny_checkpoint, vsr_data_dir, "qwen3vl_adaptvis", "layers=[0-1,3]", subprocess=True)
     for record in records:
         decision = record["decision"]
         assert set(decision) == {"confidence", "alpha"} and 0.0 < decision["confidence"] <= 1.0

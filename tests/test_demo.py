@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
+import os
 import sys
 
 import pytest
 
 from tests.helpers import REPO_ROOT
+from tests.inprocess import pipeline_steps_in_process, run_script_in_process
+
+SCRIPTS = REPO_ROOT / "scripts"
 
 METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
 
@@ -17,13 +20,7 @@ METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
 @pytest.fixture(scope="module")
 def fast_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--out", str(out), "--fast"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_script_in_process(SCRIPTS / "demo.py", ["--out", str(out), "--fast"], dict(os.environ), REPO_ROOT)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-6000:]
     return out, completed.stdout
 
@@ -59,7 +56,8 @@ def test_a_stage_that_misses_its_target_starts_afresh_from_another_seed(fast_dem
     demo = load_demo_module()
     # a learning rate that cannot move the model in 2 steps, and a target only a perfect model reaches
     stage = demo.Stage("foothold", "data_foothold", 1.0, 2, 1e-9, "linear", 1.0, 1, 2, 0.0, True)
-    checkpoint, notes = demo.run_stage(tmp_path, 1, stage, out / "data_foothold", out / "tiny", demo.FAST, seed=7)
+    with pipeline_steps_in_process(SCRIPTS):
+        checkpoint, notes = demo.run_stage(tmp_path, 1, stage, out / "data_foothold", out / "tiny", demo.FAST, seed=7)
     assert checkpoint == tmp_path / "finetune_1_1" / "checkpoint-2"
     assert json.loads((tmp_path / "tiny_1" / "tiny_recipe.json").read_text())["seed"] == 1007
     for attempt in (0, 1):

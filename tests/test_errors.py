@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import lmms_eval.models  # noqa: F401  (registers the VSR task folder)
 import pytest
 from lmms_eval.tasks import TaskManager
 
 from models.qwen3vl import Qwen3VL
-from tests.helpers import lmms_eval_env, run_lmms_eval
+from tests.helpers import REPO_ROOT, lmms_eval_env, run_lmms_eval
 from vsr_tasks.data import VSRDataError
 
 
@@ -95,3 +97,15 @@ def test_unknown_model_argument_is_refused_by_name(tiny_checkpoint):
 def test_bad_argument_values_are_refused(tiny_checkpoint, argument, message):
     with pytest.raises(ValueError, match=message):
         Qwen3VL.create_from_arg_string(f"pretrained={tiny_checkpoint},{argument}")
+
+
+def test_without_the_real_vsr_files_the_suite_stops_once_naming_the_variable(tmp_path):
+    env = {**lmms_eval_env(), "VSR_SHARED_DIR": str(tmp_path / "absent")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_scoring.py"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 4, output[-2000:]
+    assert output.count("Set VSR_SHARED_DIR to a folder holding VSR's splits/") == 1
+    assert f"{tmp_path / 'absent' / 'splits'} does not exist" in output and "passed" not in output

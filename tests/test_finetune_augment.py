@@ -79,12 +79,18 @@ def test_only_training_rows_are_dimmed(tmp_path, tiny_checkpoint):
 
         augment, session.collator.augment = session.collator.augment, dimmed
         evaluation = session.evaluate()  # the held-out evaluation never sees the augmentation
+        session.collator.augment = None
+        without_augmentation = session.evaluate()
         session.collator.augment = augment
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
     assert session.collator.augment is not None and session.eval_collator.augment is None
-    assert 0.0 <= evaluation["eval_accuracy"] <= 1.0 and evaluation["eval_loss"] > 0
+    assert evaluation == without_augmentation  # the same numbers whatever the training rows go through
+    answers = len(session.splits.held_out)
+    assert evaluation["eval_loss"] > 0 and evaluation["eval_accuracy"] * answers == round(
+        evaluation["eval_accuracy"] * answers
+    )
     example = session.splits.train[0]
     plain = session.eval_collator([(example, 1.0)])["pixel_values"]
     dimmed = session.collator([(example, 1.0)])["pixel_values"]

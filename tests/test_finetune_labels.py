@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +15,8 @@ from finetune.collate import IGNORE_INDEX, Collator, prompt_text, training_text
 from finetune.data import Example, load_splits
 from finetune.plan import Plan, eval_batches
 from finetune.tracking import AIM_MISSING
+from tests.helpers import evaluation_prompt
 from vsr_tasks.data import VSRDataError
-from vsr_tasks.prompt import build_prompt
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +32,16 @@ def image_file(tmp_path_factory) -> Path:
     return path
 
 
-def test_training_text_starts_with_exactly_the_evaluation_prompt(processor):
-    from models.qwen3vl import Qwen3VL
-
+def test_training_text_starts_with_exactly_the_evaluation_prompt(processor, tiny_checkpoint, image_file):
     caption = "The cat is left of the dog."
-    evaluation = Qwen3VL.chat_text(SimpleNamespace(processor=processor, system_prompt=None), build_prompt(caption), 1)
+    evaluation, evaluation_ids = evaluation_prompt(tiny_checkpoint, caption, image_file)
     assert prompt_text(processor, caption) == evaluation
     assert training_text(processor, caption, 1) == evaluation + "True<|im_end|>\n"
     assert training_text(processor, caption, 0) == evaluation + "False<|im_end|>\n"
+    # token by token: the training sequence starts with exactly the ids the evaluation's batch feeds the model
+    example = Example(index=0, image=image_file, caption=caption, label=1)
+    batch = Collator(processor)([(example, 1.0)])
+    assert batch["input_ids"][0, : evaluation_ids.shape[0]].tolist() == evaluation_ids.tolist()
 
 
 @pytest.mark.parametrize("label,answer", [(1, "True"), (0, "False")])

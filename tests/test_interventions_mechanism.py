@@ -106,7 +106,7 @@ def _generate(model, batch):
 def test_decode_steps_are_untouched(baseline, adaptvis, reference):
     model, eager = reference
     batch = prepare(adaptvis)
-    alphas, layers = [0.3, 1.6], [0, 2, 3]
+    alphas, layers = [0.3, 1.6], [1, 3]  # layer 0 comes before any edit, layer 2 between two
     state = SteeringState(batch.image_token_mask, method=AdaptVis(alphas, layers))
 
     def steered_run():
@@ -115,15 +115,23 @@ def test_decode_steps_are_untouched(baseline, adaptvis, reference):
 
     steered = _attention_outputs(adaptvis.model, steered_run)
     plain = _attention_outputs(baseline.model, lambda: _generate(baseline.model, batch))
+    eager.row_fn = adaptvis_row_fn(alphas, set(layers), image_positions(batch))
+    try:
+        expected_outputs = _attention_outputs(model, lambda: setattr(eager, "result", _generate(model, batch)))
+    finally:
+        eager.row_fn = None
+    expected = eager.result
     assert state.edited_layers == layers  # one edit per selected layer: the prefill only
-    assert len(steered) == len(plain) == 4 * 5  # prefill + 4 decode steps, 4 layers each
+    assert len(steered) == len(plain) == len(expected_outputs) == 4 * 5  # prefill + 4 decode steps, 4 layers each
     for layer in range(4):  # prefill: every row but the last is the baseline's, bit for bit
         assert torch.equal(steered[layer][:, :-1], plain[layer][:, :-1])
-        assert (steered[layer][:, -1] - plain[layer][:, -1]).abs().max() > 0 or layer not in layers
+    # the last row, layer by layer: untouched before the first edited layer, then exactly the eager reference's
+    assert torch.equal(steered[0][:, -1], plain[0][:, -1])
+    for layer in range(4):
+        torch.testing.assert_close(steered[layer][:, -1], expected_outputs[layer][:, -1], atol=1e-5, rtol=0)
+    for layer in layers:  # and the edit is a real one where alpha != 1 (both sequences here)
+        assert float((steered[layer][:, -1] - plain[layer][:, -1]).abs().amax(dim=-1).min()) > 1e-3
     # decode steps: the eager reference edits only the prefill's last row; all five steps agree with it
-    eager.row_fn = adaptvis_row_fn(alphas, set(layers), image_positions(batch))
-    expected = _generate(model, batch)
-    eager.row_fn = None
     got = steered_run.output
     assert torch.equal(got.sequences, expected.sequences)
     for step in range(5):

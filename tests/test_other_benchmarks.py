@@ -156,14 +156,54 @@ def evaluated(tmp_path_factory, task_folder, trained):
     return {(model, size): _run(tmp, task_folder, checkpoint, model, size) for model in MODELS for size in (1, 3)}
 
 
+def _share(hits: list[bool]) -> float:
+    return sum(hits) / len(hits) if hits else 0.0
+
+
+def independent_metrics(task: str, samples: list[dict]) -> dict[str, float]:
+    """Each metric from the samples by its definition, written here (not the task's aggregation code).
+
+    POPE from the answers and targets themselves (lower-cased, stripped; precision and recall over exact
+    "yes"/"no"; lmms-eval's ``pope_yes_ratio`` is the share of "yes" among the targets). The others from the
+    judgement each document's record logged: CV-Bench's ``is_correct``, MUIRBench's answer against the filtered
+    letter, MMMU's parsed prediction against the answer (lmms-eval rounds MMMU to 5 decimals).
+    """
+    if task == "pope":
+        pairs = [(s["filtered_resps"].lower().strip(), s["target"].lower().strip()) for s in samples]
+        true_yes = sum(p == "yes" and g == "yes" for p, g in pairs)
+        said_yes = sum(p == "yes" and g in ("yes", "no") for p, g in pairs)
+        is_yes = sum(g == "yes" and p in ("yes", "no") for p, g in pairs)
+        precision = true_yes / said_yes if said_yes else 0.0
+        recall = true_yes / is_yes if is_yes else 0.0
+        return {
+            "pope_accuracy": _share([p == g for p, g in pairs]),
+            "pope_precision": precision,
+            "pope_recall": recall,
+            "pope_f1_score": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "pope_yes_ratio": _share([g == "yes" for _, g in pairs]),
+        }
+    if task == "cv_bench_2d":
+        for s in samples:  # the record's judgement is the parsed letter against the target's
+            record = s["cv_bench_acc"]
+            assert record["is_correct"] == (record["pred_parsed"] == s["target"].strip("()"))
+        return {"cv_bench_acc": _share([s["cv_bench_acc"]["is_correct"] for s in samples])}
+    if task == "muirbench":
+        hits = [s["filtered_resps"].lower().strip() == s["target"].lower().strip() for s in samples]
+        return {"muirbench_score_overall": _share(hits)}
+    hits = [s["mmmu_acc"]["answer"] in s["mmmu_acc"]["parsed_pred"] for s in samples]
+    return {"mmmu_acc": round(_share(hits), 5)}
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_results_carry_each_task_metric(evaluated, model):
     results, samples = find_results(evaluated[(model, 1)])
     for task, metrics in METRICS.items():
         reported = results["results"][f"local_{task}"]
+        expected = independent_metrics(task, samples[f"local_{task}"])
+        assert sorted(expected) == sorted(metrics)
         for metric in metrics:
             value = next(v for k, v in reported.items() if k.split(",")[0] == metric)
-            assert isinstance(value, (int, float)) and 0 <= value <= 1, (task, metric, value)
+            assert value == pytest.approx(expected[metric], abs=1e-12), (task, metric, value)
         assert len(samples[f"local_{task}"]) == DOCS
 
 

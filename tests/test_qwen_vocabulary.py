@@ -3,10 +3,9 @@ preprocessor settings, and what our prompt, answer parser and fine-tuning label 
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
-from types import SimpleNamespace
+import os
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ from transformers import AutoConfig, AutoProcessor
 
 from finetune.collate import IGNORE_INDEX, Collator, prompt_text, training_text
 from finetune.data import Example
-from models.qwen3vl import Qwen3VL
-from tests.helpers import REPO_ROOT
+from tests.helpers import evaluation_prompt, run_module
 from vsr_tasks.prompt import build_prompt
 from vsr_tasks.scoring import parse_answer
 
@@ -171,19 +169,21 @@ def test_released_preprocessor_settings(processor):
     assert grid[1] * grid[2] * 16 * 16 >= 65536
 
 
-def test_evaluation_prompt_and_label_mask_token_by_token(processor, tmp_path):
+def test_evaluation_prompt_and_label_mask_token_by_token(processor, qwen_checkpoint, tmp_path):
     caption = "The cat is left of the dog."
-    evaluation = Qwen3VL.chat_text(SimpleNamespace(processor=processor, system_prompt=None), build_prompt(caption), 1)
+    path = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
+    evaluation, evaluation_ids = evaluation_prompt(qwen_checkpoint, caption, path)
     assert evaluation == f"<|im_start|>user\n{VISION}{build_prompt(caption)}<|im_end|>\n<|im_start|>assistant\n"
     assert prompt_text(processor, caption) == evaluation
     assert training_text(processor, caption, 1) == evaluation + "True<|im_end|>\n"
-    path = tmp_path / "image.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
     batch = Collator(processor)(
         [(Example(0, path, caption, 1), 1.0), (Example(1, path, "The cup is near the bus.", 0), 1.0)]
     )
     for row, answer_id in ((0, 2514), (1, 4049)):
         ids = batch["input_ids"][row, : int(batch["attention_mask"][row].sum())]
+        if row == 0:  # the training sequence starts with exactly the ids the evaluation's batch feeds the model
+            assert ids[: evaluation_ids.shape[0]].tolist() == evaluation_ids.tolist()
         labels = batch["labels"][row, : len(ids)]
         # ... <|im_start|> assistant \n ANSWER <|im_end|> \n : only ANSWER and <|im_end|> are trained on
         assert ids[-6:].tolist() == [151644, 77091, 198, answer_id, 151645, 198]
@@ -194,8 +194,8 @@ def test_evaluation_prompt_and_label_mask_token_by_token(processor, tmp_path):
 
 def test_the_command_line_builds_it(tmp_path, qwen_checkpoint):
     out = tmp_path / "qwen"
-    command = [sys.executable, "-m", "models.tiny", str(out), "--layers", "2", "--tokenizer", "qwen"]
-    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
+    completed = run_module("models.tiny", [str(out), "--layers", "2", "--tokenizer", "qwen"], dict(os.environ))
+    assert completed.returncode == 0, completed.stderr[-2000:]
     assert json.loads((out / "tiny_recipe.json").read_text()) == {"num_layers": 2, "seed": 0, "tokenizer": "qwen"}
     assert (
         AutoProcessor.from_pretrained(out).tokenizer.get_vocab()
@@ -203,15 +203,10 @@ def test_the_command_line_builds_it(tmp_path, qwen_checkpoint):
     )
 
 
-def test_without_the_rank_file_the_build_names_the_pip_command(tmp_path):
-    code = (
-        "import importlib.util, sys\n"
-        "real = importlib.util.find_spec\n"
-        "importlib.util.find_spec = lambda name, *a: None if name == 'dashscope' else real(name, *a)\n"
-        "from models.tiny import main\n"
-        f"main([{str(tmp_path / 'x')!r}, '--tokenizer', 'qwen'])\n"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+def test_without_the_rank_file_the_build_names_the_pip_command(tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dashscope" else real(name, *a))
+    completed = run_module("models.tiny", [str(tmp_path / "x"), "--tokenizer", "qwen"], dict(os.environ))
     assert completed.returncode != 0
     # the message with the command, not a stack trace, is what the user sees
     assert "pip install dashscope" in completed.stderr and "Traceback" not in completed.stderr

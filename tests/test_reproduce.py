@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT, lmms_eval_env
+from tests.inprocess import run_script_in_process
 from vsr_tasks.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,10 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def reproduce(setup: dict, out: Path, *extra: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def reproduce(
+    setup: dict, out: Path, *extra: str, env_extra: dict | None = None, in_process: bool = False
+) -> subprocess.CompletedProcess:
+    """``scripts/reproduce.py`` as a subprocess, or (``in_process``) here with its steps here too."""
     args = [
         "--out",
         str(out),
@@ -47,6 +51,8 @@ def reproduce(setup: dict, out: Path, *extra: str, env_extra: dict | None = None
     ]
     args += ["--vsr_data_dir", str(setup["data"]), "--coco_annotations_dir", str(setup["data"] / "annotations")]
     env = lmms_eval_env(**(env_extra or {}))
+    if in_process:
+        return run_script_in_process(SCRIPT, [*args, *extra], env, REPO_ROOT)
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args, *extra],
         cwd=REPO_ROOT,
@@ -112,7 +118,7 @@ def test_missing_inputs_are_named_with_their_fix_before_anything_runs(setup, tmp
 
 def test_the_whole_pipeline_offline_with_the_study_column(setup):
     out = setup["root"] / "out"
-    completed = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4")
+    completed = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", in_process=True)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     summary = json.loads((out / "report" / "summary.json").read_text())
     study = json.loads((REPO_ROOT / "scripts" / "study_results.json").read_text())["accuracy"]
@@ -137,5 +143,5 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
     records = [json.loads(line) for line in (out / "attention" / "zeroshot" / "qwen3vl_adaptvis" / "records.rank0.jsonl")
                .read_text().splitlines()]  # fmt: skip
     assert records[0]["model_args"]["preset"] == "seed_zeroshot" and records[0]["model_args"]["smoothen_weight"] == 0.1
-    again = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4")
+    again = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", in_process=True)
     assert again.returncode == 0 and again.stdout.count("skipped") == 10  # 8 evaluations + 2 profiles

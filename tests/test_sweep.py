@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from scipy.stats import binomtest
 
 from sweep.cli import main as sweep_main
-from tests.helpers import REPO_ROOT, lmms_eval_env
+from tests.helpers import REPO_ROOT, lmms_eval_env, run_module
 from vsr_tasks.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -95,12 +96,24 @@ def test_outputs_hold_intervals_paired_tests_and_a_heatmap(tiny_checkpoint, envi
     assert run_sweep(tiny_checkpoint, "qwen3vl_clvs", out) == 0
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["metric"] == "accuracy" and summary["n"] == LIMIT and summary["task"] == TASK
+    scores: dict[str, dict[int, float]] = {}
+    for line in (out / "answers.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        scores.setdefault(json.dumps(record["setting"], sort_keys=True), {})[record["doc_id"]] = record["score"]
+    neutral = next(scores[json.dumps(e["setting"], sort_keys=True)] for e in summary["settings"] if e["neutral"])
     for entry in summary["settings"]:
         low, high = entry["ci95"]
         assert low <= entry["metric"] <= high
-        if not entry["neutral"]:
+        mine = scores[json.dumps(entry["setting"], sort_keys=True)]
+        assert sorted(mine) == sorted(neutral) and len(mine) == LIMIT
+        assert entry["metric"] == pytest.approx(sum(mine.values()) / LIMIT, abs=1e-12)
+        if not entry["neutral"]:  # the paired test, recomputed from the answers: exact binomial on the discordant
             paired = entry["vs_neutral"]
-            assert 0 <= paired["mcnemar_p"] <= 1 and paired["fixed"] + paired["broken"] <= LIMIT
+            fixed = sum(mine[d] > neutral[d] for d in mine)
+            broken = sum(mine[d] < neutral[d] for d in mine)
+            assert (paired["fixed"], paired["broken"]) == (fixed, broken)
+            expected_p = binomtest(min(fixed, broken), fixed + broken, 0.5).pvalue if fixed + broken else 1.0
+            assert paired["mcnemar_p"] == pytest.approx(expected_p, abs=1e-12)
     table = (out / "sweep.md").read_text().splitlines()
     metric_column = [float(line.split("|")[4]) for line in table if line.startswith("| 0.")]
     assert metric_column == sorted(metric_column, reverse=True)
@@ -182,7 +195,6 @@ def test_two_processes_share_the_batches_and_rank_0_merges(tiny_checkpoint, data
     ]
     for rank in (0, 1):  # each process answered its share: 3 batches of 2, 2 and 1 documents
         assert len((double / f"raw_answers.rank{rank}.jsonl").read_text().splitlines()) in (5 * 2, 5 * 3)
-    completed = subprocess.run([sys.executable, *common, "--out", str(single)], cwd=REPO_ROOT,
-                               env={**env, "WORLD_SIZE": "1"}, capture_output=True, text=True, timeout=600)  # fmt: skip
+    completed = run_module("sweep", [*common[2:], "--out", str(single)], {**env, "WORLD_SIZE": "1"})
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert answers_by_setting(double) == answers_by_setting(single)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import torch
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
 from models.tiny import SPECIAL_TOKENS, VOCAB_SIZE, build_tokenizer
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, run_module
 from vsr_tasks.prompt import build_prompt
 
 PROMPT = build_prompt("The cat is left of the dog.")
@@ -69,8 +70,5 @@ def test_vision_position_std_redraws_only_the_vision_position_embedding(tmp_path
     assert abs(float(redrawn[name].std()) - 2.0) < 0.1 and float(plain[name].std()) < 0.05
     assert json.loads((wide / "tiny_recipe.json").read_text())["vision_position_std"] == 2.0
     Qwen3VLForConditionalGeneration.from_pretrained(wide)  # loads as any checkpoint
-    refused = subprocess.run(
-        [sys.executable, "-m", "models.tiny", str(tmp_path / "bad"), "--vision_position_std", "0"],
-        cwd=REPO_ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+    refused = run_module("models.tiny", [str(tmp_path / "bad"), "--vision_position_std", "0"], dict(os.environ))
     assert refused.returncode == 2 and "--vision_position_std must be positive" in refused.stderr

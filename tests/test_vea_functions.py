@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ from interventions.vea import (
     upsample,
 )
 from models.tiny import build_processor, build_tokenizer
+from tests.helpers import require
 
 
 def t(rows) -> torch.Tensor:
@@ -72,7 +74,9 @@ def test_gaussian_blur_matches_a_hand_computed_reflected_convolution():
 def test_gaussian_blur_with_a_kernel_wider_than_the_image():
     constant = torch.full((64, 96), 0.25, dtype=torch.float64)
     torch.testing.assert_close(gaussian_blur(constant, 32.0), constant, atol=1e-12, rtol=0)
-    scipy_ndimage = pytest.importorskip("scipy.ndimage")  # an independent implementation, when installed
+    require(importlib.util.find_spec("scipy") is not None, "scipy is a test dependency: pip install -e '.[dev]'")
+    import scipy.ndimage as scipy_ndimage  # an independent implementation
+
     rng = np.random.default_rng(0)
     image = rng.random((12, 20))
     for sigma in (0.7, 3.0, 6.0):

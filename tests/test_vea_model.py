@@ -13,7 +13,7 @@ from interventions.vea import PatchLayout, VEAParams, evidence_pixel_map, highli
 from models.attention_log import read_attention_log
 from models.qwen3vl import GenerationSettings, Qwen3VL
 from models.qwen3vl_vea import HINT, Qwen3VLVEA
-from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
+from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, vsr_accuracy_from_samples
 from tests.intervention_reference import image_positions, load_reference_model, prepare, reference_logits
 from vsr_tasks.synthetic import generate
 
@@ -141,7 +141,8 @@ def synthetic_vsr(tmp_path_factory):
 
 def _check_run(output, log_folder, expected_layers):
     results, samples = find_results(output)
-    assert 0.0 <= results["results"]["vsr_random_dev"]["accuracy,none"] <= 1.0
+    accuracy = results["results"]["vsr_random_dev"]["accuracy,none"]
+    assert accuracy == vsr_accuracy_from_samples(samples["vsr_random_dev"])
     assert len(samples["vsr_random_dev"]) == 8
     records = read_attention_log(log_folder)
     assert sorted(r["doc_id"] for r in records) == sorted(s["doc_id"] for s in samples["vsr_random_dev"])

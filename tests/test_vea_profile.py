@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from interventions.vea_profile import (
     select_samples,
     token_labels,
 )
-from tests.helpers import REPO_ROOT, shared_vsr_dir
+from tests.helpers import REPO_ROOT, run_module, shared_vsr_dir
 from tests.intervention_reference import load_reference_model
 from vsr_tasks.prompt import build_prompt
 from vsr_tasks.synthetic import generate
@@ -108,10 +109,11 @@ def test_held_out_splits_are_refused(synthetic):
     for split in ("dev", "test"):
         with pytest.raises(ProfilingError, match="train split only"):
             load_profile_rows(synthetic, "random", split)
-    completed = subprocess.run(
-        [sys.executable, "-m", "interventions.vea", "profile", "--model", "unused", "--vsr_data_dir", str(synthetic),
+    completed = run_module(
+        "interventions.vea",
+        ["profile", "--model", "unused", "--vsr_data_dir", str(synthetic),
          "--coco_annotations_dir", str(synthetic / "annotations"), "--split", "dev", "--out", "x.json"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        dict(os.environ),
     )  # fmt: skip
     assert completed.returncode != 0
     assert "refusing split 'dev'" in completed.stderr

@@ -26,7 +26,7 @@ from analysis.live import LiveError, LiveModel, check_checkpoint
 from analysis.report import attention_source
 from analysis.runs import load_runs
 from analysis.viewer import ALL, BASELINE_WRONG, CHANGED, Viewer
-from tests.helpers import REPO_ROOT, lmms_eval_env, require, run_lmms_eval
+from tests.helpers import REPO_ROOT, lmms_eval_env, require, run_lmms_eval, run_module
 from vsr_tasks.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -158,10 +158,11 @@ def test_live_refuses_a_folder_that_is_not_a_qwen3_vl_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(LiveError, match="model_type 'llama', not 'qwen3_vl'"):
         check_checkpoint(tmp_path)
-    completed = subprocess.run(
-        [sys.executable, "-m", "analysis", "view", str(tmp_path), "--live", str(tmp_path), "--cache_dir", str(tmp_path / "c")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=lmms_eval_env(),
-    )  # fmt: skip
+    completed = run_module(
+        "analysis",
+        ["view", str(tmp_path), "--live", str(tmp_path), "--cache_dir", str(tmp_path / "c")],
+        lmms_eval_env(),
+    )
     assert completed.returncode != 0 and "model_type 'llama', not 'qwen3_vl'" in completed.stderr
 
 
