@@ -1,6 +1,6 @@
 """Time and peak memory of each intervention model relative to ``qwen3vl``, in one process.
 
-Not a test: a measurement against the cost targets (README, "Cost"). Every model answers the
+Not a test: a measurement against the cost targets (docs/BENCHMARKS.md). Every model answers the
 same prepared batch (one large image) with the same generation settings, after one warm-up
 answer each. All models are loaded at once, sharing one copy of the weights, and answer in
 rounds (each once per round, the order rotated between rounds), so a busy machine disturbs them alike; each model's time is its

@@ -198,7 +198,7 @@ def build_tiny_checkpoint(
     ``vision_position_std``: re-draw the vision tower's position embedding with this standard deviation. At the
     config's 0.02 it is drowned by the patch embedding, so a random (frozen) tower hardly says where a patch is and
     the image's average feature carries almost nothing about left and right (a linear probe on it: 0.54 on the
-    demo's left-of task); at 2.0, 0.84. A model trained from scratch then leaves chance at once (README, "Demo").
+    demo's left-of task); at 2.0, 0.84. A model trained from scratch then leaves chance at once (docs/DEMO.md).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ class Budget:
     stages: tuple[Stage, ...]
 
 
-# The full demo. What a tiny model trained from scratch on 2 CPU cores can learn in minutes (README, "Demo"):
+# The full demo. What a tiny model trained from scratch on 2 CPU cores can learn in minutes (docs/DEMO.md):
 # 256 px images and the word tokenizer, so the image is 64 of the prompt's ~110 tokens (at 64 px with one token
 # per byte it is 4 of ~180 and drowns in the text); the vision tower frozen (random features are rich enough, and
 # a trained one collapses for its first steps); and two stages. Stage 1, the foothold: every train caption in one
@@ -125,7 +125,7 @@ FAST = Budget(
 )
 
 
-# What the full recipe reached, measured (README "Demo"): dev accuracy range over the seeds and kernel paths below.
+# What the full recipe reached, measured (docs/DEMO.md): dev accuracy range over the seeds and kernel paths below.
 EXPECTED_SEEDS = (0, 1, 2, 3, 4)
 EXPECTED_MACHINE = (
     "2 cores of an Intel Xeon with AVX-512, torch 2.14.1; seeds 0, 1 also with ATEN_CPU_CAPABILITY=default"

@@ -2,8 +2,8 @@
 
 The browser test starts the app on 127.0.0.1, drives headless Chromium through Selenium (next, the layer slider, a
 filter, a live re-run), asserts on what the page shows, checks that no request left 127.0.0.1, and saves
-screenshots (``VSR_TEST_ARTIFACTS``, default ``.test_artifacts/`` in the repository; ``VSR_UPDATE_SCREENSHOT=1``
-also refreshes the README's ``docs/viewer.png``).
+screenshots (``VSR_TEST_ARTIFACTS``, default ``.test_artifacts/`` in the repository). The documentation's
+figure comes from ``make demo``'s runs instead (``scripts/figures.py``).
 """
 
 from __future__ import annotations
@@ -268,8 +268,6 @@ def test_the_page_in_a_real_browser(fixture_runs, checkpoint, tmp_path):
         assert "qwen3vl_adaptvis" in answer and "answer" in answer and "first-token confidence" in answer
         _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#live_heatmap img"), what="the live map")
         driver.save_screenshot(str(ARTIFACTS / "viewer_live.png"))
-        if os.environ.get("VSR_UPDATE_SCREENSHOT") == "1":
-            shutil.copy(ARTIFACTS / "viewer_live.png", REPO_ROOT / "docs" / "viewer.png")
         outside = [u for u in _requested(driver) if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]
         assert outside == [], f"requests left the machine: {outside}"
     finally:
