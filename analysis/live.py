@@ -21,25 +21,6 @@ import numpy as np
 from analysis.attention import layer_selection, read_attention_log
 from analysis.heatmaps import Panel, draw_panels, load_image, mean_map
 
-METHODS = {
-    "qwen3vl_adaptvis": ("models.qwen3vl_adaptvis.Qwen3VLAdaptVis", "interventions.adaptvis.AdaptVisParams"),
-    "qwen3vl_clvs": ("models.qwen3vl_clvs.Qwen3VLCLVS", "interventions.clvs.CLVSParams"),
-    "qwen3vl_vea": ("models.qwen3vl_vea.Qwen3VLVEA", "interventions.vea.VEAParams"),
-}
-# The sliders, over the ranges of the study's own demo app: name -> (minimum, maximum, step)
-SLIDERS = {
-    "qwen3vl_adaptvis": {
-        "confidence_threshold": (0.0, 1.0, 0.01),
-        "sharpen_weight": (1.0, 3.0, 0.05),
-        "smoothen_weight": (0.0, 1.0, 0.05),
-    },
-    "qwen3vl_vea": {"smooth_strength": (0.0, 1.0, 0.05), "highlight_strength": (0.0, 1.0, 0.05)},
-    "qwen3vl_clvs": {
-        "smoothing": (0.0, 1.0, 0.05),
-        "window_memory_size": (0.0, 1.0, 0.05),
-        "uncertainty_threshold": (0.0, 1.0, 0.05),
-    },
-}
 MAX_NEW_TOKENS = 8  # the VSR tasks' generation setting
 
 
@@ -57,15 +38,30 @@ class LiveResult:
 
 
 def check_checkpoint(path: str | Path) -> Path:
-    """Refuse, at start-up, a folder that is not a Qwen3-VL checkpoint (no weights are loaded here)."""
+    """Refuse, at start-up, a folder that is not a checkpoint of a supported family (no weights are loaded here)."""
+    from families import FAMILIES
+
     folder = Path(path).expanduser()
     config = folder / "config.json"
     if not config.is_file():
-        raise LiveError(f"--live {folder}: no config.json there; pass a Qwen3-VL checkpoint folder")
+        raise LiveError(f"--live {folder}: no config.json there; pass a checkpoint folder")
     model_type = json.loads(config.read_text()).get("model_type")
-    if model_type != "qwen3_vl":
-        raise LiveError(f"--live {folder}: its config.json says model_type {model_type!r}, not 'qwen3_vl'")
+    if model_type not in FAMILIES:
+        raise LiveError(
+            f"--live {folder}: its config.json says model_type {model_type!r}, not a supported family "
+            f"({', '.join(FAMILIES)})"
+        )
     return folder.resolve()
+
+
+def live_models(checkpoint: Path) -> dict:
+    """Model name -> method, for the live re-runs of ``checkpoint``: the study's ``qwen3vl_*`` names on a Qwen3-VL
+    checkpoint (they match its runs), the family-detecting ``vlm_*`` models on any other."""
+    from models.methods import METHODS
+
+    model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
+    index = 0 if model_type == "qwen3_vl" else 1
+    return {method.models[index]: method for method in METHODS.values()}
 
 
 def _load(path: str):
@@ -78,6 +74,7 @@ class LiveModel:
 
     def __init__(self, checkpoint: str | Path, cache_dir: Path, device: str | None = None) -> None:
         self.checkpoint = check_checkpoint(checkpoint)
+        self.models = live_models(self.checkpoint)  # model name -> method
         self.cache_dir = Path(cache_dir) / "live"
         self.device = device
         self._wrappers: dict[str, object] = {}
@@ -106,8 +103,8 @@ class LiveModel:
         layer: int | None = None,
     ) -> LiveResult:
         """The document answered by ``method`` at ``settings`` (from the cache when it was asked before)."""
-        if method not in METHODS:
-            raise LiveError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+        if method not in self.models:
+            raise LiveError(f"unknown method {method!r}; choose {', '.join(self.models)}")
         folder = self.cache_dir / self.key(method, settings, task, doc_id)
         result_file = folder / "result.json"
         with self._lock:
@@ -122,25 +119,26 @@ class LiveModel:
 
     def _wrapper(self, method: str, settings: dict):
         if method not in self._wrappers:
+            from models import MODEL_CLASSES
+
             extra = {}
-            if method == "qwen3vl_vea":  # the logged run's layers, else late layers as profiling picks them
+            if self.models[method].name == "vea":  # the logged run's layers, else late layers as profiling picks them
                 extra["layers"] = settings.get("layers") or self.default_vea_layers()
-            klass = _load(METHODS[method][0])
+            klass = _load(MODEL_CLASSES[method])
             self._wrappers[method] = klass(pretrained=str(self.checkpoint), device=self.device, **extra)
         return self._wrappers[method]
 
     def _answer(self, method, settings, task, doc_id, prompt, image_path, folder: Path) -> LiveResult:
         from models.attention_log import AttentionLogWriter
-        from models.qwen3vl import GenerationSettings
+        from models.vlm import GenerationSettings
 
         wrapper = self._wrapper(method, settings)
-        params_class = _load(METHODS[method][1])
+        params_class = self.models[method].params
         values = {k: v for k, v in settings.items() if k in params_class.__dataclass_fields__}
         wrapper.params = params_class(**{**asdict(wrapper.params), **values})
         images = [image_path] if image_path is not None else []
         batch = wrapper.prepare_batch([prompt], [images], [doc_id], [task])
-        num_layers = wrapper.model.config.text_config.num_hidden_layers
-        wrapper.attention_logger = AttentionLogWriter(folder, 0, method, num_layers, wrapper.method_arguments())
+        wrapper.attention_logger = AttentionLogWriter(folder, 0, method, wrapper.num_layers, wrapper.method_arguments())
         self.calls += 1
         response = wrapper.respond(batch, GenerationSettings(max_new_tokens=MAX_NEW_TOKENS))
         wrapper.finish_batch(batch, response, response.texts)

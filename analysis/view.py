@@ -39,7 +39,6 @@ def import_gradio():
 def build_app(viewer: Viewer, live=None):
     """The page: task and filter, navigation, the document, the runs' answers, heatmaps, layer plot, live re-run."""
     gr = import_gradio()
-    from analysis.live import SLIDERS
     from analysis.viewer import ALL, DEFAULT_LAYER
 
     first_task = viewer.tasks[0] if viewer.tasks else None
@@ -137,7 +136,8 @@ def build_app(viewer: Viewer, live=None):
         app.load(lambda *values: show(*values), common, outputs)
 
         if live is not None:
-            _live_panel(gr, viewer, live, SLIDERS, task, choice, position, layer, docs)
+            sliders = {model: method.sliders for model, method in live.models.items()}
+            _live_panel(gr, viewer, live, sliders, task, choice, position, layer, docs)
     return app
 
 
@@ -180,7 +180,7 @@ def _live_panel(gr, viewer: Viewer, live, sliders: dict, task, choice, position,
             return "no document", "", None
         doc_id = ids[min(position_value, len(ids) - 1)]
         settings = {n: float(v) for (m, n), v in zip(slider_names, values) if m == method_value}
-        if method_value == "qwen3vl_vea":
+        if live.models[method_value].name == "vea":
             settings["layers"] = live_defaults(viewer, method_value).get("layers")
         document = viewer.any_document(task_value, doc_id)
         image_path, _ = resolve_image(task_value, document)
@@ -205,19 +205,17 @@ def _live_panel(gr, viewer: Viewer, live, sliders: dict, task, choice, position,
 
 
 def live_defaults(viewer: Viewer, method: str) -> dict:
-    """The method's settings as the first run of that model logged them (its model_args), else the model's defaults."""
-    from analysis.live import SLIDERS
+    """The settings of ``method`` (a model name) as the first run of that method logged them (its model_args), else
+    the registry's defaults."""
+    from models.methods import method_of_model
 
-    defaults = {
-        "qwen3vl_adaptvis": {"confidence_threshold": 0.8, "sharpen_weight": 1.2, "smoothen_weight": 0.2},
-        "qwen3vl_vea": {"smooth_strength": 0.5, "highlight_strength": 0.5},
-        "qwen3vl_clvs": {"smoothing": 0.7, "window_memory_size": 0.8, "uncertainty_threshold": 0.5},
-    }[method]
+    declared = method_of_model(method)
+    defaults = {name: declared.defaults()[name] for name in declared.sliders}
     for run in viewer.runs:
-        if run.model != method:
+        if run.model not in declared.models:
             continue
         log = viewer.logs.get(run.label)
-        for name in SLIDERS[method]:
+        for name in declared.sliders:
             if name in run.args:
                 defaults[name] = float(run.args[name])
         if log is not None and log.records:

@@ -53,8 +53,8 @@ from torch.utils._pytree import tree_flatten
 from tqdm import tqdm
 from transformers import AutoConfig, Qwen3VLForConditionalGeneration
 
-from models.qwen3vl import GenerationSettings
-from models.tiny import build_config, build_processor, build_tiny_checkpoint, build_tokenizer
+from models.vlm import GenerationSettings
+from testbed.tiny import build_config, build_processor, build_tiny_checkpoint, build_tokenizer
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,11 @@ class Entry:
 MODELS: dict[str, Entry] = {
     "qwen3vl": Entry("models.qwen3vl.Qwen3VL"),
     "qwen3vl+log": Entry("models.qwen3vl.Qwen3VL", log=True),
-    "qwen3vl_adaptvis": Entry("models.qwen3vl_adaptvis.Qwen3VLAdaptVis"),
-    "qwen3vl_adaptvis/two-pass": Entry("models.qwen3vl_adaptvis.Qwen3VLAdaptVis", respond="respond_two_pass"),
-    "qwen3vl_clvs": Entry("models.qwen3vl_clvs.Qwen3VLCLVS"),
-    "qwen3vl_clvs/whole": Entry("models.qwen3vl_clvs.Qwen3VLCLVS", respond="respond_whole_prompt"),
-    "qwen3vl_vea": Entry("models.qwen3vl_vea.Qwen3VLVEA"),  # layers: vea_layers(depth)
+    "qwen3vl_adaptvis": Entry("models.qwen3vl.Qwen3VLAdaptVis"),
+    "qwen3vl_adaptvis/two-pass": Entry("models.qwen3vl.Qwen3VLAdaptVis", respond="respond_two_pass"),
+    "qwen3vl_clvs": Entry("models.qwen3vl.Qwen3VLCLVS"),
+    "qwen3vl_clvs/whole": Entry("models.qwen3vl.Qwen3VLCLVS", respond="respond_whole_prompt"),
+    "qwen3vl_vea": Entry("models.qwen3vl.Qwen3VLVEA"),  # layers: vea_layers(depth)
 }
 VEA_DEPTH_FRACTIONS = (17 / 28, 20 / 28, 24 / 28)  # where profiling put them on the 28-layer 2B model
 BASELINE = "qwen3vl"

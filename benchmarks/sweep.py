@@ -24,25 +24,23 @@ from pathlib import Path
 import torch
 
 from benchmarks.interventions import build_checkpoint, share_weights
-from interventions.adaptvis import AdaptVisParams
-from interventions.clvs import CLVSParams
+from models.methods import METHODS
 from sweep.engine import answer_all
-from sweep.grid import METHODS, point, settings
+from sweep.grid import point, settings
 from sweep.tasks import load_task
 
-GRIDS = {
-    "qwen3vl_adaptvis": {
+GRIDS = {  # 27 points per method, around the defaults
+    "adaptvis": {
         "confidence_threshold": [0.6, 0.8, 0.9],
         "sharpen_weight": [1.1, 1.2, 1.5],
         "smoothen_weight": [0.1, 0.2, 0.5],
     },
-    "qwen3vl_clvs": {
+    "clvs": {
         "smoothing": [0.5, 0.7, 0.9],
         "window_memory_size": [0.6, 0.8, 0.9],
         "uncertainty_threshold": [0.3, 0.5, 0.7],
     },
 }
-PARAMS = {"qwen3vl_adaptvis": AdaptVisParams, "qwen3vl_clvs": CLVSParams}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,9 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args(argv)
 
-    from models.qwen3vl import Qwen3VL
-    from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
-    from models.qwen3vl_clvs import Qwen3VLCLVS
+    from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS
     from vsr_tasks.synthetic import generate
 
     with tempfile.TemporaryDirectory() as scratch_name:
@@ -88,12 +84,14 @@ def main(argv: list[str] | None = None) -> None:
             f"threads={torch.get_num_threads()}"
         )
         print(f"qwen3vl evaluation: {base_time:.2f} s (x1.00)")
-        for name, klass in (("qwen3vl_adaptvis", Qwen3VLAdaptVis), ("qwen3vl_clvs", Qwen3VLCLVS)):
+        for method_name, klass in (("adaptvis", Qwen3VLAdaptVis), ("clvs", Qwen3VLCLVS)):
+            name = klass.MODEL_NAME
             wrapper = klass(**common)
             share_weights(wrapper.model, baseline.model)
             wrapper.task_dict = baseline.task_dict
-            grid_settings = settings(GRIDS[name])
-            points = [point(wrapper.params, s) for s in grid_settings] + [point(wrapper.params, METHODS[name].neutral)]
+            grid_settings = settings(GRIDS[method_name])
+            neutral = point(wrapper.params, METHODS[method_name].neutral)
+            points = [point(wrapper.params, s) for s in grid_settings] + [neutral]
             out = scratch / f"sweep_{name}"
             out.mkdir()
             start = time.perf_counter()

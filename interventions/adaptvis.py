@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -18,6 +19,10 @@ from interventions.state import LastRow, RowEdit, SteeringState
 
 @dataclass(frozen=True)
 class AdaptVisParams:
+    """The numbers that shape AdaptVis' answers (the defaults are the project's; the study's per split: presets)."""
+
+    NEUTRAL: ClassVar[dict[str, float]] = {"sharpen_weight": 1.0, "smoothen_weight": 1.0}
+
     confidence_threshold: float = 0.8
     sharpen_weight: float = 1.2
     smoothen_weight: float = 0.2
@@ -32,8 +37,8 @@ class AdaptVisParams:
 
     @property
     def neutral(self) -> bool:
-        """Both weights 1: the method cannot change any answer."""
-        return self.sharpen_weight == 1 and self.smoothen_weight == 1
+        """Both weights 1 (:attr:`NEUTRAL`): the method cannot change any answer."""
+        return all(getattr(self, name) == value for name, value in self.NEUTRAL.items())
 
     def alphas(self, confidence: torch.Tensor) -> list[float]:
         """Per sequence ``alpha``: smoothen below the threshold, sharpen at or above it."""

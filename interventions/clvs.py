@@ -1,20 +1,21 @@
 """CLVS: Cross-Layer Vision Smoothing (Zhao et al., arXiv 2509.12897), on the prefill's last row.
 
-1. Layer 0: the last row recomputed with position-unbiased M-RoPE (every visual token at the
-   first visual token's (t, h, w), later text shifted down so each image takes one position)
-   replaces the row; memory ``m`` = max over heads of its image part.
+1. Layer 0: the last row recomputed with position-unbiased positions (every visual token of an image at that
+   image's first token's position, later text shifted down so each image takes one position; under M-RoPE the
+   first token's (t, h, w), under 1-D RoPE its one index) replaces the row; memory ``m`` = max over heads of its
+   image part.
 2. Layers >= 1 while smoothing is on: ``w_I <- s * w_I + (1 - s) * m``, row renormalised.
 3. After each layer ``m <- r * m + (1 - r) * max_heads(w_I)`` with the *unsmoothed* ``w_I``.
 4. After each layer ``l > L // 2``: logit lens at the last position (final norm by default);
    normalised entropy of the top-10 softmax below ``uncertainty_threshold`` turns smoothing
    off for the later layers of that sequence.
 
-Exactness of step 1: the attention function only sees post-RoPE q/k, so layer 0's
-``q_norm`` / ``k_norm`` outputs (the pre-RoPE q/k) are captured by forward hooks and
-rotated again with the model's own rotary embedding at the unbiased positions. When the
-last position runs alone on a cached prefix (:mod:`interventions.prefix`), the prefix's
-pre-RoPE keys come from :func:`interventions.prefix.compute_prefix` (``keep_layer0_keys``)
-and the last one from the hook.
+Exactness of step 1: the attention function only sees post-RoPE q/k, so layer 0's pre-RoPE queries and keys
+(the outputs of the modules the model family names: Qwen3-VL's ``q_norm`` / ``k_norm``, the projections
+elsewhere) are captured by forward hooks and rotated again with the model's own rotary embedding at the unbiased
+positions. When the last position runs alone on a cached prefix (:mod:`interventions.prefix`), the prefix's
+pre-RoPE keys come from :func:`interventions.prefix.compute_prefix` (``keep_layer0_keys``) and the last one from
+the hook.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from interventions.attention import last_row_scores
+from interventions.prefix import pre_rope_heads
 from interventions.state import LastRow, RowEdit, SteeringState
 
 TOP_K = 10
@@ -33,6 +36,10 @@ TOP_K = 10
 
 @dataclass(frozen=True)
 class CLVSParams:
+    """The numbers that shape CLVS' answers (the authors' scripts use smoothing 0.8; the study's: presets)."""
+
+    NEUTRAL: ClassVar[dict[str, float | bool]] = {"smoothing": 1.0, "position_unbiased": False}
+
     smoothing: float = 0.7
     window_memory_size: float = 0.8
     uncertainty_threshold: float = 0.5
@@ -53,58 +60,41 @@ class CLVSParams:
 
     @property
     def neutral(self) -> bool:
-        """No mixing and the plain layer 0: the method cannot change any answer."""
-        return self.smoothing == 1 and not self.position_unbiased
+        """No mixing and the plain layer 0 (:attr:`NEUTRAL`): the method cannot change any answer."""
+        return all(getattr(self, name) == value for name, value in self.NEUTRAL.items())
 
 
 def language_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The decoder stack (``layers``, ``norm``, ``rotary_emb``) of a Qwen3-VL model."""
+    """The decoder stack (``layers``, ``norm``, ``rotary_emb``) of a vision-language model."""
     inner = getattr(model, "model", model)
     return getattr(inner, "language_model", inner)
 
 
 def unbiased_position_ids(
-    model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    mm_token_type_ids: torch.Tensor | None,
-    image_grid_thw: torch.Tensor | None,
-    positions: torch.Tensor | None = None,
+    positions: torch.Tensor, image_mask: torch.Tensor, attention_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``[3, B, N]`` M-RoPE positions where each image's tokens all take its first token's (t, h, w).
+    """The rotary embedding's position ids with each image's tokens all at its first token's position.
 
-    ``positions``: the prompt's ordinary ``[3, B, N]`` M-RoPE positions when already computed (a shared prefix
-    has them), else they are computed here.
-
-    Text after an image is shifted down so that the image occupies a single position. Sequences
-    without images keep their positions.
+    ``positions``: the prompt's ordinary ids as the rotary embedding takes them, ``[R, B, N]`` (M-RoPE: one row per
+    section) or ``[B, N]`` (1-D RoPE); ``image_mask`` ``[B, N]``. Text after an image is shifted down so that the
+    image occupies a single position; sequences without images, and padding, keep their positions.
     """
-    inner = getattr(model, "model", model)
-    if image_grid_thw is None or mm_token_type_ids is None:
-        length = input_ids.shape[1]
-        if attention_mask is None:
-            base = torch.arange(length, device=input_ids.device).expand(input_ids.shape[0], -1)
-        else:
-            base = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        return base[None].expand(3, -1, -1).clone()
-    if positions is None:
-        positions, _ = inner.get_rope_index(
-            input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=attention_mask
-        )
-    image = input_ids == model.config.image_token_id
+    flat = positions.dim() == 2
+    rows = positions[None] if flat else positions
+    image = image_mask.to(rows.device).bool()
     index = torch.arange(image.shape[1], device=image.device).expand_as(image)
     previous = torch.nn.functional.pad(image[:, :-1], (1, 0), value=False)
     run_start = torch.where(image & ~previous, index, 0).cummax(dim=-1).values  # latest image run start
-    after_run = ~image & previous  # the token right after an image run (<|vision_end|>)
+    after_run = ~image & previous  # the token right after an image run
     # an image that took positions [p0, next text) now takes one: later tokens move down by the rest
-    first = positions[0].gather(1, run_start)
-    shift = torch.where(after_run, positions[0] - first - 1, 0).cumsum(dim=-1)
-    unbiased = positions - shift[None]
-    run_first = positions.gather(2, run_start[None].expand(3, -1, -1)) - shift[None]
+    first = rows[0].gather(1, run_start)
+    shift = torch.where(after_run, rows[0] - first - 1, 0).cumsum(dim=-1)
+    unbiased = rows - shift[None]
+    run_first = rows.gather(2, run_start[None].expand(rows.shape[0], -1, -1)) - shift[None]
     unbiased = torch.where(image[None], run_first, unbiased)
     if attention_mask is not None:
-        unbiased = torch.where(attention_mask[None].bool(), unbiased, positions)
-    return unbiased
+        unbiased = torch.where(attention_mask.to(rows.device)[None].bool(), unbiased, rows)
+    return unbiased[0] if flat else unbiased
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -131,8 +121,10 @@ class CLVS:
         params: CLVSParams | Sequence[CLVSParams],
         unbiased_positions: torch.Tensor | None = None,
         prefix_keys: torch.Tensor | None = None,
+        pre_rope: tuple[str, str] = ("q_norm", "k_norm"),
     ) -> None:
-        """``prefix_keys``: layer 0's pre-RoPE keys ``[B, N - 1, H_kv, D]`` when the last position runs alone."""
+        """``prefix_keys``: layer 0's pre-RoPE keys ``[B, N - 1, H_kv, D]`` when the last position runs alone;
+        ``pre_rope``: the attention module's sub-modules whose outputs are the pre-RoPE queries and keys."""
         rows = [params] if isinstance(params, CLVSParams) else list(params)
         if not rows or len({p.logit_lens_norm for p in rows}) != 1:
             raise ValueError("CLVS rows need at least one setting and one logit_lens_norm for all")
@@ -142,6 +134,7 @@ class CLVS:
         self.rows = rows
         self.unbiased_positions = unbiased_positions
         self.prefix_keys = prefix_keys
+        self.pre_rope = pre_rope
         self.memory: torch.Tensor | None = None  # [B, N]
         self.smoothing_on: torch.Tensor | None = None  # [B] bool
         self.stop_layer: list[int | None] = []
@@ -181,19 +174,21 @@ class CLVS:
         handles = []
         if any(p.position_unbiased for p in self.rows):
             attention = layers[0].self_attn
-            handles.append(attention.q_norm.register_forward_hook(self._capture_query))
-            handles.append(attention.k_norm.register_forward_hook(self._capture_key))
+            self._head_dim = attention.head_dim
+            query_module, key_module = (getattr(attention, name) for name in self.pre_rope)
+            handles.append(query_module.register_forward_hook(self._capture_query))
+            handles.append(key_module.register_forward_hook(self._capture_key))
         for index in range(len(layers) // 2 + 1, len(layers)):
             handles.append(layers[index].register_forward_hook(self._lens_hook(index)))
         return handles
 
-    # Layer 0's q_norm / k_norm run before its attention decides whether this forward computes the last
+    # Layer 0's pre-RoPE modules run before its attention decides whether this forward computes the last
     # prompt row, so they keep every forward's tensors (references, no copies); layer 0's edit uses them.
     def _capture_query(self, module, args, output: torch.Tensor) -> None:
-        self._raw_query = output[:, -1]  # [B, H, D]
+        self._raw_query = pre_rope_heads(output, self._head_dim)[:, -1]  # [B, H, D]
 
     def _capture_key(self, module, args, output: torch.Tensor) -> None:
-        self._raw_key = output  # [B, q_len, H_kv, D]
+        self._raw_key = pre_rope_heads(output, self._head_dim)  # [B, q_len, H_kv, D]
 
     def _lens_hook(self, layer: int):
         def hook(module, args, output) -> None:

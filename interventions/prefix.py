@@ -11,21 +11,22 @@ crops the cache back to N - 1 positions between them.
 
 Usage::
 
-    prefix = compute_prefix(model, inputs)                   # vision tower + positions 0..N-2
+    prefix = compute_prefix(model, inputs, family)           # vision tower + positions 0..N-2
     logits = next_token_logits(model, prefix)                # plain last position: [B, V]
     with steer(model, state):
         model.generate(**prefix.generation_inputs(), ...)    # steered last position, then decoding
     prefix.rewind(model)                                     # ready for the next pass
 
-Positions follow ``generate``'s own recipe (attention-mask text positions; M-RoPE from
-``get_rope_index`` when images are present), so a pass on the prefix gives the logits a
-whole-prompt ``generate`` gives, to float rounding.
+``family`` is the model's adapter (``families``): it builds the prompt's positions as ``generate`` does (M-RoPE from
+``get_rope_index``, or one position per token) and restores what a pass changes (Qwen's ``rope_deltas``), so a pass
+on the prefix gives the logits a whole-prompt ``generate`` gives, to float rounding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -38,44 +39,16 @@ class PrefixUnsupported(RuntimeError):
     """The prompt or the model's cache cannot be shared this way; the message says why."""
 
 
-def inner_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The multimodal body (``Qwen3VLModel``) that keeps ``rope_deltas`` between forwards."""
-    return getattr(model, "model", model)
-
-
-def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    inner = inner_model(model)
-    decoder = getattr(inner, "language_model", inner)
-    return decoder.layers
-
-
-def prompt_positions(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[4, B, N]`` position ids (text row + 3 M-RoPE rows) and ``[B, 1]`` rope deltas, as ``generate`` builds them."""
-    input_ids = inputs["input_ids"]
-    attention_mask = inputs.get("attention_mask")
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    text = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    grids = {key: inputs[key] for key in ("image_grid_thw", "video_grid_thw") if inputs.get(key) is not None}
-    if grids and inputs.get("mm_token_type_ids") is not None:
-        vision, deltas = inner_model(model).get_rope_index(
-            input_ids, mm_token_type_ids=inputs["mm_token_type_ids"], attention_mask=attention_mask, **grids
-        )
-    else:
-        vision = text[None].expand(3, -1, -1)
-        deltas = torch.zeros(input_ids.shape[0], 1, dtype=torch.long, device=input_ids.device)
-    return torch.cat([text[None], vision.to(text.device)], dim=0), deltas
-
-
 @dataclass
 class PromptPrefix:
     """Positions 0..N-2 of a left-padded batch: their KV cache and what a pass on position N - 1 needs."""
 
     cache: DynamicCache
     inputs: dict[str, torch.Tensor]  # the whole prompt's tensors, without pixel values (already encoded)
-    positions: torch.Tensor  # [4, B, N]
-    rope_deltas: torch.Tensor  # [B, 1]
+    positions: torch.Tensor  # the whole prompt's position ids: [4, B, N] (M-RoPE) or [B, N] (1-D)
+    state: Any  # what the family restores between passes (Qwen: rope_deltas [B, 1])
     layer0_keys: torch.Tensor | None  # [B, N - 1, H_kv, D]: layer 0's pre-RoPE keys, when asked for
+    family: Any
 
     @property
     def prompt_length(self) -> int:
@@ -83,11 +56,11 @@ class PromptPrefix:
         return self.inputs["input_ids"].shape[1]
 
     def rewind(self, model: torch.nn.Module) -> None:
-        """Crop the cache back to N - 1 positions and restore the model's rope deltas (a pass may change both)."""
+        """Crop the cache back to N - 1 positions and restore the model's state (a pass may change both)."""
         extra = self.cache.get_seq_length() - (self.prompt_length - 1)
         if extra > 0:
             self.cache.crop(-extra)
-        inner_model(model).rope_deltas = self.rope_deltas
+        self.family.restore(model, self.state)
 
     def expanded(self, copies: int) -> PromptPrefix:
         """The same prefix ``copies`` times over, setting-major (row ``k * B + b``): many settings in one pass.
@@ -102,12 +75,14 @@ class PromptPrefix:
             return tensor.repeat(copies, *([1] * (tensor.dim() - 1)))
 
         cache = DynamicCache(ddp_cache_data=[(tile(layer.keys), tile(layer.values)) for layer in self.cache.layers])
+        positions = self.positions.repeat(*([1] * (self.positions.dim() - 2)), copies, 1)
         return PromptPrefix(
             cache=cache,
             inputs={key: tile(value) for key, value in self.inputs.items() if key in PROMPT_KEYS},
-            positions=self.positions.repeat(1, copies, 1),
-            rope_deltas=tile(self.rope_deltas),
+            positions=positions,
+            state=self.family.tile_state(self.state, copies),
             layer0_keys=tile(self.layer0_keys) if self.layer0_keys is not None else None,
+            family=self.family,
         )
 
     def generation_inputs(self) -> dict:
@@ -119,7 +94,7 @@ class PromptPrefix:
         return {
             "input_ids": self.inputs["input_ids"][:, -1:],
             "attention_mask": self.inputs["attention_mask"],
-            "position_ids": self.positions[:, :, -1:],
+            "position_ids": self.positions[..., -1:],
             "cache": self.cache,
             "use_cache": True,
         }
@@ -134,32 +109,41 @@ def _check_cache(cache: object) -> None:
         raise PrefixUnsupported(f"the model's cache has {', '.join(sorted(odd))} layers, which cannot be cropped back")
 
 
+def pre_rope_heads(output: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """A pre-RoPE query or key module's output as ``[B, q_len, heads, head_dim]`` (a norm's output already is)."""
+    return output.view(*output.shape[:2], -1, head_dim)
+
+
 @torch.inference_mode()
 def compute_prefix(
-    model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], keep_layer0_keys: bool = False
+    model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], family: Any, keep_layer0_keys: bool = False
 ) -> PromptPrefix:
     """One forward over positions 0..N-2 (images encoded here) with a KV cache.
 
-    ``inputs`` are the processor's tensors for a left-padded batch. ``keep_layer0_keys`` also keeps layer 0's
-    pre-RoPE keys of those positions (CLVS' position-unbiased layer 0 rotates them again).
-    Raises :class:`PrefixUnsupported` when the last position is not a text token or the cache cannot be cropped.
+    ``inputs`` are the processor's tensors for a left-padded batch; ``family`` the model's adapter (``families``).
+    ``keep_layer0_keys`` also keeps layer 0's pre-RoPE keys of those positions (CLVS' position-unbiased layer 0
+    rotates them again). Raises :class:`PrefixUnsupported` when the last position is an image or video token or
+    the cache cannot be cropped.
     """
     input_ids = inputs["input_ids"]
     if input_ids.shape[1] < 2:
         raise PrefixUnsupported("the prompt has a single position")
-    token_types = inputs.get("mm_token_type_ids")
-    if token_types is not None and bool(token_types[:, -1].any()):
+    media = torch.tensor(family.media_token_ids(model), device=input_ids.device)
+    if bool(torch.isin(input_ids[:, -1], media).any()):
         raise PrefixUnsupported("the prompt's last position is an image or video token")
-    positions, deltas = prompt_positions(model, inputs)
+    positions, state = family.prompt_positions(model, inputs)
     forward = {key: value for key, value in inputs.items() if key not in PROMPT_KEYS}
     forward.update({key: inputs[key][:, :-1] for key in PROMPT_KEYS if inputs.get(key) is not None})
     captured: list[torch.Tensor] = []
     handle = None
     if keep_layer0_keys:
-        k_norm = _decoder_layers(model)[0].self_attn.k_norm
-        handle = k_norm.register_forward_hook(lambda module, args, output: captured.append(output))
+        attention = family.decoder(model).layers[0].self_attn
+        key_module = getattr(attention, family.pre_rope[1])
+        handle = key_module.register_forward_hook(
+            lambda module, args, output: captured.append(pre_rope_heads(output, attention.head_dim))
+        )
     try:
-        output = model(**forward, position_ids=positions[:, :, :-1], use_cache=True, logits_to_keep=1)
+        output = model(**forward, position_ids=positions[..., :-1], use_cache=True, logits_to_keep=1)
     finally:
         if handle is not None:
             handle.remove()
@@ -169,8 +153,9 @@ def compute_prefix(
         cache=output.cache,
         inputs=kept,
         positions=positions,
-        rope_deltas=deltas,
+        state=state,
         layer0_keys=captured[0] if captured else None,
+        family=family,
     )
     prefix.rewind(model)
     return prefix

@@ -1,18 +1,16 @@
-"""lmms-eval model wrappers for Qwen3-VL: the baseline and one subclass per intervention.
+"""lmms-eval model wrappers: the baseline and one model per method, for any supported family (``vlm_*``) and for
+Qwen3-VL under the reference study's names (``qwen3vl*``).
 
-``manifests()`` is the ``lmms_eval.models`` entry point. lmms-eval calls it
-while building its model registry, which is also our one chance to make the
-VSR tasks visible to a bare ``lmms-eval --tasks ...`` (see vsr_tasks.registration).
+``manifests()`` is the ``lmms_eval.models`` entry point. lmms-eval calls it while building its model registry,
+which is also our one chance to make the VSR tasks visible to a bare ``lmms-eval --tasks ...`` (see
+vsr_tasks.registration). The names come from the method registry (``models.methods``).
 """
 
 from __future__ import annotations
 
-MODEL_CLASSES = {
-    "qwen3vl": "models.qwen3vl.Qwen3VL",
-    "qwen3vl_adaptvis": "models.qwen3vl_adaptvis.Qwen3VLAdaptVis",
-    "qwen3vl_vea": "models.qwen3vl_vea.Qwen3VLVEA",
-    "qwen3vl_clvs": "models.qwen3vl_clvs.Qwen3VLCLVS",
-}
+from models.methods import model_classes
+
+MODEL_CLASSES = model_classes()
 
 
 def manifests() -> list:

@@ -25,20 +25,31 @@ def presets() -> dict[str, dict]:
     return json.loads(PRESETS_FILE.read_text(encoding="utf-8"))
 
 
-def preset_arguments(preset: str, model_name: str) -> dict[str, Any]:
-    """The arguments ``preset`` sets for ``model_name``; an unknown preset is refused with the known ones."""
+def preset_arguments(preset: str, method: str, model_type: str | None = None) -> dict[str, Any]:
+    """The arguments ``preset`` sets for ``method`` (``adaptvis``, ``clvs``, ``vea``); a value that depends on the
+    model family is under ``by_family``, keyed by ``model_type``. An unknown preset is refused with the known ones."""
     known = presets()
     if preset not in known:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(known))}")
-    return dict(known[preset].get(model_name, {}))
+    values = dict(known[preset].get(method, {}))
+    by_family = values.pop("by_family", {})
+    if by_family:
+        if model_type not in by_family:
+            raise ValueError(
+                f"preset {preset!r} has {method} settings for {', '.join(sorted(by_family))} checkpoints only, "
+                f"not for model_type {model_type!r}"
+            )
+        values.update(by_family[model_type])
+    return values
 
 
 def resolve(
-    model_name: str,
+    method: str,
     preset: str | None,
     given: Mapping[str, Any],
     defaults: Mapping[str, Any],
     exclusive: Iterable[str] = (),
+    model_type: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(values, from_preset)``: explicit arguments (not None) win over the preset, the preset over ``defaults``.
 
@@ -48,7 +59,7 @@ def resolve(
     values = dict(defaults)
     from_preset: dict[str, Any] = {}
     if preset not in (None, "", "none", "None"):
-        from_preset = preset_arguments(preset, model_name)
+        from_preset = preset_arguments(preset, method, model_type)
         exclusive = set(exclusive)
         if any(given.get(name) is not None for name in exclusive):
             from_preset = {key: value for key, value in from_preset.items() if key not in exclusive}

@@ -5,7 +5,7 @@ Steps (each a subprocess running the project's own command line, so the demo is 
 1. ``python -m vsr_tasks.synthetic OUT/data``: a synthetic spatial-reasoning set in the VSR folder layout,
    with COCO-format boxes in ``OUT/data/annotations``; and ``OUT/data_foothold``, the same task with every train
    caption in one form (the first stage's data).
-2. ``python -m models.tiny OUT/tiny``: a randomly initialised tiny Qwen3-VL.
+2. ``python -m testbed.tiny OUT/tiny``: a randomly initialised tiny Qwen3-VL.
 3. ``python -m finetune`` in two stages: a foothold on ``OUT/data_foothold`` (the image alone decides the answer:
    the model learns to read positions), then the task itself on ``OUT/data`` from that checkpoint, a share of its
    train images dimmed as VEA dims them. The vision tower stays frozen (random) in both. Each stage ends early
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import Pipeline, task_accuracy  # noqa: E402  (scripts/ is not a package)
+from pipeline import Pipeline, qwen3vl_models, task_accuracy  # noqa: E402  (scripts/ is not a package)
 
 TASK = "vsr_random_dev"
-METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
+METHODS = qwen3vl_models()  # the baseline and each method, from the method registry
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Budget:
     categories: str
     tokenizer: str
     layers: int
-    vision_position_std: float | None  # models.tiny --vision_position_std
+    vision_position_std: float | None  # testbed.tiny --vision_position_std
     batch_size: int
     warmup_steps: int
     stages: tuple[Stage, ...]
@@ -156,7 +156,7 @@ def generate_data(out: Path, budget: Budget, seed: int, stage: Stage) -> Path:
 
 
 def build_tiny(folder: Path, budget: Budget, seed: int) -> Path:
-    args = ["-m", "models.tiny", str(folder), "--layers", str(budget.layers), "--seed", str(seed)]
+    args = ["-m", "testbed.tiny", str(folder), "--layers", str(budget.layers), "--seed", str(seed)]
     if budget.vision_position_std is not None:
         args += ["--vision_position_std", str(budget.vision_position_std)]
     PIPELINE.run(f"2/5 tiny checkpoint (seed {seed})", [*args, "--tokenizer", budget.tokenizer])

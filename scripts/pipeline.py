@@ -110,6 +110,13 @@ class Pipeline:
         return path
 
 
+def qwen3vl_models() -> tuple[str, ...]:
+    """``qwen3vl`` and each method's Qwen3-VL model, in the method registry's order (``models.methods``)."""
+    from models.methods import METHODS, QWEN3_PREFIX
+
+    return (QWEN3_PREFIX, *(method.models[0] for method in METHODS.values()))
+
+
 def format_model_args(model_args: Mapping[str, object]) -> str:
     """``key=value,...`` as lmms-eval reads it (lists in brackets, booleans lower-case)."""
 

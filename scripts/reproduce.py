@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import Pipeline, task_accuracy  # noqa: E402  (scripts/ is not a package)
+from pipeline import Pipeline, qwen3vl_models, task_accuracy  # noqa: E402  (scripts/ is not a package)
 
 SCRIPTS = Path(__file__).resolve().parent
 STUDY_RESULTS = SCRIPTS / "study_results.json"
 SPLITS = ("random", "zeroshot")
-METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_vea", "qwen3vl_clvs")
+METHODS = qwen3vl_models()  # the baseline and each method, from the method registry
 PUBLISHED = {
     "random": "changdb/Qwen3-VL-2B-Instruct-VSR-Random",
     "zeroshot": "changdb/Qwen3-VL-2B-Instruct-VSR-Zeroshot",

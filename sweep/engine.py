@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from models.qwen3vl import truncate_at_stops
+from models.vlm import truncate_at_stops
 
 RAW_PATTERN = "raw_answers.rank*.jsonl"
 

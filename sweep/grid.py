@@ -1,7 +1,8 @@
-"""The grid: which parameters each method sweeps, its neutral setting, and ``--grid name=v1,v2`` parsing.
+"""The grid: ``--grid name=v1,v2`` parsing against what the method registry lets a sweep vary.
 
 A setting is a dict of parameter values. Every setting is checked by building the method's own parameter
-object, so a value the model would refuse (``smoothing=1.5``) is refused here, before any model is loaded.
+object, so a value the model would refuse (``smoothing=1.5``) is refused here, before any model is loaded. Which
+parameters a method sweeps and its neutral setting are the registry's (``models.methods``).
 """
 
 from __future__ import annotations
@@ -9,63 +10,38 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from interventions.adaptvis import AdaptVisParams
-from interventions.clvs import CLVSParams
-from interventions.vea import VEAParams
+from models.methods import METHODS, Method, method_of_model
 
 
 class GridError(ValueError):
     """A malformed or conflicting ``--grid``; the message names the parameter."""
 
 
-@dataclass(frozen=True)
-class MethodGrid:
-    """What can be swept for one model, and the setting that changes nothing (the paired baseline)."""
-
-    params: type
-    parameters: tuple[str, ...]
-    neutral: Mapping[str, Any]
-
-
-METHODS: dict[str, MethodGrid] = {
-    "qwen3vl_adaptvis": MethodGrid(
-        AdaptVisParams,
-        ("confidence_threshold", "sharpen_weight", "smoothen_weight"),
-        {"sharpen_weight": 1.0, "smoothen_weight": 1.0},
-    ),
-    "qwen3vl_clvs": MethodGrid(
-        CLVSParams,
-        ("smoothing", "window_memory_size", "uncertainty_threshold"),
-        {"smoothing": 1.0, "position_unbiased": False},
-    ),
-    "qwen3vl_vea": MethodGrid(
-        VEAParams, ("smooth_strength", "highlight_strength", "denoise_lambda"), {"highlight_strength": 1.0}
-    ),
-}
-
-
-def method_grid(model: str) -> MethodGrid:
-    if model not in METHODS:
-        raise GridError(f"--model {model} has no parameters to sweep; choose one of {', '.join(METHODS)}")
-    return METHODS[model]
+def method_grid(model: str) -> Method:
+    """The method ``--model`` runs; a model without one (a baseline) is refused with the models that have one."""
+    try:
+        return method_of_model(model)
+    except KeyError:
+        known = [name for method in METHODS.values() for name in method.models]
+        raise GridError(f"--model {model} has no parameters to sweep; choose one of {', '.join(known)}") from None
 
 
 def parse_grid(specs: Sequence[str], model: str, fixed: Mapping[str, Any]) -> dict[str, list[float]]:
     """``["name=v1,v2", ...]`` -> ``{name: [v1, v2]}``, refusing unknown names, non-numbers, empty lists,
     a parameter given twice, and a parameter also fixed in ``--model_args``."""
     method = method_grid(model)
+    parameters = method.sweepable
     grid: dict[str, list[float]] = {}
     for spec in specs:
         name, sep, values = spec.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise GridError(f"--grid {spec!r}: write NAME=V1,V2,... (e.g. --grid {method.parameters[0]}=0.5,0.8)")
-        if name not in method.parameters:
+            raise GridError(f"--grid {spec!r}: write NAME=V1,V2,... (e.g. --grid {parameters[0]}=0.5,0.8)")
+        if name not in parameters:
             raise GridError(
-                f"--grid: unknown parameter {name!r} for {model}; its parameters are {', '.join(method.parameters)}"
+                f"--grid: unknown parameter {name!r} for {model}; its parameters are {', '.join(parameters)}"
             )
         if name in grid:
             raise GridError(f"--grid: parameter {name!r} is given twice; list all its values in one --grid")
@@ -82,7 +58,7 @@ def parse_grid(specs: Sequence[str], model: str, fixed: Mapping[str, Any]) -> di
                 raise GridError(f"--grid {name}: {item!r} is not a number") from None
         grid[name] = sorted(set(parsed), key=parsed.index)
     if not grid:
-        raise GridError(f"give at least one --grid for {model} ({', '.join(method.parameters)})")
+        raise GridError(f"give at least one --grid for {model} ({', '.join(parameters)})")
     return grid
 
 

@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny Qwen3-VL checkpoint and a VSR data folder with generated images.
 
-Nothing is downloaded: the checkpoint is built by ``models.tiny`` and the VSR
+Nothing is downloaded: the checkpoint is built by ``testbed.tiny`` and the VSR
 rows are the real annotation files from ``../shared/vsr`` (``VSR_SHARED_DIR``
 overrides), with random images generated for the rows the tests evaluate.
 """
@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from models.tiny import build_tiny_checkpoint
+    from testbed.tiny import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
 
@@ -65,8 +65,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def qwen_checkpoint(tmp_path_factory) -> Path:
     """The tiny architecture with the real Qwen vocabulary, chat template and preprocessor (``--tokenizer qwen``)."""
-    from models.qwen_tokenizer import MissingQwenRanks
-    from models.tiny import build_tiny_checkpoint
+    from testbed.qwen_tokenizer import MissingQwenRanks
+    from testbed.tiny import build_tiny_checkpoint
 
     try:
         return build_tiny_checkpoint(tmp_path_factory.mktemp("qwen") / "checkpoint", tokenizer="qwen")

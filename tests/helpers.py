@@ -198,7 +198,7 @@ def build_trained_checkpoint(root: Path, num_layers: int = 8, steps: int = 120) 
     AdaptVis branches at the 0.8 threshold, and with 8 layers CLVS's logit lens stops it mid-stack (after layer 5).
     Returns (checkpoint, data folder). Deterministic: same seeds, one process, no workers.
     """
-    from models.tiny import build_tiny_checkpoint
+    from testbed.tiny import build_tiny_checkpoint
     from vsr_tasks.synthetic import generate
 
     data = root / "data"

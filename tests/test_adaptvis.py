@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from interventions.adaptvis import AdaptVis, first_token_confidence
-from models.qwen3vl import GenerationSettings, Qwen3VL
-from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
+from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis
+from models.vlm import GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,
     image_positions,

@@ -8,9 +8,9 @@ from transformers import Qwen3VLForConditionalGeneration
 
 from interventions import SteeringState, steer
 from interventions.clvs import unbiased_position_ids
-from models.qwen3vl import GenerationSettings, Qwen3VL
-from models.qwen3vl_clvs import Qwen3VLCLVS
-from models.tiny import build_tiny_checkpoint
+from models.qwen3vl import Qwen3VL, Qwen3VLCLVS
+from models.vlm import GenerationSettings
+from testbed.tiny import build_tiny_checkpoint
 from tests.intervention_reference import (
     clvs_reference_logits,
     independent_unbiased_positions,
@@ -56,13 +56,8 @@ def test_unbiased_positions_collapse_each_image_to_one_position(tiny_checkpoint)
     two_images = wrapper.prepare_batch(["Two images here."], [[one, two]], [0], ["unit"])
     for batch, images_per_sequence in ((prepare(wrapper), [1, 1]), (two_images, [2])):
         inputs = batch.inputs
-        got = unbiased_position_ids(
-            wrapper.model,
-            inputs["input_ids"],
-            inputs["attention_mask"],
-            inputs["mm_token_type_ids"],
-            inputs["image_grid_thw"],
-        )
+        positions = wrapper.family.rope_positions(wrapper.family.prompt_positions(wrapper.model, inputs)[0])
+        got = unbiased_position_ids(positions, batch.image_token_mask, inputs["attention_mask"])
         expected = independent_unbiased_positions(batch)
         valid = inputs["attention_mask"].bool()
         for b, count in enumerate(images_per_sequence):

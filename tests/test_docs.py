@@ -118,7 +118,7 @@ def test_every_command_line_has_its_flag_table():
     commands = {command for _, command, _ in FLAG_TABLES}
     expected = {
         "python -m finetune", "python -m sweep", "python -m analysis report", "python -m analysis heatmap",
-        "python -m analysis view", "python -m models.tiny", "python -m vsr_tasks.synthetic",
+        "python -m analysis view", "python -m testbed.tiny", "python -m vsr_tasks.synthetic",
         "python -m interventions.vea profile", "python -m benchmarks.interventions", "python -m benchmarks.sweep",
         "python scripts/demo.py", "python scripts/reproduce.py", "python scripts/figures.py",
     }  # fmt: skip
@@ -134,16 +134,55 @@ def test_flag_tables_list_exactly_the_help_options(page, command, rows):
     assert not listed - documented, f"{page.name}: the table of {command} lacks {sorted(listed - documented)}"
 
 
-def test_model_argument_tables_equal_what_each_model_accepts():
+def _models():
     from models import MODEL_CLASSES
 
-    documented: dict[str, set[str]] = {}
-    for _, model, rows in marked_tables("model_args"):
-        assert model == "common" or model in MODEL_CLASSES, f"model_args table for an unknown model {model!r}"
-        documented.setdefault(model, set()).update(name for row in rows for name in ARGUMENT.findall(row))
     for model, path in MODEL_CLASSES.items():
         module, name = path.rsplit(".", 1)
-        accepted = set(getattr(importlib.import_module(module), name).valid_arguments())
-        mine = documented.get("common", set()) | documented.get(model, set())
+        yield model, getattr(importlib.import_module(module), name)
+
+
+def test_model_argument_tables_equal_what_each_model_accepts():
+    """``common`` documents what the baselines take; each method's table (``<!-- model_args: adaptvis -->``) what
+    its two models add."""
+    from models.methods import METHODS, method_of_model
+
+    documented: dict[str, set[str]] = {}
+    for _, name, rows in marked_tables("model_args"):
+        assert name == "common" or name in METHODS, f"model_args table for an unknown method {name!r}"
+        documented.setdefault(name, set()).update(name for row in rows for name in ARGUMENT.findall(row))
+    for model, klass in _models():
+        accepted = set(klass.valid_arguments())
+        method = None if model in ("qwen3vl", "vlm_baseline") else method_of_model(model).name
+        mine = documented.get("common", set()) | documented.get(method, set())
         assert not mine - accepted, f"{model}: documented arguments it refuses: {sorted(mine - accepted)}"
         assert not accepted - mine, f"{model}: accepted arguments without a row: {sorted(accepted - mine)}"
+
+
+def test_method_tables_are_the_registrys():
+    """Every method table says exactly what the registry declares: names, defaults and meanings, in its order."""
+    from models.methods import METHODS, method_tables
+
+    found: dict[str, list[str]] = {}
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for index, line in enumerate(lines):
+            marker = MARKER.match(line.strip())
+            if marker and marker.group(1) == "model_args" and marker.group(2) in METHODS:
+                table = [row for row in _table_after(lines, index)]
+                found.setdefault(marker.group(2), []).append("\n".join(table))
+    for name, method in METHODS.items():
+        expected = method_tables(method)
+        assert sorted(found.get(name, [])) == sorted(expected.values()), (
+            f"the docs' tables of {name} differ from the registry (models/methods.py); they should read:\n\n"
+            + "\n\n".join(expected.values())
+        )
+
+
+def _table_after(lines: list[str], index: int) -> list[str]:
+    rows = []
+    for row in lines[index + 1 :]:
+        if not row.startswith("|"):
+            break
+        rows.append(row)
+    return rows

@@ -20,10 +20,8 @@ import torch
 from interventions import SteeringState, steer
 from interventions.state import RowEdit
 from models.attention_log import read_attention_log
-from models.qwen3vl import GenerationSettings, Qwen3VL
-from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
-from models.qwen3vl_clvs import Qwen3VLCLVS
-from models.qwen3vl_vea import Qwen3VLVEA
+from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.vlm import GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,

@@ -8,9 +8,7 @@ import torch
 from interventions import LastRowRecorder, SteeringState, record_image_attention, steer
 from interventions.adaptvis import AdaptVis
 from interventions.layers import parse_layers
-from models.qwen3vl import Qwen3VL
-from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
-from models.qwen3vl_clvs import Qwen3VLCLVS
+from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,
@@ -198,4 +196,4 @@ def test_intervention_modules_import_one_way():
 
     circular = sorted(name for name in graph if reaches(name, name, {name}))
     assert circular == [], f"import circles through {circular}"
-    assert "interventions.vea_profile" in graph and "interventions.vea_profile" not in graph["interventions.vea"]
+    assert "interventions.vea.profile" in graph and "interventions.vea.profile" not in graph["interventions.vea"]

@@ -19,8 +19,7 @@ from lmms_eval.api.instance import Instance
 from PIL import Image
 
 from models.attention_log import read_attention_log
-from models.qwen3vl import Qwen3VL
-from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
+from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
 
 pytestmark = pytest.mark.slow

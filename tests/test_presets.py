@@ -8,10 +8,8 @@ import pytest
 from loguru import logger
 
 from models.presets import PRESETS_FILE, presets, resolve
-from models.qwen3vl import GenerationSettings
-from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
-from models.qwen3vl_clvs import Qwen3VLCLVS
-from models.qwen3vl_vea import Qwen3VLVEA
+from models.qwen3vl import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.vlm import GenerationSettings
 from tests.intervention_reference import prepare
 
 
@@ -19,24 +17,24 @@ def test_the_data_file_holds_the_studys_settings():
     data = json.loads(PRESETS_FILE.read_text())
     assert sorted(data) == ["seed_random", "seed_zeroshot"]
     random, zeroshot = data["seed_random"], data["seed_zeroshot"]
-    assert random["qwen3vl_adaptvis"] == {"confidence_threshold": 0.8, "sharpen_weight": 1.2, "smoothen_weight": 0.2}
-    assert zeroshot["qwen3vl_adaptvis"]["smoothen_weight"] == 0.1
-    assert random["qwen3vl_vea"] == {"smooth_strength": 0.5, "highlight_strength": 0.5, "layers": [17, 20, 24]}
-    assert zeroshot["qwen3vl_vea"] == {"smooth_strength": 0.8, "highlight_strength": 0.2, "layers": [17, 20, 10]}
+    assert random["adaptvis"] == {"confidence_threshold": 0.8, "sharpen_weight": 1.2, "smoothen_weight": 0.2}
+    assert zeroshot["adaptvis"]["smoothen_weight"] == 0.1
+    assert random["vea"] == {"smooth_strength": 0.5, "highlight_strength": 0.5, "layers": [17, 20, 24]}
+    assert zeroshot["vea"] == {"smooth_strength": 0.8, "highlight_strength": 0.2, "layers": [17, 20, 10]}
     for preset in (random, zeroshot):
-        assert preset["qwen3vl_clvs"] == {"smoothing": 0.7, "window_memory_size": 0.8, "uncertainty_threshold": 0.5}
+        assert preset["clvs"] == {"smoothing": 0.7, "window_memory_size": 0.8, "uncertainty_threshold": 0.5}
 
 
 def test_precedence_explicit_then_preset_then_default():
     defaults = {"smooth_strength": 0.5, "highlight_strength": 0.5, "denoise_lambda": 10.0}
     given = {"smooth_strength": None, "highlight_strength": 0.9, "denoise_lambda": None, "layers": None}
-    values, from_preset = resolve("qwen3vl_vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
+    values, from_preset = resolve("vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
     assert values == {"smooth_strength": 0.8, "highlight_strength": 0.9, "denoise_lambda": 10.0, "layers": [17, 20, 10]}
     assert from_preset == {"smooth_strength": 0.8, "layers": [17, 20, 10]}
     given = {**given, "layers_file": "mine.json"}  # an explicit layer source replaces the preset's layers
-    values, from_preset = resolve("qwen3vl_vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
+    values, from_preset = resolve("vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
     assert "layers" not in values and values["layers_file"] == "mine.json"
-    assert resolve("qwen3vl_clvs", None, {"smoothing": None}, {"smoothing": 0.7}) == ({"smoothing": 0.7}, {})
+    assert resolve("clvs", None, {"smoothing": None}, {"smoothing": 0.7}) == ({"smoothing": 0.7}, {})
 
 
 def test_models_expand_a_preset_and_explicit_arguments_win(tiny_checkpoint, tmp_path):

@@ -1,4 +1,4 @@
-"""``python -m models.tiny --tokenizer qwen``: the real Qwen vocabulary, the released chat template, the released
+"""``python -m testbed.tiny --tokenizer qwen``: the real Qwen vocabulary, the released chat template, the released
 preprocessor settings, and what our prompt, answer parser and fine-tuning label mask make of them."""
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def test_evaluation_prompt_and_label_mask_token_by_token(processor, qwen_checkpo
 
 def test_the_command_line_builds_it(tmp_path, qwen_checkpoint):
     out = tmp_path / "qwen"
-    completed = run_module("models.tiny", [str(out), "--layers", "2", "--tokenizer", "qwen"], dict(os.environ))
+    completed = run_module("testbed.tiny", [str(out), "--layers", "2", "--tokenizer", "qwen"], dict(os.environ))
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert json.loads((out / "tiny_recipe.json").read_text()) == {"num_layers": 2, "seed": 0, "tokenizer": "qwen"}
     assert (
@@ -206,7 +206,7 @@ def test_the_command_line_builds_it(tmp_path, qwen_checkpoint):
 def test_without_the_rank_file_the_build_names_the_pip_command(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dashscope" else real(name, *a))
-    completed = run_module("models.tiny", [str(tmp_path / "x"), "--tokenizer", "qwen"], dict(os.environ))
+    completed = run_module("testbed.tiny", [str(tmp_path / "x"), "--tokenizer", "qwen"], dict(os.environ))
     assert completed.returncode != 0
     # the message with the command, not a stack trace, is what the user sees
     assert "pip install dashscope" in completed.stderr and "Traceback" not in completed.stderr

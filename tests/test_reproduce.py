@@ -23,7 +23,7 @@ INTERVENTIONS = ("qwen3vl_adaptvis", "qwen3vl_vea", "qwen3vl_clvs")
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict[str, Path]:
     """A synthetic VSR folder with both split layouts and COCO boxes, and one tiny checkpoint per split."""
-    from models.tiny import build_tiny_checkpoint
+    from testbed.tiny import build_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("reproduce")
     data = root / "data"

@@ -19,9 +19,8 @@ from PIL import Image
 from interventions import prefix as prefix_module
 from interventions.prefix import PrefixUnsupported, compute_prefix, next_token_logits
 from models.attention_log import read_attention_log
-from models.qwen3vl import GenerationSettings, Qwen3VL
-from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
-from models.qwen3vl_clvs import Qwen3VLCLVS
+from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS
+from models.vlm import GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,
@@ -94,7 +93,7 @@ def docs(trained):
 def test_prefix_logits_equal_the_whole_prompt_forward(checkpoint, docs):
     baseline = Qwen3VL(pretrained=checkpoint, device="cpu", batch_size=4)
     batch = batch_of(baseline, docs)
-    prefix = compute_prefix(baseline.model, batch.inputs)
+    prefix = compute_prefix(baseline.model, batch.inputs, baseline.family)
     assert prefix.cache.get_seq_length() == batch.inputs["input_ids"].shape[1] - 1
     expected = baseline.prefill_logits(batch)
     for _ in range(2):  # the cache is rewound: a second pass on the same prefix gives the same logits
@@ -250,7 +249,7 @@ def test_prompt_ending_in_an_image_token_is_refused_by_the_prefix(checkpoint, do
     wrapper = Qwen3VL(pretrained=checkpoint, device="cpu")
     batch = batch_of(wrapper, docs[:1])
     inputs = dict(batch.inputs)
-    inputs["mm_token_type_ids"] = inputs["mm_token_type_ids"].clone()
-    inputs["mm_token_type_ids"][:, -1] = 1
+    inputs["input_ids"] = inputs["input_ids"].clone()
+    inputs["input_ids"][:, -1] = wrapper.image_token_id
     with pytest.raises(PrefixUnsupported, match="last position is an image"):
-        compute_prefix(wrapper.model, inputs)
+        compute_prefix(wrapper.model, inputs, wrapper.family)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
-from models.tiny import SPECIAL_TOKENS, VOCAB_SIZE, build_tokenizer
+from testbed.tiny import SPECIAL_TOKENS, VOCAB_SIZE, build_tokenizer
 from tests.helpers import REPO_ROOT, run_module
 from vsr_tasks.prompt import build_prompt
 
@@ -40,7 +40,7 @@ def test_word_tokenizer_makes_the_prompt_words_single_tokens_deterministically()
 
 def test_cli_builds_a_word_tokenizer_checkpoint_that_loads(tmp_path):
     out = tmp_path / "tiny_words"
-    command = [sys.executable, "-m", "models.tiny", str(out), "--layers", "2", "--tokenizer", "words"]
+    command = [sys.executable, "-m", "testbed.tiny", str(out), "--layers", "2", "--tokenizer", "words"]
     subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, timeout=120)
     assert json.loads((out / "tiny_recipe.json").read_text()) == {"num_layers": 2, "seed": 0, "tokenizer": "words"}
     processor = AutoProcessor.from_pretrained(out)
@@ -59,7 +59,7 @@ def test_unknown_tokenizer_is_refused_by_name():
 def test_vision_position_std_redraws_only_the_vision_position_embedding(tmp_path):
     from safetensors.torch import load_file
 
-    from models.tiny import build_tiny_checkpoint
+    from testbed.tiny import build_tiny_checkpoint
 
     plain = load_file(str(build_tiny_checkpoint(tmp_path / "plain", seed=3) / "model.safetensors"))
     wide = build_tiny_checkpoint(tmp_path / "wide", seed=3, vision_position_std=2.0)
@@ -70,5 +70,5 @@ def test_vision_position_std_redraws_only_the_vision_position_embedding(tmp_path
     assert abs(float(redrawn[name].std()) - 2.0) < 0.1 and float(plain[name].std()) < 0.05
     assert json.loads((wide / "tiny_recipe.json").read_text())["vision_position_std"] == 2.0
     Qwen3VLForConditionalGeneration.from_pretrained(wide)  # loads as any checkpoint
-    refused = run_module("models.tiny", [str(tmp_path / "bad"), "--vision_position_std", "0"], dict(os.environ))
+    refused = run_module("testbed.tiny", [str(tmp_path / "bad"), "--vision_position_std", "0"], dict(os.environ))
     assert refused.returncode == 2 and "--vision_position_std must be positive" in refused.stderr

@@ -14,10 +14,8 @@ import pytest
 import torch
 
 from models.attention_log import read_attention_log
-from models.qwen3vl import GenerationSettings, Qwen3VL
-from models.qwen3vl_adaptvis import Qwen3VLAdaptVis
-from models.qwen3vl_clvs import Qwen3VLCLVS
-from models.qwen3vl_vea import Qwen3VLVEA
+from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.vlm import GenerationSettings
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_module, vsr_accuracy_from_samples
 from tests.intervention_reference import CONTEXTS, sample_images
 from tests.test_finetune_training import colour_vsr_set, train

@@ -23,7 +23,7 @@ from interventions.vea import (
     top_layers,
     upsample,
 )
-from models.tiny import build_processor, build_tokenizer
+from testbed.tiny import build_processor, build_tokenizer
 from tests.helpers import require
 
 

@@ -11,8 +11,9 @@ import torch
 
 from interventions.vea import PatchLayout, VEAParams, evidence_pixel_map, highlight_pixel_values
 from models.attention_log import read_attention_log
-from models.qwen3vl import GenerationSettings, Qwen3VL
-from models.qwen3vl_vea import HINT, Qwen3VLVEA
+from models.qwen3vl import Qwen3VL, Qwen3VLVEA
+from models.vea import HINT
+from models.vlm import GenerationSettings
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, vsr_accuracy_from_samples
 from tests.intervention_reference import image_positions, load_reference_model, prepare, reference_logits
 from vsr_tasks.synthetic import generate

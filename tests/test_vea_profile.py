@@ -13,8 +13,9 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
+from families.qwen import QWEN3_VL
 from interventions.vea import top_layers
-from interventions.vea_profile import (
+from interventions.vea.profile import (
     CocoBoxes,
     ProfilingError,
     auroc,
@@ -59,12 +60,17 @@ def test_auroc_hand_values():
 
 
 def test_token_labels_map_cells_back_to_original_pixels():
-    # 64 x 64 image, 2 x 2 tokens of 32 px: a box spanning x 30..34, y 40..44 touches both lower cells
-    labels = token_labels([[30, 40, 4, 4]], (64, 64), (2, 2))
+    # a 64 x 64 image covered by 2 x 2 tokens: a box spanning x 30..34, y 40..44 touches both lower cells
+    labels = token_labels([[30, 40, 4, 4]], (0, 0, 64, 64), (2, 2))
     assert labels.tolist() == [[False, False], [True, True]]
-    # 128 wide original shown as 64 px: a token column covers 64 original pixels; touching an edge is no overlap
-    labels = token_labels([[64, 0, 6, 10]], (128, 64), (2, 2))
+    # a 128 x 64 original: a token column covers 64 original pixels; touching an edge is no overlap
+    labels = token_labels([[64, 0, 6, 10]], (0, 0, 128, 64), (2, 2))
     assert labels.tolist() == [[False, True], [False, False]]
+    # LLaVA's centre crop of a 128 x 64 image: the grid covers x 32..96 only; a box left of it is no cell's
+    labels = token_labels([[0, 0, 30, 64]], (32, 0, 96, 64), (2, 2))
+    assert not bool(labels.any())
+    labels = token_labels([[60, 0, 8, 8]], (32, 0, 96, 64), (2, 2))
+    assert labels.tolist() == [[True, True], [False, False]]  # x 60..68 straddles the crop's middle at 64
 
 
 @pytest.mark.parametrize(
@@ -213,8 +219,8 @@ def test_zeroshot_rows_with_subj_obj_profile_the_same_samples(tiny_checkpoint, s
     processor = AutoProcessor.from_pretrained(tiny_checkpoint)
     model = use_steered_attention(Qwen3VLForConditionalGeneration.from_pretrained(tiny_checkpoint).eval())
     common = dict(coco_annotations_dir=synthetic / "annotations", samples=SAMPLES, progress=False)
-    random_record = run_profile(model, processor, "tiny", synthetic, dataset_type="random", **common)
-    zeroshot_record = run_profile(model, processor, "tiny", synthetic, dataset_type="zeroshot", **common)
+    random_record = run_profile(model, processor, QWEN3_VL, "tiny", synthetic, dataset_type="random", **common)
+    zeroshot_record = run_profile(model, processor, QWEN3_VL, "tiny", synthetic, dataset_type="zeroshot", **common)
     assert zeroshot_record["samples"] == random_record["samples"]
     assert zeroshot_record["layer_auroc"] == random_record["layer_auroc"]
     assert zeroshot_record["layers"] == random_record["layers"] == top_layers(random_record["layer_auroc"], 0.1)

@@ -19,7 +19,7 @@ The highlight is applied where the model sees the image: :func:`highlight_pixel_
 the processor's ``pixel_values`` (already resized to the token grid), undoing the per-channel
 normalisation algebraically, so the map and the pixels line up exactly and
 ``highlight_strength = 1`` returns the input bit for bit. Layer profiling from COCO boxes lives
-in :mod:`interventions.vea_profile`, which imports this module (never the reverse); the command
+in :mod:`interventions.vea.profile`, which imports this module (never the reverse); the command
 ``python -m interventions.vea profile ...`` is :mod:`interventions.vea.__main__`.
 """
 
@@ -28,18 +28,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-TOKEN_PIXELS = 32  # one merged Qwen3-VL visual token: patch 16 x spatial merge 2
+TOKEN_PIXELS = 32  # one merged Qwen3-VL visual token: patch 16 x spatial merge 2 (the layouts give each family's)
 GAUSSIAN_TRUNCATE = 4.0  # kernel radius in sigmas (scipy.ndimage's default)
 
 
 @dataclass(frozen=True)
 class VEAParams:
-    """The three numbers that shape the highlighted image (docs/METHODS.md defaults for the random split)."""
+    """The three numbers that shape the highlighted image (docs/METHODS.md; the study's per split: presets)."""
+
+    NEUTRAL: ClassVar[dict[str, float]] = {"highlight_strength": 1.0}
 
     smooth_strength: float = 0.5
     highlight_strength: float = 0.5
@@ -59,8 +62,8 @@ class VEAParams:
 
     @property
     def neutral(self) -> bool:
-        """``highlight_strength`` 1: every pixel is multiplied by 1, the image is unchanged."""
-        return self.highlight_strength == 1
+        """``highlight_strength`` 1 (:attr:`NEUTRAL`): every pixel is multiplied by 1, the image is unchanged."""
+        return all(getattr(self, name) == value for name, value in self.NEUTRAL.items())
 
 
 def denoise(grid: torch.Tensor, denoise_lambda: float) -> torch.Tensor:
@@ -253,6 +256,71 @@ class PatchLayout:
         mean = torch.tensor(self.image_mean, device=rows.device)[:, None, None]
         std = torch.tensor(self.image_std, device=rows.device)[:, None, None]
         return image * std + mean
+
+    def highlight(
+        self,
+        pixel_values: torch.Tensor,
+        image_grid_thw: torch.Tensor,
+        pixel_maps: Sequence[torch.Tensor],
+        highlight_strength: float,
+    ) -> torch.Tensor:
+        """Every image of a processed batch highlighted by its ``[H, W]`` map (:func:`highlight_pixel_values`)."""
+        return highlight_pixel_values(pixel_values, image_grid_thw, pixel_maps, highlight_strength, self)
+
+    def images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> list[torch.Tensor]:
+        """Each image of a processed batch as the model sees it, ``[C, H, W]`` in [0, 1]."""
+        images, start = [], 0
+        for grid in image_grid_thw.tolist():
+            count = int(grid[0] * grid[1] * grid[2])
+            images.append(self.rows_to_image(pixel_values[start : start + count], grid))
+            start += count
+        return images
+
+
+@dataclass(frozen=True)
+class PlanarLayout:
+    """Images as ``[images, C, H, W]`` planes (LLaVA-1.5's CLIP processor), one token per ``patch x patch`` square,
+    values ``(x - mean) / std`` per channel with ``x`` in [0, 1]."""
+
+    patch_size: int
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
+
+    @property
+    def token_pixels(self) -> int:
+        return self.patch_size
+
+    def highlight(
+        self,
+        pixel_values: torch.Tensor,
+        image_grid_thw: torch.Tensor | None,
+        pixel_maps: Sequence[torch.Tensor],
+        highlight_strength: float,
+    ) -> torch.Tensor:
+        """``x * g`` for every image, computed on the normalised values: ``v * g + (mean / std) * (g - 1)``."""
+        del image_grid_thw  # every image is one plane of the batch
+        if pixel_values.shape[0] != len(pixel_maps):
+            raise ValueError(f"{pixel_values.shape[0]} images in the batch but {len(pixel_maps)} evidence maps")
+        offsets = (torch.tensor(self.image_mean) / torch.tensor(self.image_std)).tolist()
+        highlighted = torch.empty_like(pixel_values)
+        for index, pixel_map in enumerate(pixel_maps):
+            if tuple(pixel_map.shape) != tuple(pixel_values.shape[-2:]):
+                raise ValueError(
+                    f"evidence map {tuple(pixel_map.shape)} does not match image {tuple(pixel_values.shape[-2:])}"
+                )
+            gain = pixel_map.to(pixel_values.device, pixel_values.dtype, copy=True)
+            gain.mul_(1.0 - highlight_strength).add_(highlight_strength)
+            torch.mul(pixel_values[index], gain, out=highlighted[index])
+            shift = gain - 1.0  # zero where the gain is 1: those values stay bit for bit
+            for channel, offset in enumerate(offsets):
+                highlighted[index, channel].add_(shift, alpha=offset)
+        return highlighted
+
+    def images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None) -> list[torch.Tensor]:
+        del image_grid_thw
+        mean = torch.tensor(self.image_mean, device=pixel_values.device)[:, None, None]
+        std = torch.tensor(self.image_std, device=pixel_values.device)[:, None, None]
+        return [plane.float() * std + mean for plane in pixel_values]
 
 
 def highlight_pixel_values(

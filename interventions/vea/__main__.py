@@ -1,14 +1,14 @@
 """``python -m interventions.vea profile ...``: the VEA command line (its only subcommand profiles layers).
 
 A module of its own so that the VEA math (:mod:`interventions.vea`) never imports the profiling code:
-the arrows run one way, ``__main__`` -> ``vea_profile`` -> ``vea``.
+the arrows run one way, ``__main__`` -> ``profile`` -> ``vea``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from interventions.vea_profile import main as profile_main
+from interventions.vea.profile import main as profile_main
 
 
 def main(argv: list[str] | None = None) -> None:

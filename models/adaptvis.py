@@ -1,4 +1,4 @@
-"""AdaptVis as an lmms-eval model (``--model qwen3vl_adaptvis``).
+"""AdaptVis as an lmms-eval model (``--model vlm_adaptvis``, any family; ``qwen3vl_adaptvis``, Qwen3-VL).
 
 Two passes per batch over one shared prefix: the prompt's first N - 1 positions (vision
 tower included) are computed once (``interventions.prefix``); a plain forward of the last
@@ -7,7 +7,7 @@ greedy generation would emit first); the cache is cropped back and generation co
 from a steered forward of the last position, the image logits of its row scaled by that
 sequence's ``alpha`` in the selected layers (``interventions.adaptvis``). Decode steps are
 untouched. Cost: about one prefill, not two. Where the cache cannot be shared,
-:meth:`Qwen3VLAdaptVis.respond_two_pass` runs the two whole-prompt passes instead.
+:meth:`AdaptVisModel.respond_two_pass` runs the two whole-prompt passes instead.
 """
 
 from __future__ import annotations
@@ -17,65 +17,31 @@ from typing import Any, ClassVar
 
 import torch
 
-from interventions import use_steered_attention
 from interventions.adaptvis import AdaptVis, AdaptVisParams, first_token_confidence
 from interventions.layers import parse_layers
 from interventions.prefix import next_token_logits
-from models.presets import resolve
-from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
+from models.methods import ADAPTVIS, Method
+from models.steered import SteeredModel
+from models.vlm import GenerationSettings, PreparedBatch, Response
 
 
-class Qwen3VLAdaptVis(Qwen3VL):
-    """Qwen3-VL with AdaptVis: smoothen (low confidence) or sharpen (high) the last row's image attention."""
+class AdaptVisModel(SteeredModel):
+    """AdaptVis: smoothen (low confidence) or sharpen (high) the last row's image attention."""
 
-    MODEL_NAME: ClassVar[str] = "qwen3vl_adaptvis"
+    MODEL_NAME: ClassVar[str] = "vlm_adaptvis"
+    METHOD: ClassVar[Method] = ADAPTVIS
     STEERS: ClassVar[bool] = True
 
-    DEFAULTS: ClassVar[dict] = {
-        "confidence_threshold": 0.8,
-        "sharpen_weight": 1.2,
-        "smoothen_weight": 0.2,
-        "layers": "all",
-    }
+    def check_arguments(self, values: dict[str, Any]) -> None:
+        parse_layers(values["layers"], 10**6)  # a malformed value is refused before the checkpoint is loaded
 
-    def __init__(
-        self,
-        confidence_threshold: float | None = None,
-        sharpen_weight: float | None = None,
-        smoothen_weight: float | None = None,
-        layers: str | list[int] | None = None,
-        preset: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Unset arguments (None) come from ``preset`` (``models/presets.json``), else from :attr:`DEFAULTS`."""
-        given = {
-            "confidence_threshold": confidence_threshold,
-            "sharpen_weight": sharpen_weight,
-            "smoothen_weight": smoothen_weight,
-            "layers": layers,
-        }
-        values, from_preset = resolve(self.MODEL_NAME, preset, given, self.DEFAULTS)
-        self.preset = preset
-        self.params = AdaptVisParams(
-            values["confidence_threshold"], values["sharpen_weight"], values["smoothen_weight"]
-        )
+    def set_up(self, values: dict[str, Any]) -> None:
         self.layers_argument = values["layers"]
-        parse_layers(self.layers_argument, 10**6)  # refuse a malformed value before loading the checkpoint
-        super().__init__(**kwargs)
-        self.layers = parse_layers(self.layers_argument, self.model.config.text_config.num_hidden_layers)
-        use_steered_attention(self.model)
-        self.announce_preset(preset, from_preset)
+        self.layers = parse_layers(self.layers_argument, self.num_layers)
 
     def method_arguments(self) -> dict:
-        return {
-            **({"preset": self.preset} if self.preset not in (None, "", "none", "None") else {}),
-            "confidence_threshold": self.params.confidence_threshold,
-            "sharpen_weight": self.params.sharpen_weight,
-            "smoothen_weight": self.params.smoothen_weight,
-            "layers": self.layers_argument
-            if isinstance(self.layers_argument, (str, int))
-            else list(self.layers_argument),
-        }
+        layers = self.layers_argument
+        return {**super().method_arguments(), "layers": layers if isinstance(layers, (str, int)) else list(layers)}
 
     @torch.inference_mode()
     def encode_images_once(self, batch: PreparedBatch) -> PreparedBatch:
@@ -87,13 +53,9 @@ class Qwen3VLAdaptVis(Qwen3VL):
         if "pixel_values" not in batch.inputs:
             return batch
         inputs = {key: value for key, value in batch.inputs.items() if key != "pixel_values"}
-        features = self.model.get_image_features(batch.inputs["pixel_values"], batch.inputs["image_grid_thw"])
+        features = self.model.get_image_features(**self.family.encoder_inputs(batch.inputs))
         inputs["mm_encoder_outputs"] = {"image": features}
         return dataclasses.replace(batch, inputs=inputs)
-
-    def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
-        """One shared prefix; pass 1 (last position, plain) gives the confidence, pass 2 generates steered."""
-        return self.respond_grid(batch, settings, [self.params])[0]
 
     def respond_grid(
         self,

@@ -11,7 +11,9 @@ image: one fused prefill with the evaluation prompt records every layer's head-m
 attention; a visual token is *evidence* when its 32 x 32 pixel cell overlaps a box of either
 category; each layer is scored by the AUROC of its attention against those labels, averaged over
 samples. The top ``layer_top_fraction`` of layers (rounded up) is kept. Rows that cannot be used are
-counted by reason in the JSON.
+counted by reason in the JSON. The model's family (``families``) says how big a token's cell is (32 px on
+Qwen3-VL, 28 on Qwen2.5-VL, 14 on LLaVA-1.5) and which part of the image the grid covers (LLaVA-1.5 crops the
+centre square).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from interventions.vea import TOKEN_PIXELS, top_layers
+from interventions.vea import top_layers
 
 PROFILE_SPLIT = "train"
 ANNOTATION_FILES = {"train2017": "instances_train2017.json", "val2017": "instances_val2017.json"}
@@ -135,23 +137,22 @@ class CocoBoxes:
 
 def token_labels(
     boxes: Sequence[Sequence[float]],
-    original_size: tuple[int, int],
+    region: tuple[float, float, float, float],
     grid: tuple[int, int],
-    token_pixels: int = TOKEN_PIXELS,
 ) -> torch.Tensor:
     """``[grid_h, grid_w]`` bool: the token's cell, mapped back to original pixels, overlaps a box.
 
-    ``original_size`` is ``(width, height)`` of the image file; the model input is
-    ``grid * token_pixels`` pixels, so each cell covers ``token_pixels * original / input`` pixels.
-    Overlap means a positive area in common (a box edge touching a cell edge does not count).
+    ``region`` is ``(x0, y0, x1, y1)``, the part of the image file (in its pixels) that the grid covers: the whole
+    image for Qwen's processors (a resized copy), the centre square for LLaVA-1.5's crop. Each of the grid's cells
+    covers an equal share of it. Overlap means a positive area in common (a box edge touching a cell edge does not
+    count).
     """
-    width, height = original_size
+    x0, y0, x1, y1 = region
     grid_h, grid_w = grid
-    scale_x = width / (grid_w * token_pixels)
-    scale_y = height / (grid_h * token_pixels)
-    cell_x0 = torch.arange(grid_w, dtype=torch.float64) * token_pixels * scale_x
-    cell_y0 = torch.arange(grid_h, dtype=torch.float64) * token_pixels * scale_y
-    cell_x1, cell_y1 = cell_x0 + token_pixels * scale_x, cell_y0 + token_pixels * scale_y
+    cell_w, cell_h = (x1 - x0) / grid_w, (y1 - y0) / grid_h
+    cell_x0 = x0 + torch.arange(grid_w, dtype=torch.float64) * cell_w
+    cell_y0 = y0 + torch.arange(grid_h, dtype=torch.float64) * cell_h
+    cell_x1, cell_y1 = cell_x0 + cell_w, cell_y0 + cell_h
     labels = torch.zeros(grid_h, grid_w, dtype=torch.bool)
     for x, y, w, h in boxes:
         columns = (cell_x0 < x + w) & (cell_x1 > x)
@@ -256,21 +257,25 @@ def load_profile_rows(vsr_data_dir: Path, dataset_type: str, split: str = PROFIL
 def profile_layers(
     model: torch.nn.Module,
     processor,
+    family,
     samples: Sequence[ProfileSample],
     layer_top_fraction: float = 0.1,
     progress: bool = True,
 ) -> dict:
-    """Per-layer mean AUROC over ``samples`` and the chosen layers (one prefill per sample, batch 1)."""
+    """Per-layer mean AUROC over ``samples`` and the chosen layers (one prefill per sample, batch 1).
+
+    ``family`` is the model's adapter (``families``): its image tokens, their grid and the region it covers.
+    """
     from interventions.recording import record_image_attention
     from vsr_tasks.prompt import build_prompt
 
-    num_layers = model.config.text_config.num_hidden_layers
+    num_layers = family.text_config(model).num_hidden_layers
     per_sample: list[list[float]] = []
     used: list[dict] = []
     degenerate = 0
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    image_token_id = model.config.image_token_id
+    image_token_id = family.image_token_id(model)
     for sample in tqdm(samples, desc="VEA layer profiling", disable=not progress):
         with Image.open(sample.image_path) as handle:
             image = handle.convert("RGB")
@@ -283,11 +288,10 @@ def profile_layers(
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
-        merge = processor.image_processor.merge_size
-        _, grid_h, grid_w = (int(v) for v in inputs["image_grid_thw"][0])
-        grid = (grid_h // merge, grid_w // merge)
+        [[grid]] = family.image_grids(processor, inputs, [1])
+        [region] = family.image_regions(processor, [image.size])
         attention = record_image_attention(model, inputs, inputs["input_ids"] == image_token_id)[0]  # [L, n]
-        labels = token_labels(sample.boxes, image.size, grid)
+        labels = token_labels(sample.boxes, region, grid)
         if bool(labels.all()) or not bool(labels.any()):
             degenerate += 1  # every token (or none) is evidence: AUROC undefined
             continue
@@ -315,6 +319,7 @@ def profile_layers(
 def run_profile(
     model: torch.nn.Module,
     processor,
+    family,
     model_name: str,
     vsr_data_dir: str | Path,
     coco_annotations_dir: str | Path,
@@ -341,7 +346,7 @@ def run_profile(
         raise ProfilingError(
             f"none of the {len(rows)} {dataset_type} train rows could be used for profiling: {dict(selection.skipped)}"
         )
-    result = profile_layers(model, processor, selection.samples, layer_top_fraction, progress)
+    result = profile_layers(model, processor, family, selection.samples, layer_top_fraction, progress)
     return {
         "model": str(model_name),
         "dataset_type": dataset_type,
@@ -378,7 +383,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m interventions.vea profile",
         description="Choose VEA's layers by the AUROC of their image attention against COCO boxes (train rows only).",
     )
-    parser.add_argument("--model", required=True, help="Qwen3-VL folder or hub id")
+    parser.add_argument("--model", required=True, help="a checkpoint folder or hub id of a supported family")
     parser.add_argument("--vsr_data_dir", required=True, help="VSR data folder (splits/{random,zeroshot}/train.jsonl)")
     parser.add_argument("--dataset_type", choices=("random", "zeroshot"), default="random", help="default: random")
     parser.add_argument(
@@ -403,19 +408,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         refuse_held_out(args.split)
-        from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+        from transformers import AutoProcessor
 
+        from families import FamilyError, family_for
         from interventions.attention import use_steered_attention
 
+        try:
+            family = family_for(args.model)
+        except FamilyError as error:
+            raise ProfilingError(str(error)) from None
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
         dtype = dtypes.get(args.dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         processor = AutoProcessor.from_pretrained(args.model)
-        model = Qwen3VLForConditionalGeneration.from_pretrained(args.model, dtype=dtype, attn_implementation="sdpa")
+        model = family.load(args.model, dtype)
         use_steered_attention(model.to(device).eval())
         record = run_profile(
             model,
             processor,
+            family,
             args.model,
             args.vsr_data_dir,
             args.coco_annotations_dir,

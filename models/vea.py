@@ -1,4 +1,4 @@
-"""VEA as an lmms-eval model (``--model qwen3vl_vea``): attribution prefill, highlight, answer.
+"""VEA as an lmms-eval model (``--model vlm_vea``, any family; ``qwen3vl_vea``): attribution prefill, highlight, answer.
 
 Per batch: one fused prefill records the last row's head-mean image attention at VEA's layers
 (``interventions.recording``, no eager attention); each image's layer-mean evidence grid is
@@ -29,20 +29,13 @@ import numpy as np
 import torch
 from loguru import logger
 
-from interventions import record_image_attention, use_steered_attention
+from interventions import record_image_attention
 from interventions.layers import parse_layers
-from interventions.vea import (
-    PatchLayout,
-    VEAParams,
-    as_uint8_image,
-    denoise,
-    evidence_grids,
-    evidence_pixel_map,
-    highlight_pixel_values,
-)
-from interventions.vea_profile import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
-from models.presets import resolve
-from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
+from interventions.vea import VEAParams, as_uint8_image, denoise, evidence_grids, evidence_pixel_map
+from interventions.vea.profile import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
+from models.methods import VEA_METHOD, Method
+from models.steered import SteeredModel
+from models.vlm import VLM, GenerationSettings, PreparedBatch, Response
 
 HINT = "Focus on the highlighted (brighter) region of the image."
 CACHE_ROOT_VARIABLE = "XDG_CACHE_HOME"
@@ -52,79 +45,49 @@ def _given(value: Any) -> bool:
     return value not in (None, "", "none", "None")
 
 
-class Qwen3VLVEA(Qwen3VL):
-    """Qwen3-VL with Visual Evidence Augmentation: the image is re-rendered to highlight what the model looked at."""
+class VEAModel(SteeredModel):
+    """Visual Evidence Augmentation: the image is re-rendered to highlight what the model looked at."""
 
-    MODEL_NAME: ClassVar[str] = "qwen3vl_vea"
+    MODEL_NAME: ClassVar[str] = "vlm_vea"
+    METHOD: ClassVar[Method] = VEA_METHOD
 
-    DEFAULTS: ClassVar[dict] = {"smooth_strength": 0.5, "highlight_strength": 0.5, "denoise_lambda": 10.0}
-    LAYER_SOURCES: ClassVar[tuple[str, ...]] = ("layers", "layers_file", "coco_annotations_dir")
+    def check_arguments(self, values: dict[str, Any]) -> None:
+        """The layer source and the profiling inputs, checked before the checkpoint is loaded.
 
-    def __init__(
-        self,
-        smooth_strength: float | None = None,
-        highlight_strength: float | None = None,
-        denoise_lambda: float | None = None,
-        layers: str | list[int] | None = None,
-        layers_file: str | None = None,
-        coco_annotations_dir: str | None = None,
-        vsr_data_dir: str | None = None,
-        dataset_type: str = "random",
-        profile_samples: int = 100,
-        layer_top_fraction: float = 0.1,
-        profile_cache: str | None = None,
-        hint: bool = False,
-        preset: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Unset arguments (None) come from ``preset`` (``models/presets.json``), else from :attr:`DEFAULTS`.
-
-        The preset's ``layers`` apply only when no layer source (``layers``, ``layers_file``,
-        ``coco_annotations_dir``) is given explicitly.
+        A preset's ``layers`` apply only when no layer source (``layers``, ``layers_file``, ``coco_annotations_dir``)
+        is given explicitly (``Method.exclusive``).
         """
-        given = {
-            "smooth_strength": smooth_strength,
-            "highlight_strength": highlight_strength,
-            "denoise_lambda": denoise_lambda,
-            "layers": layers if _given(layers) else None,
-            "layers_file": layers_file if _given(layers_file) else None,
-            "coco_annotations_dir": coco_annotations_dir if _given(coco_annotations_dir) else None,
-        }
-        values, from_preset = resolve(self.MODEL_NAME, preset, given, self.DEFAULTS, exclusive=self.LAYER_SOURCES)
-        self.preset = preset
+        if not isinstance(values["hint"], bool):
+            raise ValueError(f"hint must be true or false, got {values['hint']!r}")
+        self.hint = values["hint"]
         layers, layers_file = values.get("layers"), values.get("layers_file")
         coco_annotations_dir = values.get("coco_annotations_dir")
-        self.params = VEAParams(values["smooth_strength"], values["highlight_strength"], values["denoise_lambda"])
-        if not isinstance(hint, bool):
-            raise ValueError(f"hint must be true or false, got {hint!r}")
-        self.hint = hint
         self.layer_source = self._check_layer_source(layers, layers_file, coco_annotations_dir)
         self.layers_argument, self.layers_file = layers, layers_file
         self.profile_settings = {
             "coco_annotations_dir": coco_annotations_dir or os.environ.get(COCO_ANNOTATIONS_VARIABLE),
-            "vsr_data_dir": vsr_data_dir or os.environ.get("VSR_DATA_DIR"),
-            "dataset_type": dataset_type,
-            "samples": int(profile_samples),
-            "layer_top_fraction": float(layer_top_fraction),
+            "vsr_data_dir": values["vsr_data_dir"] or os.environ.get("VSR_DATA_DIR"),
+            "dataset_type": values["dataset_type"],
+            "samples": int(values["profile_samples"]),
+            "layer_top_fraction": float(values["layer_top_fraction"]),
         }
-        self.profile_cache = profile_cache
+        self.profile_cache = values["profile_cache"]
         if self.layer_source == "profile" and not _given(self.profile_settings["vsr_data_dir"]):
             raise ValueError(
-                "qwen3vl_vea: profiling the layers needs the VSR train rows: pass vsr_data_dir=... or set VSR_DATA_DIR"
+                f"{self.MODEL_NAME}: profiling the layers needs the VSR train rows: pass vsr_data_dir=... or set "
+                "VSR_DATA_DIR"
             )
-        super().__init__(**kwargs)
-        use_steered_attention(self.model)
-        self.layout = PatchLayout.from_processor(self.processor.image_processor)
+
+    def set_up(self, values: dict[str, Any]) -> None:
+        self.layout = self.family.pixel_layout(self.processor)
         self.layers = self._resolve_layers()
-        logger.info(f"qwen3vl_vea: evidence from layers {self.layers} ({self.layer_source})")
-        self.announce_preset(preset, from_preset)
+        logger.info(f"{self.MODEL_NAME}: evidence from layers {self.layers} ({self.layer_source})")
 
     # ------------------------------------------------------------------ layers
-    @staticmethod
-    def _check_layer_source(layers: Any, layers_file: Any, coco_annotations_dir: Any) -> str:
+    def _check_layer_source(self, layers: Any, layers_file: Any, coco_annotations_dir: Any) -> str:
         given = [name for name, value in (("layers", layers), ("layers_file", layers_file)) if _given(value)]
         if len(given) > 1:
-            raise ValueError("qwen3vl_vea: give either layers=[...] or layers_file=..., not both")
+            raise ValueError(f"{self.MODEL_NAME}: give either layers=[...] or layers_file=..., not both")
         if given:
             if given == ["layers"]:
                 parse_layers(layers, 10**6)  # refuse a malformed value before loading the checkpoint
@@ -132,13 +95,13 @@ class Qwen3VLVEA(Qwen3VL):
         if _given(coco_annotations_dir) or _given(os.environ.get(COCO_ANNOTATIONS_VARIABLE)):
             return "profile"
         raise ValueError(
-            "qwen3vl_vea needs its evidence layers: layers=[17,20,24], layers_file=layers.json "
+            f"{self.MODEL_NAME} needs its evidence layers: layers=[17,20,24], layers_file=layers.json "
             "(python -m interventions.vea profile), or coco_annotations_dir=... with vsr_data_dir=... "
             f"(or {COCO_ANNOTATIONS_VARIABLE} and VSR_DATA_DIR) to profile them on first use"
         )
 
     def _resolve_layers(self) -> list[int]:
-        num_layers = self.model.config.text_config.num_hidden_layers
+        num_layers = self.num_layers
         if self.layer_source == "layers":
             return parse_layers(self.layers_argument, num_layers)
         if self.layer_source == "layers_file":
@@ -162,11 +125,12 @@ class Qwen3VLVEA(Qwen3VL):
     def _profiled_layers(self, num_layers: int) -> list[int]:
         path = self.profile_cache_file()
         if self.rank == 0 and not self._cache_matches(path, num_layers):
-            logger.info(f"qwen3vl_vea: profiling layers on VSR train rows; result cached in {path}")
+            logger.info(f"{self.MODEL_NAME}: profiling layers on VSR train rows; result cached in {path}")
             try:
                 record = run_profile(
                     self.model,
                     self.processor,
+                    self.family,
                     self.pretrained,
                     self.profile_settings["vsr_data_dir"],
                     self.profile_settings["coco_annotations_dir"],
@@ -175,13 +139,13 @@ class Qwen3VLVEA(Qwen3VL):
                     self.profile_settings["layer_top_fraction"],
                 )
             except ProfilingError as error:
-                raise ValueError(f"qwen3vl_vea: {error}") from None
+                raise ValueError(f"{self.MODEL_NAME}: {error}") from None
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(record, indent=2) + "\n")
             temporary.replace(path)
         elif self.rank == 0:
-            logger.info(f"qwen3vl_vea: reusing the profiled layers cached in {path} (delete it to profile again)")
+            logger.info(f"{self.MODEL_NAME}: reusing the profiled layers cached in {path} (delete it to profile again)")
         self.accelerator.wait_for_everyone()
         return read_layers_file(path, num_layers)
 
@@ -204,14 +168,7 @@ class Qwen3VLVEA(Qwen3VL):
         return all(record.get(key) == value for key, value in expected.items())
 
     def method_arguments(self) -> dict:
-        arguments = {
-            **({"preset": self.preset} if self.preset not in (None, "", "none", "None") else {}),
-            "smooth_strength": self.params.smooth_strength,
-            "highlight_strength": self.params.highlight_strength,
-            "denoise_lambda": self.params.denoise_lambda,
-            "hint": self.hint,
-            "layer_source": self.layer_source,
-        }
+        arguments = {**super().method_arguments(), "hint": self.hint, "layer_source": self.layer_source}
         if self.layer_source == "layers_file":
             arguments["layers_file"] = str(self.layers_file)
         if self.layer_source == "layers":
@@ -219,10 +176,6 @@ class Qwen3VLVEA(Qwen3VL):
         return arguments
 
     # ------------------------------------------------------------- answering
-    def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
-        """Pass 1: evidence from the attribution prefill; pass 2: generation on the highlighted images."""
-        return self.respond_grid(batch, settings, [self.params])[0]
-
     def respond_grid(
         self,
         batch: PreparedBatch,
@@ -231,10 +184,10 @@ class Qwen3VLVEA(Qwen3VL):
         share_neutral: bool = False,
     ) -> list[Response]:
         """Answers under each (smooth, highlight, denoise) setting: one attribution pass for all of them (the layers
-        are the model's), then one highlighted pass per setting. Prompts without images are answered once.
-        ``share_neutral`` changes nothing here: a neutral setting's pass is the plain one already."""
+        are the model's), then one highlighted pass per setting. Prompts without images are answered once, as by the
+        baseline. ``share_neutral`` changes nothing here: a neutral setting's pass is the plain one already."""
         if "pixel_values" not in batch.inputs:
-            response = super().respond(batch, settings)
+            response = VLM.respond(self, batch, settings)
             return [response] + [response.rows(0, batch.size) for _ in points[1:]]
         grids = self.evidence(batch)
         responses = []
@@ -261,12 +214,8 @@ class Qwen3VLVEA(Qwen3VL):
             for sequence_grids in grids
             for grid in sequence_grids
         ]
-        pixel_values = highlight_pixel_values(
-            batch.inputs["pixel_values"],
-            batch.inputs["image_grid_thw"],
-            pixel_maps,
-            params.highlight_strength,
-            self.layout,
+        pixel_values = self.layout.highlight(
+            batch.inputs["pixel_values"], batch.inputs.get("image_grid_thw"), pixel_maps, params.highlight_strength
         )
         return self.highlighted_batch(batch, pixel_values)
 
@@ -285,15 +234,12 @@ class Qwen3VLVEA(Qwen3VL):
         decision = {"layers": list(self.layers)}
         if self.attention_logger is None:
             return [{"decision": decision} for _ in range(batch.size)]
-        image_grid_thw = batch.inputs["image_grid_thw"].tolist()
-        extras, image, start = [], 0, 0
+        images = iter(self.layout.images(pixel_values, batch.inputs.get("image_grid_thw")))
+        extras = []
         for b in range(batch.size):
             arrays: dict[str, np.ndarray] = {}
             for k, grid in enumerate(grids[b]):
-                count = int(np.prod(image_grid_thw[image]))
-                rows = pixel_values[start : start + count]
                 arrays[f"evidence_{k}"] = denoise(grid, params.denoise_lambda).numpy().astype(np.float32)
-                arrays[f"highlighted_{k}"] = as_uint8_image(self.layout.rows_to_image(rows, image_grid_thw[image]))
-                image, start = image + 1, start + count
+                arrays[f"highlighted_{k}"] = as_uint8_image(next(images))
             extras.append({"decision": decision, "maps": arrays})
         return extras

@@ -1,4 +1,4 @@
-"""CLVS as an lmms-eval model (``--model qwen3vl_clvs``): one pass, see ``interventions.clvs``.
+"""CLVS as an lmms-eval model (``--model vlm_clvs``, any family; ``qwen3vl_clvs``): one pass, see ``interventions.clvs``.
 
 The prompt's first N - 1 positions are computed once (``interventions.prefix``, keeping layer 0's
 pre-RoPE keys for the position-unbiased row); generation continues from one steered forward of
@@ -7,76 +7,31 @@ the last position. The same prefix can serve any number of settings (``sweep``).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from interventions import use_steered_attention
 from interventions.clvs import CLVS, CLVSParams, unbiased_position_ids
 from interventions.prefix import PromptPrefix
-from models.presets import resolve
-from models.qwen3vl import GenerationSettings, PreparedBatch, Qwen3VL, Response
+from models.methods import CLVS_METHOD, Method
+from models.steered import SteeredModel
+from models.vlm import GenerationSettings, PreparedBatch, Response
 
 
-class Qwen3VLCLVS(Qwen3VL):
-    """Qwen3-VL with Cross-Layer Vision Smoothing of the prefill's last row."""
+class CLVSModel(SteeredModel):
+    """Cross-Layer Vision Smoothing of the prefill's last row."""
 
-    MODEL_NAME: ClassVar[str] = "qwen3vl_clvs"
+    MODEL_NAME: ClassVar[str] = "vlm_clvs"
+    METHOD: ClassVar[Method] = CLVS_METHOD
     STEERS: ClassVar[bool] = True
 
-    DEFAULTS: ClassVar[dict] = {
-        "smoothing": 0.7,
-        "window_memory_size": 0.8,
-        "uncertainty_threshold": 0.5,
-        "position_unbiased": True,
-        "logit_lens_norm": True,
-    }
-
-    def __init__(
-        self,
-        smoothing: float | None = None,
-        window_memory_size: float | None = None,
-        uncertainty_threshold: float | None = None,
-        position_unbiased: bool | None = None,
-        logit_lens_norm: bool | None = None,
-        preset: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Unset arguments (None) come from ``preset`` (``models/presets.json``), else from :attr:`DEFAULTS`."""
-        given = {
-            "smoothing": smoothing,
-            "window_memory_size": window_memory_size,
-            "uncertainty_threshold": uncertainty_threshold,
-            "position_unbiased": position_unbiased,
-            "logit_lens_norm": logit_lens_norm,
-        }
-        values, from_preset = resolve(self.MODEL_NAME, preset, given, self.DEFAULTS)
-        self.preset = preset
-        self.params = CLVSParams(**values)
-        super().__init__(**kwargs)
-        use_steered_attention(self.model)
-        self.announce_preset(preset, from_preset)
-
-    def method_arguments(self) -> dict:
-        return {
-            **({"preset": self.preset} if self.preset not in (None, "", "none", "None") else {}),
-            "smoothing": self.params.smoothing,
-            "window_memory_size": self.params.window_memory_size,
-            "uncertainty_threshold": self.params.uncertainty_threshold,
-            "position_unbiased": self.params.position_unbiased,
-            "logit_lens_norm": self.params.logit_lens_norm,
-        }
-
     def unbiased_positions(self, batch: PreparedBatch, prefix: PromptPrefix | None = None) -> torch.Tensor:
-        """``[3, B, N]`` position-unbiased M-RoPE positions of the batch (from the prefix's positions when given)."""
-        inputs = batch.inputs
+        """The batch's position-unbiased rotary positions (from the prefix's positions when given)."""
+        positions = (
+            prefix.positions if prefix is not None else self.family.prompt_positions(self.model, batch.inputs)[0]
+        )
         return unbiased_position_ids(
-            self.model,
-            inputs["input_ids"],
-            inputs.get("attention_mask"),
-            inputs.get("mm_token_type_ids"),
-            inputs.get("image_grid_thw"),
-            positions=prefix.positions[1:] if prefix is not None else None,
+            self.family.rope_positions(positions), batch.image_token_mask, batch.inputs.get("attention_mask")
         )
 
     def method_for(
@@ -89,11 +44,7 @@ class Qwen3VLCLVS(Qwen3VL):
         params = params or self.params
         positions = self.unbiased_positions(batch, prefix) if params.position_unbiased else None
         prefix_keys = prefix.layer0_keys if prefix is not None else None
-        return CLVS(params, positions, prefix_keys=prefix_keys)
-
-    def respond(self, batch: PreparedBatch, settings: GenerationSettings) -> Response:
-        """The shared prefix, then generation from one steered forward of the last position."""
-        return self.respond_grid(batch, settings, [self.params])[0]
+        return CLVS(params, positions, prefix_keys=prefix_keys, pre_rope=self.family.pre_rope)
 
     def respond_grid(
         self,
@@ -130,8 +81,9 @@ class Qwen3VLCLVS(Qwen3VL):
             expanded = prefix.expanded(copies)
             method = CLVS(
                 rows,
-                positions.repeat(1, copies, 1) if positions is not None else None,
+                positions.repeat(*([1] * (positions.dim() - 2)), copies, 1) if positions is not None else None,
                 prefix_keys=expanded.layer0_keys,
+                pre_rope=self.family.pre_rope,
             )
             response = self._with_decisions(self.generate_steered(batch, settings, expanded, method, copies), method)
             for k, i in enumerate(group):

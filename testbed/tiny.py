@@ -4,11 +4,11 @@ Tests and the demo need a real Qwen3-VL folder that loads through the same
 ``from_pretrained`` path a user's checkpoint takes, without a hub download.
 The result is about 1 MB and is built in well under a second.
 
-Usage: ``python -m models.tiny OUT_DIR [--layers 4] [--seed 0] [--tokenizer bytes|words|qwen]``.
+Usage: ``python -m testbed.tiny OUT_DIR [--layers 4] [--seed 0] [--tokenizer bytes|words|qwen]``.
 
 ``--tokenizer qwen`` puts the tiny architecture behind what a user's checkpoint has: the real Qwen
 BPE vocabulary (151,936 ids, special tokens at their real ids), the released Qwen3-VL instruct chat
-template's rendering and the released preprocessor settings (see :mod:`models.qwen_tokenizer`).
+template's rendering and the released preprocessor settings (see :mod:`testbed.qwen_tokenizer`).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def build_tokenizer(kind: str = "bytes") -> PreTrainedTokenizerFast:
     if kind not in TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
     if kind == "qwen":
-        from models.qwen_tokenizer import build_qwen_tokenizer
+        from testbed.qwen_tokenizer import build_qwen_tokenizer
 
         return build_qwen_tokenizer()
     byte_alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -208,7 +208,7 @@ def build_tiny_checkpoint(
     kind = tokenizer
     tokenizer = build_tokenizer(kind)
     if kind == "qwen":
-        from models.qwen_tokenizer import QWEN_VOCAB_SIZE, released_processor_settings
+        from testbed.qwen_tokenizer import QWEN_VOCAB_SIZE, released_processor_settings
 
         config = build_config(tokenizer, num_layers=num_layers, vocab_size=QWEN_VOCAB_SIZE)
         config.tie_word_embeddings = config.text_config.tie_word_embeddings = True  # as the released 2B

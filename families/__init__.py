@@ -1,0 +1,75 @@
+"""Model families: one small adapter per config ``model_type``, the seam between the methods and a model's code.
+
+| ``model_type`` | family | positions | image tokens | pre-RoPE q / k | pixels (VEA) |
+|---|---|---|---|---|---|
+| ``qwen3_vl`` | Qwen3-VL | M-RoPE | merged 2 x 2 patches of 16 px: 32 px | ``q_norm`` / ``k_norm`` | patch rows |
+| ``qwen2_5_vl`` | Qwen2.5-VL | M-RoPE | merged 2 x 2 patches of 14 px: 28 px | ``q_proj`` / ``k_proj`` | patch rows |
+| ``llava`` | LLaVA-1.5 (llava-hf) | 1-D RoPE | 14 px patches of a 336 px crop: 24 x 24 | ``q_proj`` / ``k_proj`` | ``[B, 3, H, W]`` |
+
+:func:`family_for` reads a checkpoint's ``config.json`` (no weights) and returns its family, or refuses it naming
+its ``model_type`` and the supported ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from families.base import Family, FamilyError, read_config
+from families.llava import LLAVA_1_5
+from families.qwen import QWEN2_5_VL, QWEN3_VL
+
+FAMILIES: dict[str, Family] = {family.model_type: family for family in (QWEN3_VL, QWEN2_5_VL, LLAVA_1_5)}
+# model types that take video only, named so that the refusal says why rather than only "unsupported"
+VIDEO_ONLY = {
+    "llava_next_video": "LLaVA-NeXT-Video",
+    "video_llava": "Video-LLaVA",
+    "llava_onevision": "LLaVA-OneVision",
+}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+__all__ = ["FAMILIES", "Family", "FamilyError", "family_for", "model_type_of"]
+
+
+def model_type_of(pretrained: str) -> str:
+    """The ``model_type`` of a checkpoint folder (its ``config.json``) or hub id (its config, no weights)."""
+    folder = Path(str(pretrained)).expanduser()
+    if folder.is_dir():
+        model_type = read_config(folder).get("model_type")
+    elif HUB_ID.match(str(pretrained)):
+        from transformers import AutoConfig
+
+        try:
+            model_type = AutoConfig.from_pretrained(str(pretrained)).model_type
+        except OSError as error:
+            raise FamilyError(f"pretrained={pretrained}: its config cannot be read from the hub ({error})") from None
+    else:
+        raise FamilyError(
+            f"pretrained={pretrained!r} is neither a folder nor a hub id (owner/name): no such folder, and not a "
+            "hub id's shape"
+        )
+    if not model_type:
+        raise FamilyError(f"pretrained={pretrained}: its config has no model_type")
+    return str(model_type)
+
+
+def family_for(pretrained: str, allowed: Iterable[str] | None = None, model: str = "") -> Family:
+    """The family of ``pretrained``; refused before any weight is loaded when it is not supported (or not among
+    ``allowed``, the model types the model ``model`` takes)."""
+    model_type = model_type_of(pretrained)
+    allowed = list(allowed) if allowed is not None else list(FAMILIES)
+    if model_type in VIDEO_ONLY:
+        raise FamilyError(
+            f"pretrained={pretrained} is a {VIDEO_ONLY[model_type]} checkpoint (model_type {model_type!r}), a video "
+            f"model; the methods steer attention over images. Supported model types: {', '.join(allowed)}"
+        )
+    if model_type not in allowed:
+        which = f"{model} takes" if model else "supported"
+        raise FamilyError(
+            f"pretrained={pretrained} has model_type {model_type!r}, which is not supported; {which}: "
+            f"{', '.join(allowed)}"
+            + (f" (every family: use the vlm_* models for {', '.join(sorted(set(FAMILIES) - set(allowed)))})"
+               if model and set(FAMILIES) - set(allowed) and model_type in FAMILIES else "")
+        )  # fmt: skip
+    return FAMILIES[model_type]

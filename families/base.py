@@ -1,0 +1,150 @@
+"""What every model family answers for the methods and the mechanism; :class:`Family` holds the shared answers.
+
+The methods (``interventions/``) are math on the prompt's last attention row or on the image, and know no family.
+Everything that differs between model families is a question asked here: where the decoder layers are, which keys
+are image keys and how each image's tokens form a grid, how the prompt's positions are built (M-RoPE or 1-D) and
+restored between passes on a shared prefix, which modules give the pre-RoPE queries and keys, how the processor
+lays out pixels (VEA), how a checkpoint is loaded and what is its vision tower. A family is a small object with no
+state of its own; one instance per ``model_type`` (``families.FAMILIES``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class FamilyError(ValueError):
+    """A checkpoint this project cannot run as asked; the message names the cause and what is supported."""
+
+
+Region = tuple[float, float, float, float]  # (x0, y0, x1, y1) in the original image's pixels
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family's answers (subclasses fill in what differs).
+
+    ``pre_rope``: attribute names, on a decoder layer's attention module, of the two modules whose outputs are the
+    queries and keys before the rotary embedding (viewed as ``[B, q_len, heads, head_dim]``). ``vision_prefixes``:
+    name parts of the vision tower's parameters (``python -m finetune --freeze_vision``).
+    """
+
+    model_type: str
+    title: str
+    model_class: str
+    pre_rope: tuple[str, str]
+    vision_prefixes: tuple[str, ...]
+    rope: str  # "M-RoPE" or "1-D RoPE": how the prompt's positions are built
+
+    # ---------------------------------------------------------------- loading
+    def load(self, pretrained: str, dtype: torch.dtype) -> torch.nn.Module:
+        """The checkpoint with SDPA attention (the steered attention wraps SDPA)."""
+        import transformers
+
+        model_class = getattr(transformers, self.model_class)
+        return model_class.from_pretrained(pretrained, dtype=dtype, attn_implementation="sdpa")
+
+    def check(self, config: Any, processor: Any) -> None:
+        """Refuse, before any work, a checkpoint of this family that the methods cannot run."""
+        if getattr(processor, "image_processor", None) is None:
+            raise FamilyError(f"{self.title} checkpoint without an image processor: the methods need images")
+        template = getattr(processor, "chat_template", None)
+        if not template:
+            raise FamilyError(f"the {self.title} checkpoint's processor has no chat template")
+        probe = [{"role": "user", "content": [{"type": "text", "text": "probe"}]}]
+        with_prompt = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        without = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
+        if with_prompt == without:
+            raise FamilyError(
+                f"the {self.title} checkpoint's chat template has no generation prompt (add_generation_prompt changes "
+                "nothing), so the model would not be asked to answer; give the checkpoint a chat template that opens "
+                "the assistant's turn"
+            )
+
+    def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
+        """Apply ``min_pixels`` / ``max_pixels``; returns the pixel budget in use."""
+        image_processor = processor.image_processor
+        size = dict(image_processor.size)
+        if min_pixels is not None:
+            size["shortest_edge"] = int(min_pixels)
+        if max_pixels is not None:
+            size["longest_edge"] = int(max_pixels)
+        image_processor.size = size
+        return size["shortest_edge"], size["longest_edge"]
+
+    # ---------------------------------------------------------------- structure
+    def text_config(self, model: torch.nn.Module) -> Any:
+        return getattr(model.config, "text_config", None) or model.config
+
+    def decoder(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The language model: ``layers``, ``norm`` and ``rotary_emb``."""
+        inner = getattr(model, "model", model)
+        return getattr(inner, "language_model", inner)
+
+    def media_token_ids(self, model: torch.nn.Module) -> tuple[int, ...]:
+        """Token ids that stand for pixels (images, videos): the prompt's last position must not be one."""
+        config = model.config
+        ids = [getattr(config, name, None) for name in ("image_token_id", "video_token_id")]
+        return tuple(int(i) for i in ids if i is not None)
+
+    def image_token_id(self, model: torch.nn.Module) -> int:
+        return int(model.config.image_token_id)
+
+    # ---------------------------------------------------------------- inputs
+    def encoder_inputs(self, inputs: Any) -> dict[str, torch.Tensor]:
+        """What ``get_image_features`` takes, from the processor's output."""
+        return {"pixel_values": inputs["pixel_values"]}
+
+    def image_grids(self, processor: Any, inputs: Any, counts: Sequence[int]) -> list[list[tuple[int, int]]]:
+        """Per sequence, per image in prompt order: the ``(rows, columns)`` of its image tokens."""
+        raise NotImplementedError
+
+    def image_regions(self, processor: Any, sizes: Sequence[tuple[int, int]]) -> list[Region]:
+        """Per image of original ``(width, height)``: the part of it the token grid covers (the whole image unless
+        the processor crops)."""
+        return [(0.0, 0.0, float(width), float(height)) for width, height in sizes]
+
+    def pixel_layout(self, processor: Any) -> Any:
+        """How ``pixel_values`` hold the images (``interventions.vea.PatchLayout`` or ``PlanarLayout``)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- positions
+    def prompt_positions(self, model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, Any]:
+        """The position ids ``generate`` gives the whole prompt, and the model state to restore between passes."""
+        return text_positions(inputs), None
+
+    def rope_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """The part of :meth:`prompt_positions`' ids that the rotary embedding takes."""
+        return positions
+
+    def restore(self, model: torch.nn.Module, state: Any) -> None:
+        """Put back what a pass on a shared prefix may change (nothing for 1-D RoPE)."""
+
+    def tile_state(self, state: Any, copies: int) -> Any:
+        return state
+
+    def ties_positions_to_images(self) -> bool:
+        """Whether an image's tokens take 2-D grid positions (M-RoPE) rather than one position each."""
+        return False
+
+
+def text_positions(inputs: Any) -> torch.Tensor:
+    """``[B, N]`` 1-D positions of a left-padded batch, as ``generate`` builds them from the attention mask."""
+    input_ids = inputs["input_ids"]
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    return (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FamilyError(f"pretrained={folder}: no config.json in that folder; pass a checkpoint folder or a hub id")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,90 @@
+"""LLaVA-1.5 in the llava-hf format: a CLIP tower, a projector, a Llama decoder with 1-D RoPE.
+
+Every image is resized so its short side is the processor's ``shortest_edge`` (336) and centre-cropped to a square
+(336 x 336), then cut into ``patch_size`` (14) pixel patches: one token per patch, ``24 x 24 = 576`` tokens in
+row-major order (``vision_feature_select_strategy="default"`` drops CLIP's class token, so every image token has a
+cell). ``pixel_values`` are ``[images, 3, H, W]``, normalised by CLIP's per-channel mean and std. Positions are one
+per token, as for any Llama; the pre-RoPE queries and keys are the projections' outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from families.base import Family, FamilyError, Region
+
+
+@dataclass(frozen=True)
+class LLaVA(Family):
+    def check(self, config: Any, processor: Any) -> None:
+        super().check(config, processor)
+        strategy = getattr(config, "vision_feature_select_strategy", "default")
+        if strategy != "default":
+            raise FamilyError(
+                f"LLaVA checkpoint with vision_feature_select_strategy={strategy!r}: its class token would sit among "
+                "the image tokens with no cell of the image grid; only 'default' (LLaVA-1.5) is supported"
+            )
+
+    def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
+        if min_pixels is not None or max_pixels is not None:
+            raise FamilyError(
+                "min_pixels / max_pixels set a Qwen processor's pixel budget; LLaVA-1.5 resizes and crops every image "
+                "to its processor's crop size (336 x 336 for the released checkpoints), so they do not apply"
+            )
+        height, width = self._input_size(processor.image_processor)
+        return height * width, height * width
+
+    def image_grids(self, processor: Any, inputs: Any, counts: Sequence[int]) -> list[list[tuple[int, int]]]:
+        if "pixel_values" not in inputs:
+            return [[] for _ in counts]
+        height, width = inputs["pixel_values"].shape[-2:]
+        patch = int(processor.patch_size)
+        grid = (int(height) // patch, int(width) // patch)
+        return [[grid] * count for count in counts]
+
+    def image_regions(self, processor: Any, sizes: Sequence[tuple[int, int]]) -> list[Region]:
+        """The centre square the processor keeps: after resizing the short side to ``shortest_edge``, the crop."""
+        image_processor = processor.image_processor
+        shortest = dict(image_processor.size).get("shortest_edge")
+        crop = dict(image_processor.crop_size or {}) if getattr(image_processor, "do_center_crop", False) else {}
+        regions = []
+        for width, height in sizes:
+            if shortest is None or not crop:
+                regions.append((0.0, 0.0, float(width), float(height)))
+                continue
+            scale = shortest / min(width, height)
+            resized_w, resized_h = width * scale, height * scale
+            left, top = (resized_w - crop["width"]) / 2, (resized_h - crop["height"]) / 2
+            regions.append((left / scale, top / scale, (left + crop["width"]) / scale, (top + crop["height"]) / scale))
+        return regions
+
+    def pixel_layout(self, processor: Any) -> Any:
+        from interventions.vea import PlanarLayout
+
+        image_processor = processor.image_processor
+        return PlanarLayout(
+            patch_size=int(processor.patch_size),
+            image_mean=tuple(float(v) for v in image_processor.image_mean),
+            image_std=tuple(float(v) for v in image_processor.image_std),
+        )
+
+    @staticmethod
+    def _input_size(image_processor: Any) -> tuple[int, int]:
+        crop = dict(image_processor.crop_size or {})
+        if getattr(image_processor, "do_center_crop", False) and crop:
+            return int(crop["height"]), int(crop["width"])
+        size = dict(image_processor.size)
+        side = int(size.get("shortest_edge", size.get("height", 0)))
+        return side, side
+
+
+LLAVA_1_5 = LLaVA(
+    model_type="llava",
+    title="LLaVA-1.5",
+    model_class="LlavaForConditionalGeneration",
+    pre_rope=("q_proj", "k_proj"),
+    vision_prefixes=("vision_tower.",),
+    rope="1-D RoPE",
+)
