@@ -34,6 +34,7 @@ class AttentionRecord:
     decision: dict = field(default_factory=dict)
     answer: str = ""
     maps_file: str | None = None
+    image_regions: list[list[float]] | None = None  # per image, the part of the original its grid covers
 
 
 @dataclass
@@ -95,6 +96,7 @@ def read_attention_log(folder: str | Path, model: str | None = None) -> Attentio
                         decision=dict(raw.get("decision") or {}),
                         answer=str(raw.get("answer", "")),
                         maps_file=raw.get("maps_file"),
+                        image_regions=raw.get("image_regions"),
                     )
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                     raise AttentionLogError(f"{path}:{line_number}: not a valid attention record ({error})") from None

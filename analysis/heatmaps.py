@@ -1,8 +1,8 @@
 """Heatmaps: the last prompt row's attention over the image, per method, side by side for one document.
 
 The map comes from the attention log's ``after_0`` (first image), averaged over the chosen layers,
-and is stretched over the original image (the model saw a resized copy with the same aspect up to
-rounding). The image is found from the samples' ``input_media`` or the task's VSR row, with
+and is stretched over the part of the original image its token grid covers (the log's ``image_regions``:
+the whole image for Qwen's processors, which resize; the centre square for LLaVA-1.5's crop). The image is found from the samples' ``input_media`` or the task's VSR row, with
 ``VSR_DATA_DIR`` / ``VSR_IMAGE_DIR``; when it cannot be found the map is drawn alone and the figure
 says so.
 """
@@ -36,6 +36,7 @@ class Panel:
     title: str
     attention: np.ndarray | None = None  # [grid_h, grid_w]
     picture: np.ndarray | None = None  # [H, W, 3] uint8 shown as is
+    region: tuple[float, float, float, float] | None = None  # (x0, y0, x1, y1) of the original the map covers
 
 
 @lru_cache(maxsize=8)
@@ -102,7 +103,8 @@ def panels_for(
     attention = mean_map(maps, layers)
     panels = []
     if attention is not None:
-        panels.append(Panel(title=run.label, attention=attention))
+        region = tuple(record.image_regions[0]) if record.image_regions else None
+        panels.append(Panel(title=run.label, attention=attention, region=region))
     if "highlighted_0" in maps:
         panels.append(
             Panel(title=f"{run.label}: highlighted image", picture=np.asarray(maps["highlighted_0"], dtype=np.uint8))
@@ -181,10 +183,13 @@ def draw_panels(path: Path, image: np.ndarray | None, panels: list[Panel], lines
             continue
         if image is not None:
             height, width = image.shape[:2]
+            x0, y0, x1, y1 = panel.region or (0, 0, width, height)
             axis.imshow(image, extent=(0, width, height, 0))
             shown = axis.imshow(
-                panel.attention, extent=(0, width, height, 0), cmap=MAP_CMAP, alpha=0.6, interpolation="bilinear"
+                panel.attention, extent=(x0, x1, y1, y0), cmap=MAP_CMAP, alpha=0.6, interpolation="bilinear"
             )
+            axis.set_xlim(0, width)
+            axis.set_ylim(height, 0)
             axis.set_axis_off()
         else:
             shown = axis.imshow(panel.attention, cmap=MAP_CMAP, interpolation="nearest")

@@ -1,37 +1,31 @@
-"""Time and peak memory of each intervention model relative to ``qwen3vl``, in one process.
+"""Time and peak memory of each intervention model relative to its family's baseline, in one process.
 
 Not a test: a measurement against the cost targets (docs/BENCHMARKS.md). Every model answers the
 same prepared batch (one large image) with the same generation settings, after one warm-up
 answer each. All models are loaded at once, sharing one copy of the weights, and answer in
 rounds (each once per round, the order rotated between rounds), so a busy machine disturbs them alike; each model's time is its
-fastest round, as wall time and as CPU time of the process. The rows:
+fastest round, as wall time and as CPU time of the process. The rows (``--models``):
 
-- ``qwen3vl`` (the baseline) and ``qwen3vl+log`` (the attention log on, its files written);
-- ``qwen3vl_adaptvis`` (one shared prefix) and ``qwen3vl_adaptvis/two-pass`` (two whole-prompt
-  passes, the path it replaced); ``qwen3vl_clvs`` (shared prefix) and ``qwen3vl_clvs/whole``;
-- ``qwen3vl_vea`` with evidence layers placed as profiling places them (late layers, relative
-  to the depth: layers 17, 20 and 24 of 28 in the reference study).
+- ``baseline`` (``qwen3vl`` on Qwen3-VL, ``vlm_baseline`` on the other families) and ``baseline+log`` (the
+  attention log on, its files written);
+- ``adaptvis`` (one shared prefix) and ``adaptvis/two-pass`` (two whole-prompt passes, the path it replaced);
+  ``clvs`` (shared prefix) and ``clvs/whole``;
+- ``vea`` with evidence layers placed as profiling places them (late layers, relative to the depth: layers 17,
+  20 and 24 of 28 in the reference study).
 
 Peak memory is what a model alone would need: its weights plus the working memory of an
 answer above what was in use before it (``torch.cuda.max_memory_allocated`` on CUDA; on CPU,
 where the allocator keeps no statistics, the peak of live tensor storage seen by a dispatch
 mode). The working memory is printed too: gigabytes of weights hide a working-memory difference.
 
-Shapes (``--shape``), both random-initialised here, nothing downloaded:
-
-- ``tiny``: the test checkpoint (text hidden 64, 4 layers);
-- ``2b-wide``: Qwen3-VL-2B's widths (text hidden 2048, intermediate 6144, 16 heads / 8 KV heads,
-  head_dim 128, vocab 151,936, tied embeddings; vision hidden 1024, intermediate 4096, 16 heads,
-  patch 16, merge 2, deepstack [5, 11, 17]) with ``--text-layers`` (8) and ``--vision-layers`` (18)
-  so that all models fit in 24 GB.
+Checkpoints (``--family``, ``--shape``; ``benchmarks.shapes``): random-initialised, nothing downloaded. Image
+sides default to about 256 and 1,024 image tokens per family (LLaVA-1.5 always has 576).
 
 Usage::
 
-    python -m benchmarks.interventions                                   # tiny, CPU, 256 and 1,024 image tokens
-    python -m benchmarks.interventions --shape 2b-wide --repeats 3
-    python -m benchmarks.interventions --pretrained PATH --device cuda   # a real checkpoint
-
-Adding a model: one entry in :data:`MODELS`.
+    python -m benchmarks.interventions                                       # tiny Qwen3-VL, CPU
+    python -m benchmarks.interventions --family llava --shape 7b-wide --repeats 3
+    python -m benchmarks.interventions --pretrained PATH --device cuda       # a real checkpoint
 """
 
 from __future__ import annotations
@@ -39,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import re
 import tempfile
 import time
 import weakref
@@ -51,15 +46,17 @@ from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from tqdm import tqdm
-from transformers import AutoConfig, Qwen3VLForConditionalGeneration
+from transformers import AutoConfig
 
+from benchmarks.shapes import SHAPES, build_checkpoint
+from families import FAMILIES, family_for
+from models import MODEL_CLASSES
 from models.vlm import GenerationSettings
-from testbed.tiny import build_config, build_processor, build_tiny_checkpoint, build_tokenizer
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One row: the model class, its extra model arguments, and the method that answers."""
+    """One row: the method (``""``: the baseline), its extra model arguments, and the call that answers."""
 
     class_path: str
     extra: dict = field(default_factory=dict)
@@ -67,17 +64,28 @@ class Entry:
     log: bool = False  # attention_log on (its files written in a temporary folder)
 
 
+# row -> (the method it runs, or None for the baseline; its extra arguments)
 MODELS: dict[str, Entry] = {
-    "qwen3vl": Entry("models.qwen3vl.Qwen3VL"),
-    "qwen3vl+log": Entry("models.qwen3vl.Qwen3VL", log=True),
-    "qwen3vl_adaptvis": Entry("models.qwen3vl.Qwen3VLAdaptVis"),
-    "qwen3vl_adaptvis/two-pass": Entry("models.qwen3vl.Qwen3VLAdaptVis", respond="respond_two_pass"),
-    "qwen3vl_clvs": Entry("models.qwen3vl.Qwen3VLCLVS"),
-    "qwen3vl_clvs/whole": Entry("models.qwen3vl.Qwen3VLCLVS", respond="respond_whole_prompt"),
-    "qwen3vl_vea": Entry("models.qwen3vl.Qwen3VLVEA"),  # layers: vea_layers(depth)
+    "baseline": Entry(""),
+    "baseline+log": Entry("", log=True),
+    "adaptvis": Entry("adaptvis"),
+    "adaptvis/two-pass": Entry("adaptvis", respond="respond_two_pass"),
+    "clvs": Entry("clvs"),
+    "clvs/whole": Entry("clvs", respond="respond_whole_prompt"),
+    "vea": Entry("vea"),  # layers: vea_layers(depth)
 }
 VEA_DEPTH_FRACTIONS = (17 / 28, 20 / 28, 24 / 28)  # where profiling put them on the 28-layer 2B model
-BASELINE = "qwen3vl"
+BASELINE = "baseline"
+DEFAULT_SIDES = {"qwen3_vl": "512,1024", "qwen2_5_vl": "448,896", "llava": "336"}  # ~256 / ~1,024 tokens; LLaVA: 576
+
+
+def model_name(row: str, family: str) -> str:
+    """The ``--model`` a row runs: the study's ``qwen3vl*`` names on Qwen3-VL, ``vlm_*`` elsewhere."""
+    method = MODELS[row].class_path
+    prefix = "qwen3vl" if family == "qwen3_vl" else "vlm"
+    return (prefix if family == "qwen3_vl" else "vlm_baseline") if not method else f"{prefix}_{method}"
+
+
 CONTEXT = "Look at the image and decide whether the statement is True or False.\nStatement: The cat is left of the dog.\nAnswer with exactly one word: True or False."
 
 
@@ -174,16 +182,19 @@ def vea_layers(depth: int) -> str:
 class Contender:
     """One row: a loaded wrapper (weights shared with the others) and its prepared batch."""
 
-    def __init__(self, name: str, common: dict, images: list[Image.Image], scratch: Path, source=None) -> None:
+    def __init__(
+        self, name: str, common: dict, images: list[Image.Image], scratch: Path, family: str, source=None
+    ) -> None:
         entry = MODELS[name]
-        self.name = name
+        model = model_name(name, family)
+        self.name = re.sub(r"^[a-z]+", model, name)  # the row as the model it runs: vlm_adaptvis/two-pass
         extra = dict(entry.extra)
-        if name == "qwen3vl_vea":
+        if entry.class_path == "vea":
             extra["layers"] = vea_layers(common["depth"])
         if entry.log:
             extra["attention_log"] = str(scratch / "attention_log" / name.replace("/", "-"))
         arguments = {key: value for key, value in common.items() if key != "depth"}
-        self.wrapper = _load_class(entry.class_path)(**arguments, **extra)
+        self.wrapper = _load_class(MODEL_CLASSES[model])(**arguments, **extra)
         if source is not None:
             share_weights(self.wrapper.model, source)
             gc.collect()
@@ -217,47 +228,6 @@ class Contender:
 
     def reset(self) -> None:
         self.wall, self.cpu, self.working = [], [], 0
-
-
-def build_checkpoint(shape: str, out: Path, text_layers: int, vision_layers: int) -> Path:
-    """A random-initialised checkpoint of ``shape`` written to ``out`` (nothing downloaded)."""
-    if shape == "tiny":
-        return build_tiny_checkpoint(out)
-    tokenizer = build_tokenizer("bytes")
-    config = build_config(tokenizer, num_layers=text_layers)
-    text, vision = config.text_config, config.vision_config
-    text.update(
-        {
-            "vocab_size": 151936,
-            "hidden_size": 2048,
-            "intermediate_size": 6144,
-            "num_attention_heads": 16,
-            "num_key_value_heads": 8,
-            "head_dim": 128,
-            "max_position_embeddings": 262144,
-        }
-    )
-    text.rope_parameters = {**text.rope_parameters, "mrope_section": [24, 20, 20], "rope_theta": 5000000.0}
-    vision.update(
-        {
-            "depth": vision_layers,
-            "hidden_size": 1024,
-            "intermediate_size": 4096,
-            "num_heads": 16,
-            "out_hidden_size": 2048,
-            "num_position_embeddings": 2304,
-            "deepstack_visual_indexes": [i for i in (5, 11, 17) if i < vision_layers],
-        }
-    )
-    config.tie_word_embeddings = True
-    text.tie_word_embeddings = True
-    torch.manual_seed(0)
-    model = Qwen3VLForConditionalGeneration(config).eval()
-    model.save_pretrained(out)
-    processor = build_processor(tokenizer)
-    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 32 * 32 * 4096}
-    processor.save_pretrained(out)
-    return out
 
 
 def _ratio(value: float, base: float) -> str:
@@ -295,16 +265,22 @@ def report(contenders: list[Contender], header: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=("tiny", "2b-wide"), default="tiny", help="random checkpoint to build")
-    parser.add_argument("--pretrained", help="a Qwen3-VL checkpoint folder instead of --shape")
-    parser.add_argument("--text-layers", type=int, default=8, help="2b-wide: decoder layers (default 8)")
-    parser.add_argument("--vision-layers", type=int, default=18, help="2b-wide: vision layers (default 18)")
+    parser.add_argument(
+        "--family", choices=tuple(FAMILIES), default="qwen3_vl", help="model family (config model_type)"
+    )
+    parser.add_argument(
+        "--shape", default="tiny", help="random checkpoint to build: tiny, 7b-wide (every family), 2b-wide (qwen3_vl)"
+    )
+    parser.add_argument("--pretrained", help="a checkpoint folder instead of --family/--shape (its family detected)")
+    parser.add_argument("--text-layers", type=int, default=8, help="wide shapes: decoder layers (default 8)")
+    parser.add_argument("--vision-layers", type=int, default=18, help="wide shapes: vision layers (default 18)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument(
         "--image-sides",
-        default="512,1024",
-        help="square image sides in pixels, one measurement each (512 -> 256 tokens, 1024 -> 1,024)",
+        default=None,
+        help="square image sides in pixels, one measurement each (default per family: ~256 and ~1,024 image tokens; "
+        "qwen3_vl 512,1024; qwen2_5_vl 448,896; llava 336, its crop)",
     )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=8)
@@ -316,12 +292,15 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"--models: unknown {unknown}; known: {', '.join(MODELS)}")
     names = [BASELINE] + [name for name in names if name != BASELINE]
-    sides = [int(side) for side in args.image_sides.split(",") if side.strip()]
+    family = family_for(args.pretrained).model_type if args.pretrained else args.family
+    if not args.pretrained and args.shape not in SHAPES[family]:
+        parser.error(f"--shape {args.shape}: {family} has {', '.join(SHAPES[family])}")
+    sides = [int(side) for side in (args.image_sides or DEFAULT_SIDES[family]).split(",") if side.strip()]
 
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         pretrained = args.pretrained or str(
-            build_checkpoint(args.shape, scratch / args.shape, args.text_layers, args.vision_layers)
+            build_checkpoint(family, args.shape, scratch / args.shape, args.text_layers, args.vision_layers)
         )
         depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
         common = {
@@ -329,15 +308,16 @@ def main(argv: list[str] | None = None) -> None:
             "device": args.device,
             "dtype": args.dtype,
             "batch_size": args.batch_size,
-            "max_pixels": max(sides) ** 2,
             "depth": depth,
         }
+        if family != "llava":  # LLaVA-1.5 crops every image to its fixed size
+            common["max_pixels"] = max(sides) ** 2
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, until=[])
         contenders: list[Contender] = []
         for name in tqdm(names, desc="loading (weights shared)"):
             source = contenders[0].wrapper.model if contenders else None
-            contenders.append(Contender(name, common, [], scratch, source))
-        checkpoint = args.pretrained or f"{args.shape} (random)"
+            contenders.append(Contender(name, common, [], scratch, family, source))
+        checkpoint = args.pretrained or f"{family} {args.shape} (random)"
         print(f"checkpoint={checkpoint} layers={depth} vea_layers={vea_layers(depth)} batch={args.batch_size} "
               f"max_new_tokens={args.max_new_tokens} rounds={args.repeats} threads={torch.get_num_threads()}")  # fmt: skip
         for side in sides:

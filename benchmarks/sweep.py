@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.interventions import build_checkpoint, share_weights
+from benchmarks.interventions import share_weights
+from benchmarks.shapes import build_checkpoint
 from models.methods import METHODS
 from sweep.engine import answer_all
 from sweep.grid import point, settings
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
         data = scratch / "data"
         generate(data, n_train=args.docs * 20, n_dev=2, n_test=2, seed=0, image_size=args.image_size)  # 5% held out
         os.environ.update({"VSR_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-        checkpoint = build_checkpoint(args.shape, scratch / args.shape, args.text_layers, args.vision_layers)
+        checkpoint = build_checkpoint(
+            "qwen3_vl", args.shape, scratch / args.shape, args.text_layers, args.vision_layers
+        )
         common = {
             "pretrained": str(checkpoint),
             "device": args.device,

@@ -96,6 +96,11 @@ class Family:
     def image_token_id(self, model: torch.nn.Module) -> int:
         return int(model.config.image_token_id)
 
+    def grid_problem(self, config: Any) -> str | None:
+        """Why this checkpoint's image tokens do not form one grid per image (None when they do): VEA and the
+        attention log's maps need that grid, AdaptVis and CLVS only the image tokens."""
+        return None
+
     # ---------------------------------------------------------------- inputs
     def encoder_inputs(self, inputs: Any) -> dict[str, torch.Tensor]:
         """What ``get_image_features`` takes, from the processor's output."""

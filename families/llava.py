@@ -3,7 +3,8 @@
 Every image is resized so its short side is the processor's ``shortest_edge`` (336) and centre-cropped to a square
 (336 x 336), then cut into ``patch_size`` (14) pixel patches: one token per patch, ``24 x 24 = 576`` tokens in
 row-major order (``vision_feature_select_strategy="default"`` drops CLIP's class token, so every image token has a
-cell). ``pixel_values`` are ``[images, 3, H, W]``, normalised by CLIP's per-channel mean and std. Positions are one
+cell; a checkpoint with ``"full"`` keeps the class token, on which AdaptVis and CLVS still run but VEA and the
+attention log's maps cannot). ``pixel_values`` are ``[images, 3, H, W]``, normalised by CLIP's per-channel mean and std. Positions are one
 per token, as for any Llama; the pre-RoPE queries and keys are the projections' outputs.
 """
 
@@ -18,14 +19,14 @@ from families.base import Family, FamilyError, Region
 
 @dataclass(frozen=True)
 class LLaVA(Family):
-    def check(self, config: Any, processor: Any) -> None:
-        super().check(config, processor)
+    def grid_problem(self, config: Any) -> str | None:
         strategy = getattr(config, "vision_feature_select_strategy", "default")
-        if strategy != "default":
-            raise FamilyError(
-                f"LLaVA checkpoint with vision_feature_select_strategy={strategy!r}: its class token would sit among "
-                "the image tokens with no cell of the image grid; only 'default' (LLaVA-1.5) is supported"
-            )
+        if strategy == "default":
+            return None
+        return (
+            f"its vision_feature_select_strategy is {strategy!r}, which keeps CLIP's class token among each image's "
+            "tokens, a token with no cell of the image grid (LLaVA-1.5's 'default' drops it)"
+        )
 
     def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
         if min_pixels is not None or max_pixels is not None:

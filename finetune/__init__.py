@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of Qwen3-VL on a VSR train split (``python -m finetune``).
+"""Supervised fine-tuning on a VSR train split (``python -m finetune``), any supported model family.
 
 The checkpoints the interventions are studied on are fine-tuned ones, so the
 training text is exactly the evaluation prompt (imported from ``vsr_tasks``) and

@@ -38,7 +38,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m finetune",
-        description="Supervised fine-tuning of Qwen3-VL on a VSR train split (loss on the answer only).",
+        description="Supervised fine-tuning of a vision-language model (Qwen3-VL, Qwen2.5-VL, LLaVA-1.5) on a VSR train split (loss on the answer only).",
         formatter_class=_HelpFormatter,
     )
     data = parser.add_argument_group("data")
@@ -88,8 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model_id", default=DEFAULT_MODEL_ID, help="Qwen3-VL folder or hub id")
-    model.add_argument("--freeze_vision", action="store_true", help="keep the vision encoder and merger fixed")
+    model.add_argument(
+        "--model_id", default=DEFAULT_MODEL_ID, help="a checkpoint folder or hub id (any supported family)"
+    )
+    model.add_argument(
+        "--freeze_vision",
+        action="store_true",
+        help="keep the vision tower fixed (Qwen: with its merger; LLaVA: not its projector)",
+    )
     model.add_argument("--use_lora", action="store_true", help="train LoRA adapters only (merged copy saved too)")
     model.add_argument("--lora_r", type=int, default=16, help="LoRA rank")
     model.add_argument("--lora_alpha", type=int, default=32, help="LoRA alpha (scale alpha / r)")

@@ -1,14 +1,19 @@
 """Training sequences: the evaluation prompt plus the answer, processed, with labels on the answer only.
 
 The user turn is built exactly as an evaluation of a VSR document builds it
-(``models.qwen3vl.Qwen3VL.prepare_batch``: image first, the ``vsr_tasks`` prompt, no
-system turn), so the model is trained on the text it is later asked. The loss covers the answer
-tokens and the closing ``<|im_end|>``; everything else is -100.
+(``models.vlm.VLM.prepare_batch``: image first, the ``vsr_tasks`` prompt, no
+system turn), so the model is trained on the text it is later asked. The answer
+turn is whatever the checkpoint's chat template renders after that prompt (ChatML's
+``True<|im_end|>\n`` for Qwen, ``ASSISTANT: True`` for LLaVA); a template that does
+not close the turn (llava-hf's) gets the tokenizer's end-of-sequence token, which is
+what generation stops on. The loss covers the answer's tokens up to and including
+that end token; everything else (the prompt, every image token, the template's
+trailing newline, padding) is -100.
 
-The label mask is found on the PROCESSED ``input_ids``, after the processor has
-expanded ``<|image_pad|>`` into one token per merged visual patch. Counting the
-prompt's length on the text alone (as an earlier port did) misses those
-hundreds of tokens and trains on image pads.
+The answer's tokens are counted on the text and placed at the end of the PROCESSED
+row, after the processor has expanded the image placeholder into one token per visual
+patch. Counting the prompt's length on the text alone (as an earlier port did) misses
+those hundreds of tokens and trains on image pads.
 """
 
 from __future__ import annotations
@@ -23,9 +28,6 @@ from finetune.data import Example
 from vsr_tasks.prompt import answer_text, build_prompt
 
 IGNORE_INDEX = -100
-ASSISTANT_HEADER = "<|im_start|>assistant\n"
-TURN_START = "<|im_start|>"
-TURN_END = "<|im_end|>"
 
 
 class TemplateError(ValueError):
@@ -37,12 +39,13 @@ def user_messages(caption: str) -> list[dict]:
 
 
 def prompt_text(processor: Any, caption: str) -> str:
-    """What evaluation feeds the model: one user turn and the assistant header."""
+    """What evaluation feeds the model: one user turn and the template's generation prompt."""
     return processor.apply_chat_template(user_messages(caption), tokenize=False, add_generation_prompt=True)
 
 
 def training_text(processor: Any, caption: str, label: int) -> str:
-    """The evaluation prompt followed by the answer turn, rendered by the checkpoint's chat template."""
+    """The evaluation prompt followed by the answer turn as the checkpoint's chat template renders it, closed by
+    the end-of-sequence token where the template leaves the turn open."""
     messages = user_messages(caption) + [
         {"role": "assistant", "content": [{"type": "text", "text": answer_text(label)}]}
     ]
@@ -53,48 +56,47 @@ def training_text(processor: Any, caption: str, label: int) -> str:
             "the chat template renders the answer turn so that it does not start with the evaluation prompt "
             f"(prompt ends {prompt[-40:]!r}, training text continues {text[len(prompt) - 40 : len(prompt) + 40]!r})"
         )
-    return text
+    answer = text[len(prompt) :]
+    end = processor.tokenizer.eos_token
+    if end is None:
+        raise TemplateError("the tokenizer has no end-of-sequence token: an answer could not be taught to stop")
+    if end not in answer:
+        answer = answer.rstrip() + end
+    return prompt + answer
 
 
 @dataclass(frozen=True)
-class SpecialIds:
-    """Token ids the label mask looks for."""
+class AnswerSpan:
+    """Where one example's answer sits, counted from the end of its tokens: ``tokens`` from the answer's first
+    token to the end, of which the first ``trained`` (through the end-of-sequence token) carry labels."""
 
-    turn_start: int
-    turn_end: int
-    header: tuple[int, ...]
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer: Any) -> SpecialIds:
-        ids = {}
-        for token in (TURN_START, TURN_END):
-            token_id = tokenizer.convert_tokens_to_ids(token)
-            if token_id is None or token_id == tokenizer.unk_token_id:
-                raise TemplateError(f"the tokenizer has no {token} token; is --model_id a Qwen3-VL checkpoint?")
-            ids[token] = token_id
-        header = tuple(tokenizer(ASSISTANT_HEADER, add_special_tokens=False)["input_ids"])
-        return cls(turn_start=ids[TURN_START], turn_end=ids[TURN_END], header=header)
+    tokens: int
+    trained: int
 
 
-def answer_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, special: SpecialIds) -> torch.Tensor:
-    """Labels for right-padded processed ids: the tokens after the last assistant header up to and including
-    the first ``<|im_end|>``; -100 elsewhere (prompt, image pads, padding, the template's trailing newline)."""
+def answer_span(processor: Any, caption: str, label: int) -> AnswerSpan:
+    """The answer's tokens, from the tokenized prompt and training text (the image placeholder unexpanded)."""
+    tokenizer = processor.tokenizer
+    prompt_ids = tokenizer(prompt_text(processor, caption))["input_ids"]
+    full_ids = tokenizer(training_text(processor, caption, label))["input_ids"]
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise TemplateError("the prompt's tokens change when the answer follows it: the answer cannot be located")
+    answer = full_ids[len(prompt_ids) :]
+    ends = [index for index, token in enumerate(answer) if token == tokenizer.eos_token_id]
+    if not ends:
+        raise TemplateError(f"the answer turn has no {tokenizer.eos_token} token")
+    return AnswerSpan(tokens=len(answer), trained=ends[0] + 1)
+
+
+def answer_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, spans: list[AnswerSpan]) -> torch.Tensor:
+    """Labels for right-padded processed ids: each row's answer, located from the end of its real tokens."""
     labels = torch.full_like(input_ids, IGNORE_INDEX)
-    header = torch.tensor(special.header, dtype=input_ids.dtype)
-    for row in range(input_ids.shape[0]):
-        ids = input_ids[row, : int(attention_mask[row].sum())]
-        starts = (ids == special.turn_start).nonzero().flatten()
-        if len(starts) == 0:
-            raise TemplateError(f"sequence {row} has no {TURN_START}: cannot find the answer turn")
-        header_start = int(starts[-1])
-        answer_start = header_start + len(special.header)
-        if not torch.equal(ids[header_start:answer_start], header):
-            raise TemplateError(f"sequence {row}: the last turn does not start with {ASSISTANT_HEADER!r}")
-        ends = (ids[answer_start:] == special.turn_end).nonzero().flatten()
-        if len(ends) == 0:
-            raise TemplateError(f"sequence {row}: the answer turn is not closed by {TURN_END}")
-        answer_end = answer_start + int(ends[0]) + 1  # the end-of-turn token is trained on too
-        labels[row, answer_start:answer_end] = ids[answer_start:answer_end]
+    for row, span in enumerate(spans):
+        length = int(attention_mask[row].sum())
+        start = length - span.tokens
+        if start <= 0:
+            raise TemplateError(f"sequence {row}: {span.tokens} answer tokens in a sequence of {length}")
+        labels[row, start : start + span.trained] = input_ids[row, start : start + span.trained]
     return labels
 
 
@@ -108,7 +110,6 @@ class Collator:
     def __init__(self, processor: Any, augment: Any = None) -> None:
         """``augment(image, row) -> image``: the training rows' augmentation (``finetune.augment``); None for held-out."""
         self.processor = processor
-        self.special = SpecialIds.from_tokenizer(processor.tokenizer)
         self.augment = augment
 
     def __call__(self, items: list[tuple[Example, float]]) -> dict[str, Any]:
@@ -118,7 +119,8 @@ class Collator:
         if self.augment is not None:
             images = [self.augment(image, ex.index) for image, ex in zip(images, examples)]
         batch = self.processor(text=texts, images=images, padding=True, padding_side="right", return_tensors="pt")
-        labels = answer_labels(batch["input_ids"], batch["attention_mask"], self.special)
+        spans = [answer_span(self.processor, ex.caption, ex.label) for ex in examples]
+        labels = answer_labels(batch["input_ids"], batch["attention_mask"], spans)
         for row, example in enumerate(examples):
             decoded = self.processor.tokenizer.decode(labels[row][labels[row] != IGNORE_INDEX][:-1])
             if decoded.strip() != answer_text(example.label):

@@ -1,30 +1,37 @@
-"""Loading Qwen3-VL for training: what is trainable (all, language only, or LoRA adapters) and how it decays."""
+"""Loading a checkpoint of any supported family for training: what is trainable (all, language only, or LoRA
+adapters) and how it decays. The family (``families``) says which class loads it and where its vision tower is."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+from transformers import AutoProcessor
 
-VISION_PREFIX = "visual."  # Qwen3-VL's vision tower, patch merger and deepstack mergers live under model.visual
+from families import Family, FamilyError, family_for
 
 
-def load_processor(model_id: str, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
+def model_family(model_id: str) -> Family:
+    """The checkpoint's family from its config; an unsupported one is refused naming the supported ones."""
+    try:
+        return family_for(model_id)
+    except FamilyError as error:
+        raise ValueError(f"--model_id: {error}") from None
+
+
+def load_processor(model_id: str, family: Family, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
     """The checkpoint's processor with the pixel budget set, so every checkpoint evaluates at the trained size."""
     processor = AutoProcessor.from_pretrained(model_id)
-    size = dict(processor.image_processor.size)
-    if min_pixels is not None:
-        size["shortest_edge"] = int(min_pixels)
-    if max_pixels is not None:
-        size["longest_edge"] = int(max_pixels)
-    processor.image_processor.size = size
+    try:
+        family.configure_pixels(processor, min_pixels, max_pixels)
+    except FamilyError as error:
+        raise ValueError(f"--min_pixels/--max_pixels: {error}") from None
     return processor
 
 
-def load_model(model_id: str, gradient_checkpointing: bool = False) -> Qwen3VLForConditionalGeneration:
+def load_model(model_id: str, family: Family, gradient_checkpointing: bool = False) -> torch.nn.Module:
     """fp32 master weights (``--bf16`` autocasts through accelerate), SDPA attention, no KV cache."""
-    model = Qwen3VLForConditionalGeneration.from_pretrained(model_id, dtype=torch.float32, attn_implementation="sdpa")
+    model = family.load(model_id, torch.float32)
     model.config.use_cache = False
     if gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
@@ -34,19 +41,24 @@ def load_model(model_id: str, gradient_checkpointing: bool = False) -> Qwen3VLFo
     return model
 
 
-def is_vision_parameter(name: str) -> bool:
-    return VISION_PREFIX in name
+def is_vision_parameter(name: str, family: Family) -> bool:
+    """Whether a parameter belongs to the family's vision tower (Qwen: ``visual.``, with its patch merger;
+    LLaVA: ``vision_tower.``, the projector stays trainable as in LLaVA's own fine-tuning)."""
+    return any(prefix in name for prefix in family.vision_prefixes)
 
 
-def freeze_vision(model: torch.nn.Module) -> int:
-    """Freeze every vision parameter; returns how many tensors were frozen (0 means the layout is unknown)."""
+def freeze_vision(model: torch.nn.Module, family: Family) -> int:
+    """Freeze every vision parameter; returns how many tensors were frozen."""
     frozen = 0
     for name, parameter in model.named_parameters():
-        if is_vision_parameter(name):
+        if is_vision_parameter(name, family):
             parameter.requires_grad_(False)
             frozen += 1
     if frozen == 0:
-        raise ValueError("--freeze_vision: the model has no parameters under 'visual.'; is it a Qwen3-VL?")
+        raise ValueError(
+            f"--freeze_vision: the model has no parameters under {' or '.join(family.vision_prefixes)}, where a "
+            f"{family.title} checkpoint keeps its vision tower"
+        )
     return frozen
 
 

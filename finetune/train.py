@@ -29,7 +29,15 @@ from finetune.args import accumulation_steps, lora_targets
 from finetune.augment import DimAugmentation, parse_strength
 from finetune.collate import Collator
 from finetune.data import Splits, load_splits
-from finetune.model import add_lora, count_parameters, freeze_vision, load_model, load_processor, parameter_groups
+from finetune.model import (
+    add_lora,
+    count_parameters,
+    freeze_vision,
+    load_model,
+    load_processor,
+    model_family,
+    parameter_groups,
+)
 from finetune.plan import Plan
 from finetune.steps import evaluate, loader, optimizer_step
 from finetune.tracking import DataOrderLog, MetricLog, check_aim_available
@@ -152,13 +160,14 @@ def build_session(args: argparse.Namespace) -> Session:
         max_eval_samples=args.max_eval_samples,
         skip_missing_images=args.skip_missing_images,
     )
-    processor = load_processor(args.model_id, args.min_pixels, args.max_pixels)
-    model = load_model(args.model_id, args.gradient_checkpointing)
+    family = model_family(args.model_id)
+    processor = load_processor(args.model_id, family, args.min_pixels, args.max_pixels)
+    model = load_model(args.model_id, family, args.gradient_checkpointing)
     if args.use_lora:
         targets = lora_targets(args)
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, targets, args.gradient_checkpointing)
     if args.freeze_vision:  # after LoRA, so adapters on vision modules (if targeted) stay frozen too
-        freeze_vision(model)
+        freeze_vision(model, family)
     trainable, total_parameters = count_parameters(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, args.weight_decay), lr=args.learning_rate)
     plan = Plan(len(splits.train), args.per_device_batch_size, accumulation, accelerator.num_processes, args.seed)

@@ -66,6 +66,9 @@ class AttentionLogWriter:
             "model_args": {**self.model_args, **extras.get("model_args", {})},
             "num_layers": self.num_layers,
             "image_grids": grids,
+            "image_regions": [[round(float(v), 2) for v in region] for region in batch.image_regions[b]]
+            if b < len(batch.image_regions)
+            else None,
             "image_mass": recorder.image_mass(b),
             "text_mass": recorder.text_mass(b),
             "image_mass_before": recorder.image_mass(b, before=True) if has_before else None,

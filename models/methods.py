@@ -50,6 +50,7 @@ class Method:
     sliders: Mapping[str, tuple[float, float, float]]  # parameter -> (minimum, maximum, step) in the viewer
     wrapper: str  # the model class, ``module.Class``
     exclusive: tuple[str, ...] = ()  # arguments that are alternatives: any explicit one replaces a preset's
+    needs_image_grid: bool = False  # whether it maps image tokens to cells of each image (not just finds them)
     summary: str = ""
     models: tuple[str, str] = field(init=False)
 
@@ -164,6 +165,7 @@ VEA_METHOD = Method(
     sliders={"smooth_strength": (0.0, 1.0, 0.05), "highlight_strength": (0.0, 1.0, 0.05)},
     wrapper="models.vea.VEAModel",
     exclusive=("layers", "layers_file", "coco_annotations_dir"),
+    needs_image_grid=True,
 )
 
 METHODS: dict[str, Method] = {method.name: method for method in (ADAPTVIS, CLVS_METHOD, VEA_METHOD)}

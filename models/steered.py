@@ -30,7 +30,9 @@ class SteeredModel(VLM):
     def __init__(self, preset: str | None = None, **kwargs: Any) -> None:
         method_names = set(self.METHOD.defaults())
         given = {name: kwargs.pop(name) for name in list(kwargs) if name in method_names}
-        family = self.family_of(kwargs.get("pretrained", DEFAULT_PRETRAINED))
+        pretrained = kwargs.get("pretrained", DEFAULT_PRETRAINED)
+        family = self.family_of(pretrained)
+        self.refuse_unsupported(family, pretrained)
         values, from_preset = resolve(
             self.METHOD.name,
             preset,
@@ -48,6 +50,16 @@ class SteeredModel(VLM):
         self.set_up(values)
         use_steered_attention(self.model)
         self.announce_preset(from_preset)
+
+    def refuse_unsupported(self, family, pretrained: str) -> None:
+        """A method that cannot run on this checkpoint is refused before any weight is loaded, saying why."""
+        if self.METHOD.needs_image_grid:
+            problem = family.grid_problem(self._config(pretrained))
+            if problem is not None:
+                raise ValueError(
+                    f"{self.MODEL_NAME}: {self.METHOD.title} maps each image token to its cell of the image, but "
+                    f"{problem}; AdaptVis and CLVS run on it"
+                )
 
     @classmethod
     def valid_arguments(cls) -> list[str]:

@@ -162,11 +162,15 @@ class VLM(lmms):
         self.interleave_visuals = interleave_visuals
 
         self.processor = AutoProcessor.from_pretrained(pretrained)
+        self.config = self._config(pretrained)
         try:
-            self.family.check(self._config(pretrained), self.processor)
+            self.family.check(self.config, self.processor)
             self.min_pixels, self.max_pixels = self.family.configure_pixels(self.processor, min_pixels, max_pixels)
         except FamilyError as error:
             raise ValueError(f"{self.MODEL_NAME}: {error}") from None
+        problem = self.family.grid_problem(self.config)
+        if self.attention_log is not None and problem is not None:
+            raise ValueError(f"{self.MODEL_NAME}: attention_log stores per-image attention maps, but {problem}")
         self.processor.tokenizer.padding_side = "left"
         self._model = self.family.load(pretrained, self.torch_dtype)
         self._model.to(self._device).eval()

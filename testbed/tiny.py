@@ -1,10 +1,11 @@
-"""Build a tiny, randomly initialised Qwen3-VL checkpoint on disk.
+"""Build a tiny, randomly initialised checkpoint of a supported model family on disk.
 
-Tests and the demo need a real Qwen3-VL folder that loads through the same
-``from_pretrained`` path a user's checkpoint takes, without a hub download.
-The result is about 1 MB and is built in well under a second.
+Tests and the demo need a real checkpoint folder that loads through the same ``from_pretrained`` path a
+user's checkpoint takes, without a hub download. The result is about 1 MB and is built in well under a second.
 
-Usage: ``python -m testbed.tiny OUT_DIR [--layers 4] [--seed 0] [--tokenizer bytes|words|qwen]``.
+Usage: ``python -m testbed.tiny OUT_DIR [--family qwen3_vl|qwen2_5_vl|llava] [--layers 4] [--seed 0]
+[--tokenizer bytes|words|qwen]``. ``--family`` takes the config's ``model_type``: Qwen3-VL (the default),
+Qwen2.5-VL (:mod:`testbed.tiny_qwen2_5`) or LLaVA-1.5 in the llava-hf format (:mod:`testbed.tiny_llava`).
 
 ``--tokenizer qwen`` puts the tiny architecture behind what a user's checkpoint has: the real Qwen
 BPE vocabulary (151,936 ids, special tokens at their real ids), the released Qwen3-VL instruct chat
@@ -63,6 +64,7 @@ CHAT_TEMPLATE = (
 
 
 TOKENIZERS = ("bytes", "words", "qwen")
+TINY_FAMILIES = ("qwen3_vl", "qwen2_5_vl", "llava")
 VOCAB_SIZE = 384  # room for either tokenizer: 256 bytes (+ up to 121 word merges) + 7 special tokens
 WORD_MERGES = VOCAB_SIZE - len(SPECIAL_TOKENS)
 
@@ -192,35 +194,59 @@ def build_tiny_checkpoint(
     seed: int = 0,
     tokenizer: str = "bytes",
     vision_position_std: float | None = None,
+    family: str = "qwen3_vl",
 ) -> Path:
-    """Write a loadable tiny Qwen3-VL (model, tokenizer, processor) into ``out_dir``.
+    """Write a loadable tiny checkpoint of ``family`` (model, tokenizer, processor) into ``out_dir``.
 
     ``vision_position_std``: re-draw the vision tower's position embedding with this standard deviation. At the
     config's 0.02 it is drowned by the patch embedding, so a random (frozen) tower hardly says where a patch is and
     the image's average feature carries almost nothing about left and right (a linear probe on it: 0.54 on the
     demo's left-of task); at 2.0, 0.84. A model trained from scratch then leaves chance at once (docs/DEMO.md).
     """
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(TINY_FAMILIES)} (a config model_type), got {family!r}")
+    if family != "qwen3_vl" and tokenizer == "qwen":
+        raise ValueError("--tokenizer qwen is Qwen3-VL's released vocabulary and template; use bytes or words here")
+    if family == "qwen2_5_vl" and vision_position_std is not None:
+        raise ValueError("--vision_position_std: Qwen2.5-VL's vision tower has no learned position embedding")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = {"num_layers": num_layers, "seed": seed, "tokenizer": tokenizer}
+    if family != "qwen3_vl":
+        recipe["family"] = family
     if vision_position_std is not None:
         recipe["vision_position_std"] = vision_position_std
     kind = tokenizer
-    tokenizer = build_tokenizer(kind)
-    if kind == "qwen":
-        from testbed.qwen_tokenizer import QWEN_VOCAB_SIZE, released_processor_settings
-
-        config = build_config(tokenizer, num_layers=num_layers, vocab_size=QWEN_VOCAB_SIZE)
-        config.tie_word_embeddings = config.text_config.tie_word_embeddings = True  # as the released 2B
-        processor = build_processor(tokenizer, **released_processor_settings())
-    else:
-        config = build_config(tokenizer, num_layers=num_layers)
-        processor = build_processor(tokenizer)
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).eval()
+    if family == "llava":
+        from testbed.tiny_llava import build_llava, build_llava_tokenizer
+
+        tokenizer = build_llava_tokenizer(kind, _word_corpus(), VOCAB_SIZE)
+        model, processor = build_llava(tokenizer, num_layers, VOCAB_SIZE)
+        positions = model.model.vision_tower.embeddings.position_embedding.weight
+    elif family == "qwen2_5_vl":
+        from testbed.tiny_qwen2_5 import build_qwen2_5_vl
+
+        tokenizer = build_tokenizer(kind)
+        model, processor = build_qwen2_5_vl(tokenizer, num_layers, VOCAB_SIZE, CHAT_TEMPLATE)
+        positions = None
+    else:
+        tokenizer = build_tokenizer(kind)
+        if kind == "qwen":
+            from testbed.qwen_tokenizer import QWEN_VOCAB_SIZE, released_processor_settings
+
+            config = build_config(tokenizer, num_layers=num_layers, vocab_size=QWEN_VOCAB_SIZE)
+            config.tie_word_embeddings = config.text_config.tie_word_embeddings = True  # as the released 2B
+            processor = build_processor(tokenizer, **released_processor_settings())
+        else:
+            config = build_config(tokenizer, num_layers=num_layers)
+            processor = build_processor(tokenizer)
+        torch.manual_seed(seed)
+        model = Qwen3VLForConditionalGeneration(config).eval()
+        positions = model.model.visual.pos_embed.weight
     if vision_position_std is not None:
         with torch.no_grad():
-            model.model.visual.pos_embed.weight.normal_(0.0, vision_position_std)
+            positions.normal_(0.0, vision_position_std)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
@@ -232,6 +258,12 @@ def build_tiny_checkpoint(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", help="folder to write the checkpoint into (created if missing)")
+    parser.add_argument(
+        "--family",
+        choices=TINY_FAMILIES,
+        default="qwen3_vl",
+        help="the config's model_type: qwen3_vl (default), qwen2_5_vl or llava (LLaVA-1.5, llava-hf format)",
+    )
     parser.add_argument("--layers", type=int, default=4, help="decoder layers (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     parser.add_argument(
@@ -258,10 +290,13 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             tokenizer=args.tokenizer,
             vision_position_std=args.vision_position_std,
+            family=args.family,
         )
+    except ValueError as error:
+        parser.error(str(error))
     except ModuleNotFoundError as error:
         raise SystemExit(str(error)) from None
-    print(f"tiny Qwen3-VL checkpoint written to {path}")
+    print(f"tiny {args.family} checkpoint written to {path}")
 
 
 if __name__ == "__main__":

@@ -53,13 +53,47 @@ def vsr_data_dir(tmp_path_factory) -> Path:
     return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data", shared_vsr_dir())
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    """(checkpoint, synthetic data folder): an 8-layer tiny model fine-tuned so AdaptVis and CLVS decide for real.
+FAMILY_TYPES = ("qwen3_vl", "qwen2_5_vl", "llava")  # the tiny checkpoint builder's --family values
 
-    Built once per test run and shared by every worker (it is the suite's most expensive fixture)."""
-    checkpoint, data = built_once(tmp_path_factory, "trained", build_trained_checkpoint)
-    return Path(checkpoint), Path(data)
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """``trained_checkpoint(family) -> (checkpoint, synthetic data folder)``: an 8-layer tiny model of ``family``
+    fine-tuned so AdaptVis and CLVS decide for real (``helpers.build_trained_checkpoint``). Each is built once per
+    test run and shared by every worker (they are the suite's most expensive fixtures)."""
+
+    def build(family: str) -> tuple[Path, Path]:
+        name = "trained" if family == "qwen3_vl" else f"trained-{family}"
+        checkpoint, data = built_once(
+            tmp_path_factory, name, lambda root: build_trained_checkpoint(root, family=family)
+        )
+        return Path(checkpoint), Path(data)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def trained(trained_checkpoint) -> tuple[Path, Path]:
+    """The trained Qwen3-VL (checkpoint, synthetic data folder)."""
+    return trained_checkpoint("qwen3_vl")
+
+
+@pytest.fixture(scope="session")
+def family_checkpoint(tmp_path_factory, tiny_checkpoint):
+    """``family_checkpoint(family, tokenizer="bytes") -> Path``: the tiny random checkpoint of ``family`` (built once
+    per worker). ``words`` gives a word-level vocabulary, whose random answers are distinct words where random
+    bytes often decode to the same replacement character."""
+    from testbed.tiny import build_tiny_checkpoint
+
+    built = {("qwen3_vl", "bytes"): tiny_checkpoint}
+
+    def build(family: str, tokenizer: str = "bytes") -> Path:
+        if (family, tokenizer) not in built:
+            folder = tmp_path_factory.mktemp(f"{family}_{tokenizer}") / "checkpoint"
+            built[family, tokenizer] = build_tiny_checkpoint(folder, family=family, tokenizer=tokenizer)
+        return built[family, tokenizer]
+
+    return build
 
 
 @pytest.fixture(scope="session")

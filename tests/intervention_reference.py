@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AttentionInterface, Qwen3VLForConditionalGeneration
+from transformers import AttentionInterface, AutoModelForImageTextToText
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 REFERENCE_NAME = "vsr_test_eager_reference"
@@ -56,13 +56,17 @@ class EagerReference:
         return output, None
 
 
-def load_reference_model(checkpoint) -> tuple[Qwen3VLForConditionalGeneration, EagerReference]:
+def load_reference_model(checkpoint) -> tuple[torch.nn.Module, EagerReference]:
+    """The checkpoint through transformers' own auto class (not our families), its text attention the reference."""
     reference = EagerReference()
     AttentionInterface.register(REFERENCE_NAME, reference)
     AttentionMaskInterface.register(REFERENCE_NAME, sdpa_mask)
-    model = Qwen3VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).eval()
     model.set_attn_implementation({"text_config": REFERENCE_NAME})
     return model, reference
+
+
+M_ROPE_MODEL_TYPES = ("qwen3_vl", "qwen2_5_vl", "qwen3_vl_moe")  # three position rows per token
 
 
 def sample_images(seed: int = 3) -> list[Image.Image]:
@@ -115,8 +119,9 @@ def adaptvis_row_fn(alphas: list[float], layers: set[int], images: list[list[int
     return row_fn
 
 
-def independent_unbiased_positions(batch) -> torch.Tensor:
-    """Positions ``[3, B, N]`` counted token by token: text +1, each image run one shared position."""
+def independent_unbiased_positions(batch, model_type: str = "qwen3_vl") -> torch.Tensor:
+    """Positions counted token by token: text +1, each image run one shared position; ``[3, B, N]`` for M-RoPE
+    models (the three rows equal), ``[B, N]`` for 1-D RoPE."""
     input_ids = batch.inputs["input_ids"]
     attention = batch.inputs["attention_mask"].bool()
     image = batch.image_token_mask
@@ -135,7 +140,7 @@ def independent_unbiased_positions(batch) -> torch.Tensor:
                 result[:, b, index] = position
                 position += 1
             previous_image = bool(image[b, index])
-    return result
+    return result if model_type in M_ROPE_MODEL_TYPES else result[0]
 
 
 def clvs_row_fn(
@@ -178,7 +183,7 @@ def clvs_reference_logits(
     layer0 = None
     if position_unbiased:  # layer 0's inputs do not depend on positions: a forward at unbiased positions
         reference.row_fn = None
-        model(**batch.inputs, position_ids=independent_unbiased_positions(batch))
+        model(**batch.inputs, position_ids=independent_unbiased_positions(batch, model.config.model_type))
         layer0 = reference.captured[0]
     reference.row_fn = clvs_row_fn(smoothing, memory_size, images, layer0, stop_after)
     last_positions: list[torch.Tensor] = []

@@ -11,6 +11,8 @@ from lmms_eval.api.instance import Instance
 
 from models.attention_log import read_attention_log
 from models.qwen3vl import Qwen3VL
+from models.vlm import VLM
+from tests.conftest import FAMILY_TYPES
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_lmms_eval_cli
 from tests.intervention_reference import CONTEXTS, load_reference_model, sample_images
 
@@ -21,6 +23,7 @@ RECORD_KEYS = {
     "model_args",
     "num_layers",
     "image_grids",
+    "image_regions",
     "image_mass",
     "text_mass",
     "image_mass_before",
@@ -51,24 +54,36 @@ def test_log_is_off_by_default_and_costs_nothing(tiny_checkpoint):
     assert model.model.config.text_config._attn_implementation == "sdpa"
 
 
-def test_baseline_log_equals_eager_reference(tiny_checkpoint, tmp_path):
+def _expected_region(family: str, width: int, height: int) -> list[float]:
+    """Qwen's processors resize the whole image; LLaVA-1.5's keeps the centre square of side min(width, height)."""
+    if family != "llava":
+        return [0.0, 0.0, float(width), float(height)]
+    side = min(width, height)
+    return [(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2]
+
+
+@pytest.mark.parametrize("family", FAMILY_TYPES)
+def test_baseline_log_equals_eager_reference(family_checkpoint, tmp_path, family):
+    checkpoint = family_checkpoint(family)
     one, two = sample_images()
     docs = [
         {"context": CONTEXTS[0], "images": [one]},
         {"context": CONTEXTS[1], "images": [two, one]},  # two images: two maps
         {"context": CONTEXTS[1], "images": []},  # no image: no maps
     ]
-    model = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2, attention_log=str(tmp_path))
+    model = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2, attention_log=str(tmp_path))
     model.task_dict = {"logtest": {"test": docs}}
     answers = model.generate_until(_requests(docs))
 
     records = {record["doc_id"]: record for record in read_attention_log(tmp_path)}
     assert sorted(records) == [0, 1, 2] and len(list(tmp_path.glob("records.rank0.jsonl"))) == 1
-    reference, eager = load_reference_model(tiny_checkpoint)
+    reference, eager = load_reference_model(checkpoint)
     for doc_id, doc in enumerate(docs):
         record = records[doc_id]
         assert set(record) == RECORD_KEYS
-        assert (record["task"], record["model"], record["num_layers"]) == ("logtest", "qwen3vl", 4)
+        assert (record["task"], record["model"], record["num_layers"]) == ("logtest", "vlm_baseline", 4)
+        regions = [_expected_region(family, *image.size) for image in doc["images"]]
+        assert record["image_regions"] == [pytest.approx(region, abs=0.01) for region in regions]
         assert record["decision"] == {} and record["model_args"] == {}
         assert record["image_mass_before"] is None and record["text_mass_before"] is None
         assert record["answer"] == answers[doc_id]

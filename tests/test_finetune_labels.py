@@ -17,6 +17,7 @@ from finetune.plan import Plan, eval_batches
 from finetune.tracking import AIM_MISSING
 from tests.helpers import evaluation_prompt
 from vsr_tasks.data import VSRDataError
+from vsr_tasks.prompt import build_prompt
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +162,26 @@ def test_missing_data_dir_and_missing_aim_give_clear_messages(tmp_path, monkeypa
     assert status == 2
     assert AIM_MISSING in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # failed before anything was loaded or written
+
+
+def test_llava_labels_come_from_its_own_template_and_end_with_its_end_token(family_checkpoint, image_file):
+    """llava-hf's template leaves the answer turn open ("ASSISTANT: True "): the answer is closed by </s>, the
+    token generation stops on, and only " True</s>" is trained on; the 64 expanded <image> tokens are not."""
+    processor = AutoProcessor.from_pretrained(family_checkpoint("llava"))
+    caption = "The cat is left of the dog."
+    prompt = prompt_text(processor, caption)
+    assert prompt == f"USER: <image>\n{build_prompt(caption)} ASSISTANT:"
+    assert training_text(processor, caption, 1) == prompt + " True</s>"
+    assert training_text(processor, caption, 0) == prompt + " False</s>"
+    batch = Collator(processor)([(Example(0, image_file, caption, 1), 1.0), (Example(1, image_file, "A cup.", 0), 1.0)])
+    tokenizer = processor.tokenizer
+    image, end = tokenizer.convert_tokens_to_ids("<image>"), tokenizer.eos_token_id
+    for row, answer in ((0, " True"), (1, " False")):
+        length = int(batch["attention_mask"][row].sum())
+        ids, labels = batch["input_ids"][row, :length], batch["labels"][row, :length]
+        assert int(ids[0]) == tokenizer.bos_token_id and int((ids == image).sum()) == 64  # 8 x 8 patches of 14 px
+        trained = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        assert trained == list(range(length - len(answer_ids) - 1, length))  # the answer and </s>, at the end
+        assert labels[trained].tolist() == answer_ids + [end]
+    assert (batch["labels"][0, int(batch["attention_mask"][0].sum()) :] == IGNORE_INDEX).all()

@@ -243,3 +243,16 @@ def test_accelerate_launch_two_cpu_processes_train_on_disjoint_rows(tmp_path, co
         "random_states_0.pkl",
         "random_states_1.pkl",
     ]
+
+
+def test_freeze_vision_on_llava_keeps_its_clip_tower_and_trains_the_projector(tmp_path, colour_data, family_checkpoint):
+    checkpoint = family_checkpoint("llava")
+    train(colour_data, checkpoint, tmp_path, *SMALL, "--max_steps", "2", "--freeze_vision")
+    before, after = weights(checkpoint), weights(tmp_path / "checkpoint-2")
+    assert before.keys() == after.keys()
+    tower = [name for name in before if "vision_tower." in name]
+    rest = [name for name in before if "vision_tower." not in name]
+    assert len(tower) > 0 and all(torch.equal(before[name], after[name]) for name in tower)
+    projector = [name for name in rest if "multi_modal_projector" in name]
+    assert len(projector) == 4 and not any(torch.equal(before[name], after[name]) for name in projector)
+    assert [name for name in rest if torch.equal(before[name], after[name])] == []

@@ -1,9 +1,10 @@
 """One shared prefix (positions 0..N-2) for AdaptVis, CLVS and the attention log, against the whole-prompt paths.
 
 The reference for every method is the path it replaced, kept as the models' fallback: AdaptVis' two
-whole-prompt passes (``respond_two_pass``) and CLVS' one whole-prompt pass (``respond_whole_prompt``). On the fine-tuned
-8-layer checkpoint (``trained``) AdaptVis takes both branches within one batch and CLVS stops mid-stack,
-so the decisions themselves are exercised, and both are also checked against the eager reference.
+whole-prompt passes (``respond_two_pass``) and CLVS' one whole-prompt pass (``respond_whole_prompt``). On a fine-tuned
+8-layer checkpoint of each family with a different prompt layout (Qwen3-VL: M-RoPE; LLaVA-1.5: 1-D RoPE, a centre
+crop), AdaptVis takes both branches within one batch and CLVS stops mid-stack, so the decisions themselves are
+exercised, and both are also checked against the eager reference.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from PIL import Image
 
 from interventions import prefix as prefix_module
 from interventions.prefix import PrefixUnsupported, compute_prefix, next_token_logits
+from models.adaptvis import AdaptVisModel
 from models.attention_log import read_attention_log
-from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS
-from models.vlm import GenerationSettings
+from models.clvs import CLVSModel
+from models.vlm import VLM, GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,
@@ -80,18 +82,26 @@ def same_decision(got: dict, expected: dict) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def checkpoint(trained):
-    return str(trained[0])
+TRAINED_FAMILIES = ("qwen3_vl", "llava")
+
+
+@pytest.fixture(scope="module", params=TRAINED_FAMILIES)
+def trained_model(request, trained_checkpoint):
+    return trained_checkpoint(request.param)
 
 
 @pytest.fixture(scope="module")
-def docs(trained):
-    return documents(trained[1])
+def checkpoint(trained_model):
+    return str(trained_model[0])
+
+
+@pytest.fixture(scope="module")
+def docs(trained_model):
+    return documents(trained_model[1])
 
 
 def test_prefix_logits_equal_the_whole_prompt_forward(checkpoint, docs):
-    baseline = Qwen3VL(pretrained=checkpoint, device="cpu", batch_size=4)
+    baseline = VLM(pretrained=checkpoint, device="cpu", batch_size=4)
     batch = batch_of(baseline, docs)
     prefix = compute_prefix(baseline.model, batch.inputs, baseline.family)
     assert prefix.cache.get_seq_length() == batch.inputs["input_ids"].shape[1] - 1
@@ -108,7 +118,7 @@ def test_prefix_logits_equal_the_whole_prompt_forward(checkpoint, docs):
 @pytest.mark.parametrize("threshold", [0.8, 0.0, 1.01])
 @pytest.mark.parametrize("size", [4, 1])
 def test_adaptvis_one_prefix_equals_two_passes(checkpoint, docs, threshold, size):
-    wrapper = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4, confidence_threshold=threshold)
+    wrapper = AdaptVisModel(pretrained=checkpoint, device="cpu", batch_size=4, confidence_threshold=threshold)
     batch = batch_of(wrapper, docs[:size])
     new = wrapper.respond(batch, SETTINGS)
     old = wrapper.respond_two_pass(batch, SETTINGS)
@@ -123,7 +133,7 @@ def test_adaptvis_one_prefix_equals_two_passes(checkpoint, docs, threshold, size
 
 def test_adaptvis_mixed_branches_equal_the_eager_reference(checkpoint, docs):
     model, eager = load_reference_model(checkpoint)
-    wrapper = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4)
+    wrapper = AdaptVisModel(pretrained=checkpoint, device="cpu", batch_size=4)
     batch = batch_of(wrapper, docs)
     response = wrapper.respond(batch, GenerationSettings(max_new_tokens=1))
     confidence = torch.softmax(eager_logits(model, eager, batch, None), dim=-1).max(dim=-1).values
@@ -139,7 +149,7 @@ def test_adaptvis_mixed_branches_equal_the_eager_reference(checkpoint, docs):
 @pytest.mark.parametrize("unbiased", [True, False])
 @pytest.mark.parametrize("size", [4, 1])
 def test_clvs_one_prefix_equals_the_whole_prompt(checkpoint, docs, unbiased, size):
-    wrapper = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4, position_unbiased=unbiased)
+    wrapper = CLVSModel(pretrained=checkpoint, device="cpu", batch_size=4, position_unbiased=unbiased)
     batch = batch_of(wrapper, docs[:size])
     new = wrapper.respond(batch, SETTINGS)
     old = wrapper.respond_whole_prompt(batch, SETTINGS)
@@ -150,7 +160,7 @@ def test_clvs_one_prefix_equals_the_whole_prompt(checkpoint, docs, unbiased, siz
 
 def test_clvs_mid_stack_stop_equals_the_eager_reference(checkpoint, docs):
     model, eager = load_reference_model(checkpoint)
-    probe = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4)
+    probe = CLVSModel(pretrained=checkpoint, device="cpu", batch_size=4)
     batch = batch_of(probe, docs)
     images = image_positions(batch)
     _, hidden = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, [None] * 4)
@@ -164,7 +174,7 @@ def test_clvs_mid_stack_stop_equals_the_eager_reference(checkpoint, docs):
         stop = next((layer for layer in (5, 6, 7) if float(entropies[layer][b]) < threshold), None)
         expected.append(stop if images[b] else None)
     assert 5 in expected and any(stop != 5 for stop, ids in zip(expected, images) if ids)
-    wrapper = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4, uncertainty_threshold=threshold)
+    wrapper = CLVSModel(pretrained=checkpoint, device="cpu", batch_size=4, uncertainty_threshold=threshold)
     response = wrapper.respond(batch, GenerationSettings(max_new_tokens=1))
     assert [extra["decision"]["stop_layer"] for extra in response.extras] == expected
     reference, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, expected)
@@ -176,7 +186,7 @@ def test_clvs_mid_stack_stop_equals_the_eager_reference(checkpoint, docs):
 
 @pytest.mark.parametrize("name", ["adaptvis", "clvs"])
 def test_attention_log_from_the_prefix_equals_the_whole_prompt_log(checkpoint, docs, tmp_path, name):
-    klass = {"adaptvis": Qwen3VLAdaptVis, "clvs": Qwen3VLCLVS}[name]
+    klass = {"adaptvis": AdaptVisModel, "clvs": CLVSModel}[name]
     new_wrapper = klass(pretrained=checkpoint, device="cpu", batch_size=4, attention_log=str(tmp_path / "new"))
     old_wrapper = klass(pretrained=checkpoint, device="cpu", batch_size=4, attention_log=str(tmp_path / "old"))
     batch = batch_of(new_wrapper, docs)
@@ -206,7 +216,7 @@ def test_attention_log_from_the_prefix_equals_the_whole_prompt_log(checkpoint, d
 
 
 def test_sampling_continues_from_the_steered_distribution(checkpoint, docs):
-    wrapper = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4)
+    wrapper = AdaptVisModel(pretrained=checkpoint, device="cpu", batch_size=4)
     batch = batch_of(wrapper, docs)
     settings = GenerationSettings(max_new_tokens=6, temperature=1.5)
     torch.manual_seed(7)
@@ -224,11 +234,11 @@ def test_a_cache_that_cannot_be_cropped_falls_back_to_whole_prompt_passes(checkp
     messages: list[str] = []
     sink = logger.add(lambda message: messages.append(str(message)), level="WARNING")
     try:
-        adaptvis = Qwen3VLAdaptVis(pretrained=checkpoint, device="cpu", batch_size=4)
+        adaptvis = AdaptVisModel(pretrained=checkpoint, device="cpu", batch_size=4)
         batch = batch_of(adaptvis, docs)
         assert_same_answers(adaptvis.respond(batch, SETTINGS), adaptvis.respond_two_pass(batch, SETTINGS))
         adaptvis.respond(batch, SETTINGS)
-        clvs = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4)
+        clvs = CLVSModel(pretrained=checkpoint, device="cpu", batch_size=4)
         assert_same_answers(clvs.respond(batch, SETTINGS), clvs.respond_whole_prompt(batch, SETTINGS))
     finally:
         logger.remove(sink)
@@ -238,15 +248,15 @@ def test_a_cache_that_cannot_be_cropped_falls_back_to_whole_prompt_passes(checkp
 
 
 def test_beam_search_is_refused_before_any_work(checkpoint):
-    for klass in (Qwen3VLAdaptVis, Qwen3VLCLVS):
+    for klass in (AdaptVisModel, CLVSModel):
         wrapper = klass(pretrained=checkpoint, device="cpu")
         with pytest.raises(ValueError, match="num_beams > 1, is not supported under steering or the attention log"):
             wrapper.check_settings(GenerationSettings(num_beams=2))
-    Qwen3VL(pretrained=checkpoint, device="cpu").check_settings(GenerationSettings(num_beams=2))  # plain: allowed
+    VLM(pretrained=checkpoint, device="cpu").check_settings(GenerationSettings(num_beams=2))  # plain: allowed
 
 
 def test_prompt_ending_in_an_image_token_is_refused_by_the_prefix(checkpoint, docs):
-    wrapper = Qwen3VL(pretrained=checkpoint, device="cpu")
+    wrapper = VLM(pretrained=checkpoint, device="cpu")
     batch = batch_of(wrapper, docs[:1])
     inputs = dict(batch.inputs)
     inputs["input_ids"] = inputs["input_ids"].clone()

@@ -1,4 +1,5 @@
-"""qwen3vl_vea: the fused evidence equals an eager reference, highlighting feeds pass 2, neutral strength is the baseline."""
+"""VEA: the fused evidence equals an eager reference, highlighting feeds pass 2 and lands on the right pixels, neutral
+strength is the baseline; on every model family (Qwen's patch rows of 32 or 28 px tokens, LLaVA's planes of 14 px)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from interventions.vea import PatchLayout, VEAParams, evidence_pixel_map, highlight_pixel_values
+from interventions.vea import VEAParams, evidence_pixel_map
 from models.attention_log import read_attention_log
-from models.qwen3vl import Qwen3VL, Qwen3VLVEA
-from models.vea import HINT
-from models.vlm import GenerationSettings
+from models.vea import HINT, VEAModel
+from models.vlm import VLM, GenerationSettings
+from tests.conftest import FAMILY_TYPES
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, vsr_accuracy_from_samples
 from tests.intervention_reference import image_positions, load_reference_model, prepare, reference_logits
 from vsr_tasks.synthetic import generate
@@ -21,14 +22,19 @@ from vsr_tasks.synthetic import generate
 LAYERS = [1, 3]
 
 
-@pytest.fixture(scope="module")
-def vea(tiny_checkpoint):
-    return Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2, layers=LAYERS)
+@pytest.fixture(scope="module", params=FAMILY_TYPES)
+def checkpoint(request, family_checkpoint):
+    return family_checkpoint(request.param)
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_checkpoint):
-    return load_reference_model(tiny_checkpoint)
+def vea(checkpoint):
+    return VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers=LAYERS)
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint):
+    return load_reference_model(checkpoint)
 
 
 def eager_evidence(reference, batch, layers) -> list[torch.Tensor]:
@@ -59,10 +65,10 @@ def test_pass_two_answers_on_the_images_highlighted_from_the_evidence(vea, refer
     model, _ = reference
     batch = prepare(vea)
     params = VEAParams()
-    maps = [evidence_pixel_map(grid, params) for grid in eager_evidence(reference, batch, LAYERS)]
-    layout = PatchLayout.from_processor(vea.processor.image_processor)
-    expected_pixels = highlight_pixel_values(
-        batch.inputs["pixel_values"], batch.inputs["image_grid_thw"], maps, params.highlight_strength, layout
+    token = vea.layout.token_pixels
+    maps = [evidence_pixel_map(grid, params, token) for grid in eager_evidence(reference, batch, LAYERS)]
+    expected_pixels = vea.layout.highlight(
+        batch.inputs["pixel_values"], batch.inputs.get("image_grid_thw"), maps, params.highlight_strength
     )
     highlighted = vea.highlight(batch, vea.evidence(batch))
     torch.testing.assert_close(highlighted.inputs["pixel_values"], expected_pixels, atol=1e-5, rtol=0)
@@ -73,11 +79,9 @@ def test_pass_two_answers_on_the_images_highlighted_from_the_evidence(vea, refer
     assert [extra["decision"] for extra in response.extras] == [{"layers": LAYERS}] * 2
 
 
-def test_highlight_strength_one_reproduces_the_baseline_exactly(tiny_checkpoint):
-    baseline = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2)
-    neutral = Qwen3VLVEA(
-        pretrained=str(tiny_checkpoint), device="cpu", batch_size=2, layers="all", highlight_strength=1
-    )
+def test_highlight_strength_one_reproduces_the_baseline_exactly(checkpoint):
+    baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
+    neutral = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers="all", highlight_strength=1)
     settings = GenerationSettings(max_new_tokens=6)
     expected = baseline.respond(prepare(baseline), settings)
     got = neutral.respond(prepare(neutral), settings)
@@ -86,8 +90,8 @@ def test_highlight_strength_one_reproduces_the_baseline_exactly(tiny_checkpoint)
 
 
 @pytest.mark.parametrize("with_images", [(False, False), (True, False)])
-def test_prompts_without_images_pass_through(tiny_checkpoint, vea, with_images):
-    baseline = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2)
+def test_prompts_without_images_pass_through(checkpoint, vea, with_images):
+    baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
     settings = GenerationSettings(max_new_tokens=4)
     expected = baseline.respond(prepare(baseline, with_images), settings)
     got = vea.respond(prepare(vea, with_images), settings)
@@ -97,8 +101,8 @@ def test_prompts_without_images_pass_through(tiny_checkpoint, vea, with_images):
         assert got.texts == expected.texts
 
 
-def test_hint_appends_a_sentence_and_keeps_the_image_tokens(tiny_checkpoint):
-    hinted = Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", batch_size=2, layers=LAYERS, hint=True)
+def test_hint_appends_a_sentence_and_keeps_the_image_tokens(checkpoint):
+    hinted = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers=LAYERS, hint=True)
     batch = prepare(hinted)
     highlighted = hinted.highlight(batch, hinted.evidence(batch))
     assert all(context.endswith("\n" + HINT) for context in highlighted.contexts)
@@ -107,29 +111,62 @@ def test_hint_appends_a_sentence_and_keeps_the_image_tokens(tiny_checkpoint):
     assert highlighted.image_token_mask.sum() == batch.image_token_mask.sum()
 
 
-def test_layer_sources_are_checked_by_name(tiny_checkpoint, tmp_path, monkeypatch):
+def test_layer_sources_are_checked_by_name(checkpoint, tmp_path, monkeypatch):
     monkeypatch.delenv("COCO_ANNOTATIONS_DIR", raising=False)
     with pytest.raises(ValueError, match="layers=.*layers_file=.*coco_annotations_dir"):
-        Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu")
+        VEAModel(pretrained=str(checkpoint), device="cpu")
     with pytest.raises(ValueError, match="not both"):
-        Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", layers=[1], layers_file="x.json")
+        VEAModel(pretrained=str(checkpoint), device="cpu", layers=[1], layers_file="x.json")
     with pytest.raises(ValueError, match="outside|out of range|layer"):
-        Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", layers=[9])
+        VEAModel(pretrained=str(checkpoint), device="cpu", layers=[9])
     with pytest.raises(Exception, match=str(tmp_path / "missing.json")):
-        Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", layers_file=str(tmp_path / "missing.json"))
+        VEAModel(pretrained=str(checkpoint), device="cpu", layers_file=str(tmp_path / "missing.json"))
     (tmp_path / "annotations").mkdir()
     data = tmp_path / "data"
     generate(data, 4, 2, 2, seed=0, image_size=64)
     with pytest.raises(ValueError, match="instances_train2017.json"):
-        Qwen3VLVEA(
-            pretrained=str(tiny_checkpoint),
+        VEAModel(
+            pretrained=str(checkpoint),
             device="cpu",
             coco_annotations_dir=str(tmp_path / "annotations"),
             vsr_data_dir=str(data),
             profile_cache=str(tmp_path / "cache"),
         )
     with pytest.raises(ValueError, match="unknown model argument.*smooth_strenght"):
-        Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", layers=[1], smooth_strenght=0.3)
+        VEAModel(pretrained=str(checkpoint), device="cpu", layers=[1], smooth_strenght=0.3)
+
+
+def test_an_attention_spike_on_one_token_brightens_exactly_that_tokens_cell(vea):
+    """Evidence 0.01 everywhere and 0.02 on one token (below the denoising threshold, so it stays), no blur, the
+    rest dimmed to black: the highlighted image keeps exactly that token's cell (the family's token_pixels square
+    at that row and column of the grid) as the model saw it, and nothing else."""
+    batch = prepare(vea)
+    token = vea.layout.token_pixels
+    expected_token = {"qwen3_vl": 32, "qwen2_5_vl": 28, "llava": 14}[vea.family.model_type]
+    assert token == expected_token
+    grids = []
+    spikes = []
+    for b, sequence_grids in enumerate(batch.image_grids):
+        (h, w) = sequence_grids[0]
+        grid = torch.full((h, w), 0.01, dtype=torch.float64)
+        row, column = (h - 1, 0) if b == 0 else (h // 2, w - 1)  # a corner, and an edge cell
+        grid[row, column] = 0.02
+        grids.append([grid])
+        spikes.append((row, column))
+    params = VEAParams(smooth_strength=0.0, highlight_strength=0.0, denoise_lambda=10.0)
+    highlighted = vea.highlight(batch, grids, params)
+    grid_thw = batch.inputs.get("image_grid_thw")
+    before = vea.layout.images(batch.inputs["pixel_values"], grid_thw)
+    after = vea.layout.images(highlighted.inputs["pixel_values"], grid_thw)
+    for b, (row, column) in enumerate(spikes):
+        (h, w) = batch.image_grids[b][0]
+        assert before[b].shape[-2:] == (h * token, w * token)
+        cell = (slice(None), slice(row * token, (row + 1) * token), slice(column * token, (column + 1) * token))
+        kept = torch.zeros(before[b].shape[-2:], dtype=torch.bool)
+        kept[cell[1:]] = True
+        torch.testing.assert_close(after[b][cell], before[b][cell], atol=1e-5, rtol=0)
+        assert float(after[b][:, ~kept].abs().max()) < 1e-5  # everything outside the cell is black
+        assert float(before[b][:, ~kept].abs().max()) > 0.1  # and was not black before
 
 
 # --------------------------------------------------------------- end to end

@@ -172,12 +172,18 @@ def reference_layer_auroc(checkpoint: Path, data: Path, images: list[str]) -> li
         with torch.no_grad():
             model(**inputs)
         keys = (inputs["input_ids"][0] == model.config.image_token_id).nonzero().flatten()
-        _, grid_h, grid_w = (int(v) // m for v, m in zip(inputs["image_grid_thw"][0], (1, 2, 2)))
-        assert image.size == (grid_w * 32, grid_h * 32)  # 96 px images: the model sees them unscaled
+        if model.config.model_type == "qwen3_vl":  # 96 px images: the model sees them unscaled, 32 px per token
+            _, grid_h, grid_w = (int(v) // m for v, m in zip(inputs["image_grid_thw"][0], (1, 2, 2)))
+            assert image.size == (grid_w * 32, grid_h * 32)
+            cell_size = 32.0
+        else:  # LLaVA: the square image resized to the 112 px crop, 14 px patches: 8 x 8 cells of 96 / 8 px
+            grid_h = grid_w = 112 // 14
+            cell_size = image.size[0] / grid_w
+        assert len(keys) == grid_h * grid_w
         labels = []
         for i in range(grid_h):
             for j in range(grid_w):
-                cell = (j * 32, i * 32, (j + 1) * 32, (i + 1) * 32)
+                cell = (j * cell_size, i * cell_size, (j + 1) * cell_size, (i + 1) * cell_size)
                 labels.append(
                     any(x < cell[2] and x + w > cell[0] and y < cell[3] and y + h > cell[1] for x, y, w, h in boxes)
                 )
@@ -192,15 +198,18 @@ def reference_layer_auroc(checkpoint: Path, data: Path, images: list[str]) -> li
     return np.mean(np.array(per_sample), axis=0).tolist()
 
 
-def test_profile_cli_picks_layers_by_auroc(tmp_path, tiny_checkpoint, synthetic):
+@pytest.mark.parametrize("family", ["qwen3_vl", "llava"])
+def test_profile_cli_picks_layers_by_auroc(tmp_path, family_checkpoint, synthetic, family):
+    tiny_checkpoint = family_checkpoint(family)
     out = tmp_path / "layers.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "interventions.vea", "profile", "--model", str(tiny_checkpoint),
-         "--vsr_data_dir", str(synthetic), "--dataset_type", "random",
-         "--coco_annotations_dir", str(synthetic / "annotations"), "--samples", str(SAMPLES),
-         "--layer_top_fraction", "0.5", "--device", "cpu", "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    arguments = ["profile", "--model", str(tiny_checkpoint), "--vsr_data_dir", str(synthetic),
+                 "--dataset_type", "random", "--coco_annotations_dir", str(synthetic / "annotations"),
+                 "--samples", str(SAMPLES), "--layer_top_fraction", "0.5", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    if family == "qwen3_vl":  # the command as a user starts it
+        completed = subprocess.run([sys.executable, "-m", "interventions.vea", *arguments], cwd=REPO_ROOT,
+                                   capture_output=True, text=True, timeout=300)  # fmt: skip
+    else:
+        completed = run_module("interventions.vea", arguments, dict(os.environ))
     assert completed.returncode == 0, completed.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["split"] == "train" and record["dataset_type"] == "random"

@@ -1,0 +1,121 @@
+"""A tiny LLaVA-1.5 in the llava-hf format: a CLIP tower, a two-layer projector, a Llama decoder.
+
+The structure of ``llava-hf/llava-1.5-7b-hf`` at test size: CLIP with ``vision_feature_layer=-2`` and
+``vision_feature_select_strategy="default"`` (the class token dropped), the CLIP mean/std, a resize of the short side
+and a centre crop, 14-pixel patches, and the llava-hf chat template (``USER: <image>\\n... ASSISTANT:``). The only
+change of scale is the crop: 112 pixels (8 x 8 = 64 image tokens) instead of 336 (24 x 24 = 576), so that the
+tests run in seconds; the layout and its arithmetic are the same. The tokenizer is byte-level with Llama's special
+tokens (``<s>`` prepended to every text, ``</s>`` ends an answer, ``<pad>``, ``<image>``).
+"""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+LLAVA_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+CROP = 112  # the released checkpoints: 336
+PATCH = 14
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+# The chat template of llava-hf/llava-1.5-7b-hf: images first, then the text, each turn "ROLE: ".
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    "{% endfor %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def build_llava_tokenizer(kind: str, corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """``bytes``: one token per byte; ``words``: byte-level BPE trained on ``corpus``. Both prepend ``<s>``."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if kind == "bytes":
+        backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(sorted(alphabet))}, merges=[]))
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    else:
+        backend = Tokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size - len(LLAVA_SPECIAL_TOKENS),
+            initial_alphabet=alphabet,
+            special_tokens=[],
+            show_progress=False,
+        )
+        backend.train_from_iterator(corpus, trainer)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(LLAVA_SPECIAL_TOKENS)
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+
+
+def build_llava(
+    tokenizer: PreTrainedTokenizerFast, num_layers: int, vocab_size: int
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """The model (random weights) and its processor; text as the Qwen tiny models (hidden 64, 4 / 2 heads)."""
+    text = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        rope_theta=10000.0,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=CROP,
+        patch_size=PATCH,
+        projection_dim=32,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": CROP},
+        crop_size={"height": CROP, "width": CROP},
+        do_center_crop=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return LlavaForConditionalGeneration(config).eval(), processor
