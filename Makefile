@@ -31,9 +31,9 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --out $(DEMO_DIR) $(if $(DEMO_FAST),--fast,)
 
 # The reference study's table (a GPU and the VSR/COCO data; see README "Reproducing the study").
-# Extra flags: make reproduce REPRODUCE_ARGS="--test --batch_size 16"
+# Extra flags: make reproduce REPRODUCE_ARGS="--test --batch_size 16"; other tasks too: BENCHMARKS=pope,mmmu_val
 reproduce: $(STAMP)
-	$(BIN)/python scripts/reproduce.py --out $(REPRODUCE_DIR) $(REPRODUCE_ARGS)
+	$(BIN)/python scripts/reproduce.py --out $(REPRODUCE_DIR) $(if $(BENCHMARKS),--benchmarks $(BENCHMARKS),) $(REPRODUCE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(REPRODUCE_DIR) .pytest_cache .ruff_cache

@@ -9,7 +9,7 @@ from pathlib import Path
 from analysis.attention import AttentionLogError
 from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES
 from analysis.runs import RunError, load_runs
-from analysis.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+from analysis.stats import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 # The drawing modules (matplotlib) are imported inside the commands: `view` first points matplotlib's
 # config folder into its cache folder, which must happen before matplotlib is imported.
@@ -41,7 +41,24 @@ def _parser() -> argparse.ArgumentParser:
         "--baseline", default=DEFAULT_BASELINE, help="run label or model name of the baseline (default: %(default)s)"
     )
     report.add_argument(
-        "--bootstrap", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default: %(default)s)"
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help="bootstrap resamples of a metric that is a mean of per-document scores (default: %(default)s)",
+    )
+    report.add_argument(
+        "--aggregated_resamples",
+        type=int,
+        default=DEFAULT_PERMUTATIONS,
+        help="resamples and permutations of a metric the task aggregates otherwise, such as POPE's F1 or MME's "
+        "sums: each calls the task's aggregation once (default: %(default)s)",
+    )
+    report.add_argument(
+        "--include_path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder of task YAMLs the runs were evaluated with (as lmms-eval's --include_path). Repeatable.",
     )
     report.add_argument(
         "--seed",
@@ -88,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("--device", default=None, help="device of the live model (default: cuda if available)")
     view.add_argument("--cache_dir", type=Path, default=None, help="figures and live answers (default: ~/.cache/...)")
     view.add_argument("--baseline", default=DEFAULT_BASELINE, help="baseline run label or model (default: %(default)s)")
+    view.add_argument(
+        "--include_path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder of task YAMLs the runs were evaluated with (their images and metrics). Repeatable.",
+    )
     view.add_argument("--attention_log", action="append", default=[], metavar="RUN=FOLDER", help=attention_help)
     return parser
 
@@ -116,9 +140,9 @@ def _view(args: argparse.Namespace) -> int:
     sources = {run.label: attention_source(run, overrides) for run in runs}
     logs = {label: source.log for label, source in sources.items()}
     notes = {label: source.description for label, source in sources.items()}
-    viewer = Viewer(runs, logs, notes, cache_dir, args.baseline)
+    viewer = Viewer(runs, logs, notes, cache_dir, args.baseline, args.include_path)
     if not viewer.tasks:
-        raise SystemExit("error: the runs hold no VSR task to browse")
+        raise SystemExit("error: the runs hold no task with a samples file to browse")
     app = build_app(viewer, live)
     theme = gr.themes.Base(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     print(f"viewer on http://{args.host}:{args.port} (cache {cache_dir})", flush=True)
@@ -180,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             layer=args.layer,
             attention_overrides=_overrides(args.attention_log),
             reference=load_reference(args.reference) if args.reference else None,
+            aggregated_resamples=args.aggregated_resamples,
+            include_path=args.include_path,
         )
         summary = build_report(args.runs, args.out, settings)
     except (RunError, AttentionLogError, ValueError) as error:

@@ -2,9 +2,10 @@
 
 The map comes from the attention log's ``after_0`` (first image), averaged over the chosen layers,
 and is stretched over the part of the original image its token grid covers (the log's ``image_regions``:
-the whole image for Qwen's processors, which resize; the centre square for LLaVA-1.5's crop). The image is found from the samples' ``input_media`` or the task's VSR row, with
-``VSR_DATA_DIR`` / ``VSR_IMAGE_DIR``; when it cannot be found the map is drawn alone and the figure
-says so.
+the whole image for Qwen's processors, which resize; the centre square for LLaVA-1.5's crop). A VSR image is found
+from the samples' ``input_media`` or the task's VSR row, with ``VSR_DATA_DIR`` / ``VSR_IMAGE_DIR``; any other
+task's through its own ``doc_to_visual`` (:mod:`analysis.visuals`). When it cannot be found the map is drawn alone
+and the figure says so.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import random
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +24,8 @@ from PIL import Image
 
 from analysis.attention import AttentionLog, describe_layers, layer_selection
 from analysis.runs import Document, Run
+from analysis.tables import excerpt
+from analysis.visuals import task_images
 from vsr_tasks import data
 
 _VSR_TASK = re.compile(r"^vsr_(random|zeroshot)_(train|dev|test)$")
@@ -81,6 +85,17 @@ def resolve_image(task: str, document: Document) -> tuple[Path | None, str]:
         return None, str(error)
 
 
+def document_pictures(task: str, document: Document, include_path: Sequence[str] = ()) -> tuple[list[np.ndarray], str]:
+    """The document's images and, when there are none, why: a VSR document's file (``input_media`` or its split's
+    row), any other task's images through its own ``doc_to_visual``."""
+    if document.vsr is not None:
+        path, missing = resolve_image(task, document)
+        return ([load_image(path)] if path is not None else []), missing
+    images, why = task_images(task, [document.doc_id], include_path)
+    pictures = [np.asarray(image) for image in images.get(document.doc_id, [])]
+    return pictures, why or ("" if pictures else "the document has no image")
+
+
 def mean_map(maps: dict[str, np.ndarray], layers: list[int], key: str = "after_0") -> np.ndarray | None:
     """Head-mean last-row attention of image 0, averaged over ``layers`` ([grid_h, grid_w], float64)."""
     if key not in maps:
@@ -126,6 +141,7 @@ def document_figure(
     runs: list[Run],
     logs: dict[str, AttentionLog | None],
     layer: int | None = None,
+    include_path: Sequence[str] = (),
 ) -> tuple[Path | None, str]:
     """Write one document's figure; returns (path, note), path None when no run has a map for it."""
     documents = {run.label: run.tasks[task].documents.get(doc_id) for run in runs if task in run.tasks}
@@ -140,11 +156,19 @@ def document_figure(
         num_layers = num_layers or run_layers
     if not any(panel.attention is not None for panel in panels):
         return None, f"doc {doc_id}: no attention map in any run's log"
-    image_path, missing = resolve_image(task, any_document)
-    image = load_image(image_path)
-    label = "True" if any_document.label == 1 else "False"
-    predictions = "; ".join(f"{name}: {_verdict(document)}" for name, document in documents.items())
-    lines = [f'{task} doc {doc_id}: "{caption_of(task, any_document)}"', f"label: {label}.  {predictions}"]
+    pictures, missing = document_pictures(task, any_document, include_path)
+    image = pictures[0] if pictures else None
+    if any_document.vsr is not None:
+        label = "True" if any_document.label == 1 else "False"
+        predictions = "; ".join(f"{name}: {_verdict(document)}" for name, document in documents.items())
+        lines = [f'{task} doc {doc_id}: "{caption_of(task, any_document)}"', f"label: {label}.  {predictions}"]
+    else:
+        answers = "; ".join(
+            f"{name}: {excerpt(document.response, 30) if document else 'not evaluated'}"
+            for name, document in documents.items()
+        )
+        lines = [f"{task} doc {doc_id}: {excerpt(any_document.input, 160)}",
+                 f"target: {excerpt(str(any_document.target), 60)}.  {answers}"]  # fmt: skip
     lines.append(describe_layers(layer_selection(num_layers, layer), num_layers) if num_layers else "")
     if image is None:
         lines.append(f"original image not found, map drawn alone: {missing}")

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from analysis.attention import layer_selection, read_attention_log
 from analysis.heatmaps import Panel, draw_panels, load_image, mean_map
 
-MAX_NEW_TOKENS = 8  # the VSR tasks' generation setting
+MAX_NEW_TOKENS = 8  # the VSR tasks' generation setting (other tasks pass their own)
 
 
 class LiveError(ValueError):
@@ -99,10 +100,13 @@ class LiveModel:
         task: str,
         doc_id: int,
         prompt: str,
-        image_path: Path | None,
+        images: list,
         layer: int | None = None,
+        max_new_tokens: int = MAX_NEW_TOKENS,
     ) -> LiveResult:
-        """The document answered by ``method`` at ``settings`` (from the cache when it was asked before)."""
+        """The document answered by ``method`` at ``settings`` (from the cache when it was asked before).
+
+        ``images``: file paths or PIL images, as a task's ``doc_to_visual`` gives them."""
         if method not in self.models:
             raise LiveError(f"unknown method {method!r}; choose {', '.join(self.models)}")
         folder = self.cache_dir / self.key(method, settings, task, doc_id)
@@ -112,9 +116,9 @@ class LiveModel:
             if cached:
                 result = LiveResult(**{**json.loads(result_file.read_text()), "cached": True})
             else:
-                result = self._answer(method, settings, task, doc_id, prompt, image_path, folder)
+                result = self._answer(method, settings, task, doc_id, prompt, images, folder, max_new_tokens)
                 result_file.write_text(json.dumps(asdict(result)))
-            result.heatmap = self._heatmap(folder, method, task, doc_id, image_path, layer, result.answer)
+            result.heatmap = self._heatmap(folder, method, task, doc_id, images, layer, result.answer)
             return result
 
     def _wrapper(self, method: str, settings: dict):
@@ -128,7 +132,7 @@ class LiveModel:
             self._wrappers[method] = klass(pretrained=str(self.checkpoint), device=self.device, **extra)
         return self._wrappers[method]
 
-    def _answer(self, method, settings, task, doc_id, prompt, image_path, folder: Path) -> LiveResult:
+    def _answer(self, method, settings, task, doc_id, prompt, images, folder: Path, max_new_tokens: int) -> LiveResult:
         from models.attention_log import AttentionLogWriter
         from models.vlm import GenerationSettings
 
@@ -136,11 +140,10 @@ class LiveModel:
         params_class = self.models[method].params
         values = {k: v for k, v in settings.items() if k in params_class.__dataclass_fields__}
         wrapper.params = params_class(**{**asdict(wrapper.params), **values})
-        images = [image_path] if image_path is not None else []
-        batch = wrapper.prepare_batch([prompt], [images], [doc_id], [task])
+        batch = wrapper.prepare_batch([prompt], [list(images)], [doc_id], [task])
         wrapper.attention_logger = AttentionLogWriter(folder, 0, method, wrapper.num_layers, wrapper.method_arguments())
         self.calls += 1
-        response = wrapper.respond(batch, GenerationSettings(max_new_tokens=MAX_NEW_TOKENS))
+        response = wrapper.respond(batch, GenerationSettings(max_new_tokens=max_new_tokens))
         wrapper.finish_batch(batch, response, response.texts)
         wrapper.attention_logger = None
         decision = response.extras[0].get("decision", {}) if response.extras else {}
@@ -148,7 +151,7 @@ class LiveModel:
         return LiveResult(response.texts[0], confidence, decision, None)
 
     @staticmethod
-    def _heatmap(folder: Path, method: str, task: str, doc_id: int, image_path, layer, answer: str) -> str | None:
+    def _heatmap(folder: Path, method: str, task: str, doc_id: int, images: list, layer, answer: str) -> str | None:
         log = read_attention_log(folder)
         record = log.get(task, doc_id)
         if record is None or record.maps_file is None:
@@ -162,5 +165,7 @@ class LiveModel:
         path = folder / f"heatmap_layer{'mean' if layer is None else layer}.png"
         if path.is_file():
             return str(path)
-        draw_panels(path, load_image(image_path), panels, [f"{task} doc {doc_id}, live {method}: {answer!r}"])
+        first = images[0] if images else None
+        picture = np.asarray(first.convert("RGB")) if isinstance(first, Image.Image) else load_image(first)
+        draw_panels(path, picture, panels, [f"{task} doc {doc_id}, live {method}: {answer!r}"])
         return str(path)

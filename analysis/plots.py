@@ -109,3 +109,41 @@ def document_layer_figure(path: Path, title: str, series: dict[str, tuple[np.nda
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
     return path
+
+
+def forest_figure(path: Path, rows: list[tuple[str, list[tuple[str, float, float, float, bool]]]]) -> Path:
+    """The paired differences at a glance: one line per task (its primary metric), one marker per run against its
+    baseline with its 95% interval, one colour per run; a filled marker survives Holm's correction.
+
+    ``rows``: (task label, [(run, difference, ci_low, ci_high, significant), ...]).
+    """
+    runs = list(dict.fromkeys(run for _, entries in rows for run, *_ in entries))
+    colours = {run: f"C{index % 10}" for index, run in enumerate(runs)}
+    height = max(2.2, 0.55 * len(rows) * max(1, len(runs)) ** 0.5 + 1.2)
+    figure = Figure(figsize=(9, height), layout="constrained")
+    axis = figure.subplots()
+    offsets = np.linspace(-0.25, 0.25, len(runs)) if len(runs) > 1 else np.zeros(1)
+    for y, (_, entries) in enumerate(rows):
+        for run, difference, low, high, significant in entries:
+            position = y + offsets[runs.index(run)]
+            if np.isfinite(low) and np.isfinite(high):
+                axis.plot([low, high], [position, position], color=colours[run], linewidth=1.6)
+            axis.plot(
+                [difference], [position], marker="o", markersize=6, color=colours[run],
+                markerfacecolor=colours[run] if significant else "white", linestyle="none",
+            )  # fmt: skip
+    for run in runs:
+        axis.plot([], [], marker="o", color=colours[run], linestyle="-", label=run)
+    axis.axvline(0.0, color="0.4", linewidth=1, linestyle="--")
+    axis.set_yticks(range(len(rows)))
+    axis.set_yticklabels([label for label, _ in rows], fontsize=9)
+    axis.invert_yaxis()
+    axis.set_xlabel("difference to the baseline (run − baseline), 95% paired bootstrap interval")
+    axis.grid(axis="x", alpha=0.3)
+    if runs:
+        axis.legend(
+            fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="filled: survives Holm", title_fontsize=8
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path

@@ -1,7 +1,10 @@
 """``python -m analysis report``: runs in, report.md + report.html + PNGs + summary.json out.
 
-Everything degrades per section: a run without an attention log still gets its tables, and the
-report lists every plot it did not draw with the reason, so nothing disappears silently.
+The report opens with the comparison across every task the runs evaluated (``analysis.comparison``): one overview
+row per task's primary metric and a forest plot of the paired differences. Then a section per task: a VSR task as
+before (accuracy, McNemar, breakdowns, layer plots, heatmaps); any other task its metrics and the documents a run
+changed against its baseline. Everything degrades per section: a run without an attention log still gets its
+tables, and the report lists every plot it did not draw with the reason, so nothing disappears silently.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import numpy as np
 
 from analysis import tables
 from analysis.attention import AttentionLog, AttentionLogError, read_attention_log
+from analysis.comparison import TaskComparison, baseline_for, baseline_runs, compare_runs
 from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES  # noqa: E402  (re-exported)
 from analysis.heatmaps import choose_examples, document_figure
-from analysis.plots import OUTCOMES, MassSet, layer_mass_figure
+from analysis.plots import OUTCOMES, MassSet, forest_figure, layer_mass_figure
 from analysis.reference import Reference
 from analysis.render import Block, Bullets, Heading, Paragraph, Picture, TableBlock, to_html, to_markdown
 from analysis.runs import Run, load_runs
-from analysis.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, compare, summarise
+from analysis.stats import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, DEFAULT_SEED, compare, summarise
+from analysis.visuals import task_images, write_thumbnail
+
+CHANGED_SHOWN = 10  # documents listed per direction of change
 
 
 @dataclass
@@ -34,6 +41,8 @@ class ReportSettings:
     layer: int | None = None
     attention_overrides: dict[str, str] = field(default_factory=dict)  # run label / model / RUN arg -> folder or 'none'
     reference: Reference | None = None  # published accuracies to show beside ours
+    aggregated_resamples: int = DEFAULT_PERMUTATIONS  # resamples and permutations of metrics that are not means
+    include_path: list[str] = field(default_factory=list)  # task folders beyond lmms-eval's own and ours
 
 
 @dataclass
@@ -71,17 +80,6 @@ def attention_source(run: Run, overrides: dict[str, str]) -> AttentionSource:
     except AttentionLogError as error:
         return AttentionSource(None, str(error))
     return AttentionSource(log, f"{folder} ({len(log.records)} records)")
-
-
-def _baselines(runs: list[Run], task: str, name: str) -> list[Run]:
-    having = [run for run in runs if task in run.tasks]
-    return [run for run in having if run.label == name] or [run for run in having if run.model == name]
-
-
-def _baseline_for(method: Run, candidates: list[Run]) -> Run | None:
-    """The baseline on the same checkpoint if there is one, else the first baseline run."""
-    same = [run for run in candidates if run.args.get("pretrained") == method.args.get("pretrained")]
-    return (same or candidates or [None])[0]
 
 
 def _mass_sets(run: Run, log: AttentionLog, task: str) -> dict[str, MassSet | None]:
@@ -127,23 +125,40 @@ class _ReportBuilder:
         self.skipped: list[str] = []
         self.figures: list[str] = []
         self.summary: dict = {"settings": asdict(settings), "runs": [], "tasks": {}}
+        self.vsr_tasks = [t for t in self.tasks if all(run.tasks[t].is_vsr for run in runs if t in run.tasks)]
         self.summaries = {
             task: {
                 run.label: summarise([d.record for d in run.tasks[task].ordered()], settings.bootstrap, settings.seed)
                 for run in runs
                 if task in run.tasks
             }
-            for task in self.tasks
+            for task in self.vsr_tasks
+        }
+        self.comparisons = {
+            c.task: c
+            for c in compare_runs(
+                runs,
+                settings.baseline,
+                settings.bootstrap,
+                settings.aggregated_resamples,
+                settings.seed,
+                settings.include_path,
+            )
         }
 
     def write(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         self._introduction()
+        self._overview()
         for task in self.tasks:
             task_runs = [run for run in self.runs if task in run.tasks]
-            candidates = _baselines(task_runs, task, self.settings.baseline)
-            self.summary["tasks"][task] = {}
+            candidates = baseline_runs(task_runs, task, self.settings.baseline)
+            self.summary["tasks"][task] = {"metrics": _metrics_dict(self.comparisons[task])}
             self.blocks.append(Heading(2, f"Task `{task}`"))
+            if task not in self.vsr_tasks:
+                self._task_metrics(self.comparisons[task])
+                self._changed_documents(task, task_runs, self.comparisons[task])
+                continue
             self._results(task, task_runs)
             self._comparisons(task, task_runs, candidates)
             self._against_reference(task, task_runs)
@@ -156,21 +171,26 @@ class _ReportBuilder:
         self.blocks.append(Bullets(self.skipped) if self.skipped else Paragraph("None."))
         self.summary.update(figures=self.figures, skipped=self.skipped, notes=self.notes)
         (self.out / "report.md").write_text(to_markdown(self.blocks), encoding="utf-8")
-        (self.out / "report.html").write_text(to_html(self.blocks, self.out, "VSR analysis report"), encoding="utf-8")
+        (self.out / "report.html").write_text(to_html(self.blocks, self.out, "Analysis report"), encoding="utf-8")
         (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2, default=str), encoding="utf-8")
         return self.summary
 
     def _introduction(self) -> None:
         settings = self.settings
         self.blocks += [
-            Heading(1, "VSR analysis report"),
+            Heading(1, "Analysis report"),
             Paragraph(
-                f"Accuracy intervals: 95% percentile bootstrap over documents ({settings.bootstrap} resamples, "
-                f"seed {settings.seed}; every run of a task is resampled with the same document indices). "
-                f"Paired comparisons against the baseline `{settings.baseline}` on the documents both answered: "
-                "accuracy difference with its paired bootstrap interval and the exact McNemar test "
-                "(two-sided binomial on the discordant pairs). fixed = baseline wrong, run right; "
-                "broken = baseline right, run wrong."
+                "Every metric is the task's own aggregation of the run's documents (it equals the run's results "
+                "JSON), with a 95% percentile bootstrap interval over documents (every run of a task resampled "
+                f"with the same document indices, seed {settings.seed}). A metric that is the mean of per-document "
+                f"scores is resampled through those scores ({settings.bootstrap} resamples) and compared with the "
+                "exact McNemar test (0/1 scores) or a paired sign-flip permutation test; any other metric is "
+                f"re-aggregated on {settings.aggregated_resamples} paired resamples and compared with a paired "
+                "permutation test (each document's two answers swapped between the runs). Each run is compared "
+                f"with the baseline `{settings.baseline}` (the same checkpoint preferred) on the documents both "
+                "answered; * marks a difference that survives Holm's correction over every comparison in this "
+                "report (adjusted p < 0.05). On VSR: fixed = baseline wrong, run right; broken = baseline right, "
+                "run wrong."
             ),
             Heading(2, "Runs"),
         ]
@@ -189,14 +209,36 @@ class _ReportBuilder:
                     "attention_log_used": source.log is not None,
                 }
             )
+        self.blocks.append(TableBlock(["run", "model", "model_args", "tasks", "attention log"], rows))
+
+    def _overview(self) -> None:
+        """One row per task's primary metric: each run's value, each run's paired difference; the forest plot."""
+        labels = [run.label for run in self.runs]
+        headers, rows, entries = tables.overview_table(labels, [self.comparisons[t] for t in self.tasks])
+        self.summary["overview"] = entries
         self.blocks += [
-            TableBlock(["run", "model", "model_args", "tasks", "attention log"], rows),
             Heading(2, "Results overview"),
             Paragraph(
-                "Accuracy [95% bootstrap interval] (n documents); F1, unparseable rate and comparisons per task below."
+                "Each task's primary metric (the first of its metric_list): value [95% bootstrap interval] per run, "
+                "and each run's paired difference to its baseline [95% interval], p, * if it survives Holm. "
+                "Every metric of every task is in its section below."
             ),
-            TableBlock(*tables.overview_table([run.label for run in self.runs], self.tasks, self.summaries)),
+            TableBlock(headers, rows),
         ]
+        forest = [
+            (f"{row['task']} ({row['metric']})", [
+                (label, c["difference"], c["ci_low"], c["ci_high"], c["significant"])
+                for label, c in row["comparisons"].items()
+            ])
+            for row in entries
+            if row["comparisons"]
+        ]  # fmt: skip
+        if forest:
+            forest_figure(self.out / "forest.png", forest)
+            self.blocks.append(Picture("forest.png", "paired differences to the baseline, per task"))
+            self.figures.append("forest.png")
+        else:
+            self.skipped.append("forest plot: no paired comparison with a baseline in any task")
 
     def _results(self, task: str, task_runs: list[Run]) -> None:
         rows, results = [], {}
@@ -222,7 +264,7 @@ class _ReportBuilder:
     def _comparisons(self, task: str, task_runs: list[Run], candidates: list[Run]) -> None:
         rows, comparisons = [], {}
         for method in (run for run in task_runs if run not in candidates):
-            baseline = _baseline_for(method, candidates)
+            baseline = baseline_for(method, candidates)
             if baseline is None:
                 continue
             base_docs, method_docs = baseline.tasks[task].documents, method.tasks[task].documents
@@ -349,7 +391,7 @@ class _ReportBuilder:
                     f"layer plot of {run.label} on {task}: its attention log has no record of this task"
                 )
                 continue
-            baseline = _baseline_for(run, candidates) if run not in candidates else None
+            baseline = baseline_for(run, candidates) if run not in candidates else None
             base_log = self.logs[baseline.label] if baseline is not None else None
             base_masses = _mass_sets(baseline, base_log, task) if base_log is not None else None
             name = f"layers_{slug(task)}_{slug(run.label)}.png"
@@ -392,6 +434,104 @@ class _ReportBuilder:
             if path is not None:
                 self.blocks.append(Picture(name, f"attention heatmaps, {task} doc {doc_id}"))
                 self.figures.append(name)
+
+    # ------------------------------------------------------------------ any task
+    def _task_metrics(self, comparison: TaskComparison) -> None:
+        headers, rows = tables.metric_table(comparison)
+        self.blocks += [Heading(3, "Metrics"), TableBlock(headers, rows)]
+        notes = [f"{row.metric}: {problem}" for row in comparison.metrics for problem in row.problems]
+        if comparison.not_metrics:
+            notes.append(
+                f"the results JSON also holds {', '.join(k.partition(',')[0] for k in comparison.not_metrics)}: "
+                "not in the task's metric_list, not compared"
+            )
+        for pairing in comparison.pairings.values():
+            if pairing.only_baseline or pairing.only_run:
+                notes.append(
+                    f"{pairing.run} vs {pairing.baseline}: compared on the {len(pairing.matched)} shared documents; "
+                    f"only in the baseline: {_ids(pairing.only_baseline)}; only in the run: {_ids(pairing.only_run)}"
+                )
+        if not comparison.pairings:
+            notes.append(f"no baseline run (`{self.settings.baseline}`) among this task's runs: no paired comparison")
+        if notes:
+            self.blocks.append(Bullets(notes))
+            self.notes += [f"{comparison.task}: {note}" for note in notes]
+
+    def _changed_documents(self, task: str, task_runs: list[Run], comparison: TaskComparison) -> None:
+        """Per run: the documents it got wrong where its baseline was right, and the reverse, with thumbnails."""
+        self.blocks.append(Heading(3, "Documents a run changed"))
+        by_label = {run.label: run for run in task_runs}
+        flips = {label: f for label, f in comparison.flips.items() if f is not None}
+        self.summary["tasks"][task]["changed"] = {
+            label: {"metric": f.metric, "worse": f.worse, "better": f.better} for label, f in flips.items()
+        }
+        if not flips:
+            why = (
+                "no run has a baseline" if not comparison.pairings else "no metric decomposes into per-document scores"
+            )
+            self.blocks.append(Paragraph(f"Not listed: {why}."))
+            return
+        shown = {doc_id for f in flips.values() for doc_id in (f.worse[:CHANGED_SHOWN] + f.better[:CHANGED_SHOWN])}
+        images, why_not = task_images(task, sorted(shown), self.settings.include_path)
+        if why_not:
+            self.skipped.append(f"thumbnails on {task}: {why_not}")
+        for label, f in flips.items():
+            pairing = comparison.pairings[label]
+            base, run = by_label[pairing.baseline].tasks[task], by_label[label].tasks[task]
+            directions = (("worse", f.worse), ("better", f.better))
+            for direction, doc_ids in directions:
+                if f.binary:
+                    title = "baseline right, run wrong" if direction == "worse" else "baseline wrong, run right"
+                else:
+                    title = f"lower {f.metric} than the baseline" if direction == "worse" else f"higher {f.metric}"
+                self.blocks.append(Paragraph(f"**{label}** vs `{pairing.baseline}`, {title}: {len(doc_ids)}"))
+                if not doc_ids:
+                    continue
+                rows = [
+                    [str(i), tables.excerpt(base.documents[i].input), tables.excerpt(str(base.documents[i].target), 40),
+                     tables.excerpt(base.documents[i].response, 40), tables.excerpt(run.documents[i].response, 40)]
+                    for i in doc_ids[:CHANGED_SHOWN]
+                ]  # fmt: skip
+                more = f" (the first {CHANGED_SHOWN} of {len(doc_ids)})" if len(doc_ids) > CHANGED_SHOWN else ""
+                self.blocks.append(TableBlock(["doc", "question" + more, "target", pairing.baseline, label], rows))
+                for doc_id in doc_ids[:CHANGED_SHOWN]:
+                    for k, image in enumerate(images.get(doc_id, [])):
+                        name = f"thumbs/{slug(task)}_doc{doc_id}_{k}.png"
+                        if not (self.out / name).is_file():
+                            write_thumbnail(image, self.out / name)
+                        self.blocks.append(Picture(name, f"{task} doc {doc_id}, image {k + 1}"))
+
+
+def _metrics_dict(comparison: TaskComparison) -> dict:
+    """summary.json's view of a task's metrics: every number at full precision."""
+    out = {}
+    for row in comparison.metrics:
+        out[row.key] = {
+            "primary": row.primary,
+            "aggregation": row.definition.aggregation_name if row.definition else None,
+            "recomputed": bool(row.summaries),
+            "problems": row.problems,
+            "runs": {
+                label: {
+                    "results_json": row.reported.get(label),
+                    **({"value": s.value, "ci_low": s.ci_low, "ci_high": s.ci_high, "n": s.n, "kind": s.kind}
+                       if (s := row.summaries.get(label)) else {}),
+                }
+                for label in comparison.runs
+            },
+            "comparisons": {
+                label: {
+                    **asdict(c),
+                    "baseline": comparison.pairings[label].baseline,
+                    "holm_p": row.holm_p.get(label),
+                    "significant": row.significant(label),
+                    "only_in_baseline": comparison.pairings[label].only_baseline,
+                    "only_in_run": comparison.pairings[label].only_run,
+                }
+                for label, c in row.comparisons.items()
+            },
+        }  # fmt: skip
+    return out
 
 
 def _ids(doc_ids: list[int], shown: int = 10) -> str:

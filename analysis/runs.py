@@ -1,9 +1,11 @@
 """Reading lmms-eval output folders into runs: one run = one model + model_args, its tasks and documents.
 
 lmms-eval 0.7.3 writes ``OUTPUT/<model>/<timestamp>_results.json`` and, with ``--log_samples``,
-``<timestamp>_samples_<task>.jsonl`` beside it; one folder may hold several evaluations. The VSR
-tasks store a per-document record under each metric key (``accuracy`` holds
-``{prediction, label, correct, relation, category}``), which is all the statistics need.
+``<timestamp>_samples_<task>.jsonl`` beside it; one folder may hold several evaluations. Every task is read the
+same way: per document its ``doc_id``, target, filtered answer, input text, input media, and every metric's
+per-document value exactly as the task's ``process_results`` logged it (a number or a record), keyed like the
+results JSON (``metric,filter``). A VSR task is the same documents seen through VSR's record (every VSR metric
+holds ``{prediction, label, correct, relation, category}``): the properties of :class:`Document`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 RESULTS_SUFFIX = "_results.json"
 _STATEMENT = re.compile(r"Statement:\s*(.*?)\s*(?:\n|$)")
+NOT_METRICS = ("alias", "samples")
+LOG_SAMPLES_FIX = "rerun lmms-eval with --log_samples (the analysis reads each document's answer and score)"
+VSR_METRIC = "accuracy,none"
 
 
 class RunError(RuntimeError):
@@ -23,43 +29,97 @@ class RunError(RuntimeError):
 
 @dataclass
 class Document:
-    """One evaluated document: its VSR record plus what the heatmaps need to draw it."""
+    """One evaluated document, as its samples line logged it."""
 
     doc_id: int
-    correct: bool
-    prediction: bool | None
-    label: int
-    relation: str
-    category: str
-    response: str = ""
-    caption: str | None = None
-    image: str | None = None  # file name, as in the VSR row
-    image_link: str | None = None
+    values: dict[str, Any]  # "metric,filter" -> the per-document value process_results logged
+    response: str = ""  # the filtered answer (the first filter's)
+    target: Any = None
+    input: str = ""  # the prompt text the task wrote
+    media: list = field(default_factory=list)  # input_media (VSR: the image name and its link)
+
+    def value(self, key: str) -> Any:
+        return self.values.get(key)
+
+    # ---- VSR's record, under every VSR metric
+    @property
+    def vsr(self) -> dict | None:
+        record = self.values.get(VSR_METRIC)
+        return record if isinstance(record, dict) and "correct" in record else None
 
     @property
     def record(self) -> dict:
         """The record vsr_tasks.scoring reads."""
-        return {
-            "prediction": self.prediction,
-            "label": self.label,
-            "correct": self.correct,
-            "relation": self.relation,
-            "category": self.category,
-        }
+        vsr = self.vsr or {}
+        return {key: vsr.get(key) for key in ("prediction", "label", "correct", "relation", "category")}
+
+    @property
+    def correct(self) -> bool:
+        return bool((self.vsr or {}).get("correct"))
+
+    @property
+    def prediction(self) -> bool | None:
+        return (self.vsr or {}).get("prediction")
+
+    @property
+    def label(self) -> int:
+        return int((self.vsr or {}).get("label", -1))
+
+    @property
+    def relation(self) -> str:
+        return str((self.vsr or {}).get("relation", ""))
+
+    @property
+    def category(self) -> str:
+        return str((self.vsr or {}).get("category", ""))
+
+    @property
+    def caption(self) -> str | None:
+        found = _STATEMENT.search(self.input or "")
+        return found.group(1) if found else None
+
+    @property
+    def image(self) -> str | None:
+        return self.media[0] if len(self.media) > 0 and isinstance(self.media[0], str) else None
+
+    @property
+    def image_link(self) -> str | None:
+        return self.media[1] if len(self.media) > 1 and isinstance(self.media[1], str) else None
 
 
 @dataclass
 class TaskResult:
-    """One task of a run: the documents (by doc_id) and the results JSON's metrics."""
+    """One task of a run: the documents (by doc_id), the results JSON's metrics and the task's config."""
 
     task: str
     documents: dict[int, Document]
     metrics: dict[str, object]  # the results JSON's results[task]
     samples_file: Path
+    config: dict = field(default_factory=dict)  # the results JSON's configs[task]
+
+    @property
+    def keys(self) -> list[str]:
+        """The task's metric keys (``metric,filter``) in the results JSON's order, its primary one first."""
+        return metric_keys(self.metrics)
+
+    @property
+    def is_vsr(self) -> bool:
+        return bool(self.documents) and all(d.vsr is not None for d in self.documents.values())
 
     def ordered(self, doc_ids: list[int] | None = None) -> list[Document]:
         ids = sorted(self.documents) if doc_ids is None else doc_ids
         return [self.documents[i] for i in ids]
+
+
+def metric_keys(metrics: dict[str, object]) -> list[str]:
+    """``metric,filter`` keys of a results JSON entry, without the standard errors and the alias."""
+    keys = []
+    for key in metrics:
+        metric, _, _ = key.partition(",")
+        if metric in NOT_METRICS or "_stderr" in metric or "," not in key:
+            continue
+        keys.append(key)
+    return keys
 
 
 @dataclass
@@ -132,42 +192,46 @@ def results_files(path: Path) -> list[Path]:
     raise RunError(f"{path}: no such file or folder")
 
 
-def _document(sample: dict) -> Document | None:
-    record = sample.get("accuracy")
-    if not isinstance(record, dict) or "correct" not in record:
-        return None
-    media = sample.get("input_media") or []
-    caption = _STATEMENT.search(sample.get("input") or "")
+def _response(sample: dict) -> str:
     response = sample.get("filtered_resps")
     if isinstance(response, list):
         response = response[0] if response else ""
-    return Document(
-        doc_id=int(sample["doc_id"]),
-        correct=bool(record["correct"]),
-        prediction=record.get("prediction"),
-        label=int(record["label"]),
-        relation=str(record.get("relation", "")),
-        category=str(record.get("category", "")),
-        response=str(response if response is not None else ""),
-        caption=caption.group(1) if caption else None,
-        image=media[0] if len(media) > 0 and isinstance(media[0], str) else None,
-        image_link=media[1] if len(media) > 1 and isinstance(media[1], str) else None,
-    )
+    return str(response if response is not None else "")
 
 
-def read_samples(path: Path) -> tuple[dict[int, Document], int]:
-    """VSR documents of a samples file, and how many lines carried no VSR record."""
-    documents, foreign = {}, 0
+def read_samples(path: Path, keys: list[str]) -> dict[int, Document]:
+    """The documents of a samples file, each with the per-document value of every metric key.
+
+    lmms-eval writes one line per document and filter, the filters one after the other: the k-th line of a
+    doc_id belongs to the k-th filter of ``keys``.
+    """
+    filters = list(dict.fromkeys(key.partition(",")[2] for key in keys)) or ["none"]
+    documents: dict[int, Document] = {}
+    seen: dict[int, int] = {}
     with Path(path).open(encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
                 continue
-            document = _document(json.loads(line))
-            if document is None:
-                foreign += 1
+            sample = json.loads(line)
+            doc_id = int(sample["doc_id"])
+            occurrence = seen.get(doc_id, 0)
+            seen[doc_id] = occurrence + 1
+            if occurrence >= len(filters):
+                continue
+            which = filters[occurrence]
+            values = {key: sample.get(key.partition(",")[0]) for key in keys if key.partition(",")[2] == which}
+            if occurrence == 0:
+                documents[doc_id] = Document(
+                    doc_id=doc_id,
+                    values=values,
+                    response=_response(sample),
+                    target=sample.get("target"),
+                    input=str(sample.get("input") or ""),
+                    media=list(sample.get("input_media") or []),
+                )
             else:
-                documents[document.doc_id] = document
-    return documents, foreign
+                documents[doc_id].values.update(values)
+    return documents
 
 
 def read_results_file(path: Path) -> Run:
@@ -193,18 +257,22 @@ def read_results_file(path: Path) -> Run:
         p.name.split("_samples_", 1)[1][: -len(".jsonl")]: p
         for p in Path(path).parent.glob(f"{prefix}_samples_*.jsonl")
     }
+    configs = results.get("configs") or {}
     for task in sorted(set(metrics) | set(samples)):
         if task not in samples:
             if not group_subtasks.get(task):  # a group's subtasks have their own samples files
-                run.skipped_tasks[task] = "no samples file (run lmms-eval with --log_samples)"
+                run.skipped_tasks[task] = f"no samples file ({LOG_SAMPLES_FIX})"
             continue
-        documents, foreign = read_samples(samples[task])
+        keys = metric_keys(dict(metrics.get(task) or {}))
+        documents = read_samples(samples[task], keys)
         if not documents:
-            run.skipped_tasks[task] = "its samples carry no VSR record (only VSR tasks are analysed)"
+            run.skipped_tasks[task] = "its samples file holds no document"
             continue
-        if foreign:
-            run.notes.append(f"{task}: {foreign} sample line(s) without a VSR record were ignored")
-        run.tasks[task] = TaskResult(task, documents, dict(metrics.get(task) or {}), samples[task])
+        run.tasks[task] = TaskResult(
+            task, documents, dict(metrics.get(task) or {}), samples[task], configs.get(task, {})
+        )
+    if not samples:
+        raise RunError(f"{path}: lmms-eval wrote no samples file beside these results; {LOG_SAMPLES_FIX}")
     return run
 
 

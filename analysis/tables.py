@@ -26,16 +26,99 @@ def p_value(value: float) -> str:
     return f"{value:.4g}"
 
 
-def overview_table(labels: list[str], tasks: list[str], summaries: dict[str, dict[str, Summary]]) -> Table:
-    """One row per run, one column per task: accuracy [95% CI] (n)."""
+def excerpt(text: str, length: int = 90) -> str:
+    """One line of at most ``length`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= length else flat[: length - 1] + "…"
+
+
+def _value(summary, reported) -> str:
+    if summary is not None:
+        return f"{number(summary.value)} [{number(summary.ci_low)}, {number(summary.ci_high)}] (n={summary.n})"
+    if isinstance(reported, (int, float)):
+        return f"{number(float(reported))} (results JSON; not recomputed)"
+    return "–"
+
+
+def _difference(comparison, holm_p: float | None, significant: bool) -> str:
+    if comparison is None:
+        return "–"
+    mark = " *" if significant else ""
+    return (
+        f"{signed(comparison.difference)} [{signed(comparison.ci_low)}, {signed(comparison.ci_high)}], "
+        f"p={p_value(comparison.p_value)}{mark}"
+    )
+
+
+def overview_table(labels: list[str], comparisons: list) -> tuple[list[str], list[list[str]], list[dict]]:
+    """One row per task's primary metric: each run's value, then each compared run's difference to its baseline.
+
+    Returns (headers, rows, entries): ``entries`` are the same numbers for summary.json and the forest plot.
+    """
+    compared = [label for label in labels if any(label in c.pairings for c in comparisons)]
+    headers = ["task", "metric", *labels, *(f"{label} − baseline" for label in compared)]
+    rows, entries = [], []
+    for comparison in comparisons:
+        row = comparison.primary
+        if row is None:
+            continue
+        cells = [comparison.task, row.metric]
+        cells += [_value(row.summaries.get(label), row.reported.get(label)) if label in comparison.runs else "–"
+                  for label in labels]  # fmt: skip
+        cells += [_difference(row.comparisons.get(label), row.holm_p.get(label), row.significant(label))
+                  for label in compared]  # fmt: skip
+        rows.append(cells)
+        entries.append(
+            {
+                "task": comparison.task,
+                "metric": row.metric,
+                "values": {
+                    label: (row.summaries[label].value if label in row.summaries else row.reported.get(label))
+                    for label in comparison.runs
+                },
+                "comparisons": {
+                    label: {
+                        "baseline": comparison.pairings[label].baseline,
+                        "difference": c.difference,
+                        "ci_low": c.ci_low,
+                        "ci_high": c.ci_high,
+                        "p_value": c.p_value,
+                        "test": c.test,
+                        "holm_p": row.holm_p.get(label),
+                        "significant": row.significant(label),
+                    }
+                    for label, c in row.comparisons.items()
+                },
+            }
+        )
+    return headers, rows, entries
+
+
+def metric_table(comparison) -> Table:
+    """Every metric of a task, one row per (metric, run): value [CI], the results JSON's, the paired comparison."""
+    headers = ["metric", "run", "value [95% CI]", "results JSON", "Δ vs baseline [95% CI]", "p", "test", "Holm p"]
     body = []
-    for label in labels:
-        row = [label]
-        for task in tasks:
-            s = summaries[task].get(label)
-            row.append(f"{number(s.accuracy)} [{number(s.ci_low)}, {number(s.ci_high)}] (n={s.n})" if s else "–")
-        body.append(row)
-    return ["run", *tasks], body
+    for row in comparison.metrics:
+        for label in comparison.runs:
+            summary, paired = row.summaries.get(label), row.comparisons.get(label)
+            reported = row.reported.get(label)
+            body.append(
+                [
+                    row.metric + (" (primary)" if row.primary else ""),
+                    label,
+                    f"{number(summary.value)} [{number(summary.ci_low)}, {number(summary.ci_high)}]"
+                    if summary
+                    else "–",
+                    number(float(reported)) if isinstance(reported, (int, float)) else "–",
+                    f"{signed(paired.difference)} [{signed(paired.ci_low)}, {signed(paired.ci_high)}]"
+                    if paired
+                    else "–",
+                    p_value(paired.p_value) if paired else "–",
+                    paired.test if paired else ("baseline" if label in comparison.baselines else "–"),
+                    (p_value(row.holm_p[label]) + (" *" if row.significant(label) else "")) if paired else "–",
+                ]
+            )
+    return headers, body
 
 
 def results_table(rows: list[tuple[str, Summary]]) -> Table:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the viewer imports matplotlib, which must wait for offline_
 
 GRADIO_MISSING = "the viewer needs Gradio: pip install 'vsr-attention-steering[app]'"
 DEFAULT_CACHE = Path("~/.cache/vsr_attention_steering/view").expanduser()
-ANSWER_HEADERS = ["run", "answer", "first-token confidence", "verdict"]
+ANSWER_HEADERS = ["run", "answer", "first-token confidence", "verdict / score"]
 
 
 def offline_environment(cache_dir: Path) -> None:
@@ -66,8 +66,8 @@ def build_app(viewer: Viewer, live=None):
             str(view.layer_plot),
         )
 
-    with gr.Blocks(title="VSR attention viewer", analytics_enabled=False) as app:
-        gr.Markdown("## VSR attention viewer: runs side by side")
+    with gr.Blocks(title="Attention viewer", analytics_enabled=False) as app:
+        gr.Markdown("## Attention viewer: runs side by side, any task")
         position = gr.State(0)
         with gr.Row():
             task = gr.Dropdown(viewer.tasks, value=first_task, label="task", elem_id="task")
@@ -85,7 +85,7 @@ def build_app(viewer: Viewer, live=None):
         info = gr.Markdown(elem_id="info")
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.Image(label="original image", interactive=False, height=260, elem_id="original")
+                image = gr.Image(label="original image(s)", interactive=False, height=260, elem_id="original")
                 image_note = gr.Markdown(elem_id="image_note")
             with gr.Column(scale=2):
                 answers = gr.Dataframe(headers=ANSWER_HEADERS, label="answers", interactive=False, elem_id="answers")
@@ -143,9 +143,6 @@ def build_app(viewer: Viewer, live=None):
 
 def _live_panel(gr, viewer: Viewer, live, sliders: dict, task, choice, position, layer, docs) -> None:
     """A method picker, its sliders (initialised from the runs' model_args), Run, and the answer with its heatmap."""
-    from analysis.heatmaps import caption_of, resolve_image
-    from vsr_tasks.prompt import build_prompt
-
     gr.Markdown(f"### Live re-run on `{live.checkpoint}` (loaded on the first request; one request at a time)")
     methods = list(sliders)
     with gr.Row():
@@ -182,11 +179,11 @@ def _live_panel(gr, viewer: Viewer, live, sliders: dict, task, choice, position,
         settings = {n: float(v) for (m, n), v in zip(slider_names, values) if m == method_value}
         if live.models[method_value].name == "vea":
             settings["layers"] = live_defaults(viewer, method_value).get("layers")
-        document = viewer.any_document(task_value, doc_id)
-        image_path, _ = resolve_image(task_value, document)
-        prompt = build_prompt(caption_of(task_value, document))
+        prompt, images, max_new_tokens = viewer.live_request(task_value, doc_id)
         chosen_layer = None if int(layer_value) < 0 else int(layer_value)
-        outcome = live.run(method_value, settings, task_value, doc_id, prompt, image_path, chosen_layer)
+        outcome = live.run(
+            method_value, settings, task_value, doc_id, prompt, images, chosen_layer, max_new_tokens=max_new_tokens
+        )
         confidence = "" if outcome.confidence is None else f", first-token confidence {outcome.confidence:.3f}"
         cached = " (from the cache)" if outcome.cached else ""
         text = (

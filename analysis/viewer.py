@@ -16,13 +16,18 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from analysis.attention import AttentionLog, layer_selection
-from analysis.heatmaps import caption_of, document_figure, resolve_image
+from analysis.comparison import DocumentScores, Flips, baseline_runs, document_scores_of, flips_of, pair_runs
+from analysis.heatmaps import caption_of, document_figure, document_pictures, resolve_image
+from analysis.metrics import task_definition
 from analysis.plots import document_layer_figure
 from analysis.runs import Document, Run
 
 ALL = "all documents"
+FLIPPED = "flipped against the baseline"
 CHANGED = "changed by a method"
 BASELINE_WRONG = "wrong for the baseline"
+WORSE, BETTER = "worse than the baseline: ", "better than the baseline: "
+LIVE_MAX_NEW_TOKENS = 8  # a task that names no max_new_tokens (VSR's own setting)
 DEFAULT_LAYER = -1  # the slider's "mean of the last third of the layers" (analysis report's default)
 
 
@@ -30,10 +35,10 @@ DEFAULT_LAYER = -1  # the slider's "mean of the last third of the layers" (analy
 class DocumentView:
     """Everything the page shows for one document."""
 
-    info: str  # markdown: task, doc, caption, label, relation, category
-    image: np.ndarray  # the original image, or a placeholder naming the missing file
+    info: str  # markdown: task, doc, and the caption, label, relation, category (VSR) or question and target
+    image: np.ndarray  # the original image(s) side by side, or a placeholder naming the missing file
     image_note: str
-    answers: list[list[str]]  # per run: run, answer, confidence, verdict
+    answers: list[list[str]]  # per run: run, answer, confidence, verdict (VSR) or score
     heatmap: Path | None
     heatmap_note: str
     layer_plot: Path
@@ -50,25 +55,42 @@ class Viewer:
         log_notes: dict[str, str],
         cache_dir: Path,
         baseline: str = "qwen3vl",
+        include_path: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.runs = runs
         self.logs = logs
         self.log_notes = log_notes
         self.cache_dir = Path(cache_dir)
         self.baseline_name = baseline
+        self.include_path = tuple(str(path) for path in include_path)
         self.tasks = sorted({task for run in runs for task in run.tasks})
+        self._scores: dict[str, DocumentScores | None] = {}
         self._key = hashlib.sha256("|".join(f"{r.label}:{r.results_files}" for r in runs).encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------ documents and filters
     def baseline(self, task: str) -> Run | None:
-        having = [run for run in self.runs if task in run.tasks]
-        return next((r for r in having if r.label == self.baseline_name), None) or next(
-            (r for r in having if r.model == self.baseline_name), None
-        )
+        """The task's first baseline run (as the report chooses them: ``analysis.comparison.baseline_runs``)."""
+        candidates = baseline_runs(self.runs, task, self.baseline_name)
+        return candidates[0] if candidates else None
 
     def methods(self, task: str) -> list[Run]:
         base = self.baseline(task)
         return [run for run in self.runs if task in run.tasks and run is not base]
+
+    def is_vsr(self, task: str) -> bool:
+        return all(run.tasks[task].is_vsr for run in self.runs if task in run.tasks)
+
+    def scores(self, task: str) -> DocumentScores | None:
+        """Each run's per-document score on ``task`` (computed once per task)."""
+        if task not in self._scores:
+            self._scores[task] = document_scores_of(task, self.runs, task_definition(task, self.include_path))
+        return self._scores[task]
+
+    def flips(self, task: str) -> dict[str, Flips]:
+        """Per run paired with a baseline: the documents whose score got worse and those whose score got better."""
+        _, pairings = pair_runs(task, self.runs, self.baseline_name)
+        found = {label: flips_of(pairing, self.scores(task)) for label, pairing in pairings.items()}
+        return {label: flips for label, flips in found.items() if flips is not None}
 
     def documents(self, task: str, doc_id: int) -> dict[str, Document | None]:
         return {run.label: run.tasks[task].documents.get(doc_id) for run in self.runs if task in run.tasks}
@@ -80,7 +102,12 @@ class Viewer:
         return next((d for d in self.documents(task, doc_id).values() if d is not None), None)
 
     def filters(self, task: str) -> list[str]:
-        options = [ALL, CHANGED, BASELINE_WRONG] + [f"wrong for {run.label}" for run in self.methods(task)]
+        options = [ALL, FLIPPED]
+        if not self.is_vsr(task):
+            for label in self.flips(task):
+                options += [f"{WORSE}{label}", f"{BETTER}{label}"]
+            return options
+        options += [CHANGED, BASELINE_WRONG] + [f"wrong for {run.label}" for run in self.methods(task)]
         documents = [self.any_document(task, doc_id) for doc_id in self.doc_ids(task)]
         options += [f"relation: {r}" for r in sorted({d.relation for d in documents if d and d.relation})]
         options += [f"category: {c}" for c in sorted({d.category for d in documents if d and d.category})]
@@ -89,13 +116,23 @@ class Viewer:
     def filtered(self, task: str, choice: str) -> list[int]:
         """The doc_ids a filter keeps, ascending."""
         ids = self.doc_ids(task)
+        if choice == ALL:
+            return ids
+        if choice == FLIPPED or choice.startswith((WORSE, BETTER)):
+            flips = self.flips(task)
+            if choice == FLIPPED:
+                kept = {i for f in flips.values() for i in f.worse + f.better}
+            else:
+                label = choice.split(": ", 1)[1]
+                if label not in flips:
+                    raise ValueError(f"unknown filter {choice!r}")
+                kept = set(flips[label].worse if choice.startswith(WORSE) else flips[label].better)
+            return [doc_id for doc_id in ids if doc_id in kept]
         base = self.baseline(task)
         base_docs = base.tasks[task].documents if base is not None else {}
 
         def keep(doc_id: int) -> bool:
             documents = self.documents(task, doc_id)
-            if choice == ALL:
-                return True
             if choice == CHANGED:
                 reference = base_docs.get(doc_id)
                 return reference is not None and any(
@@ -152,19 +189,22 @@ class Viewer:
         any_document = next((d for d in documents.values() if d is not None), None)
         if any_document is None:
             raise ValueError(f"doc {doc_id} is in no run of {task}")
-        label = "True" if any_document.label == 1 else "False"
-        info = (
-            f"**{task}**, doc **{doc_id}**: “{caption_of(task, any_document)}”  \n"
-            f"label **{label}** · relation *{any_document.relation}* · category *{any_document.category}*"
-        )
-        image_path, missing = resolve_image(task, any_document)
-        if image_path is not None:
-            with Image.open(image_path) as opened:
-                image, image_note = np.asarray(opened.convert("RGB")), f"`{image_path.name}`"
+        vsr = self.is_vsr(task)
+        if vsr:
+            label = "True" if any_document.label == 1 else "False"
+            info = (
+                f"**{task}**, doc **{doc_id}**: “{caption_of(task, any_document)}”  \n"
+                f"label **{label}** · relation *{any_document.relation}* · category *{any_document.category}*"
+            )
         else:
-            image, image_note = placeholder(f"image not found: {missing}"), f"image not found: {missing}"
+            question = "\n".join(f"> {line}" if line.strip() else ">" for line in any_document.input.splitlines())
+            info = f"**{task}**, doc **{doc_id}**:\n\n{question}\n\ntarget: `{any_document.target}`"
+        image, image_note = self._picture(task, any_document)
+        scores = None if vsr else self.scores(task)
         answers = [
-            self._answer_row(run, documents.get(run.label), task, doc_id) for run in self.runs if task in run.tasks
+            self._answer_row(run, documents.get(run.label), task, doc_id, scores)
+            for run in self.runs
+            if task in run.tasks
         ]
         heatmap, note = self._heatmap(task, doc_id, chosen)
         return DocumentView(
@@ -177,14 +217,51 @@ class Viewer:
             layer_plot=self._layer_plot(task, doc_id),
         )
 
-    def _answer_row(self, run: Run, document: Document | None, task: str, doc_id: int) -> list[str]:
+    def _picture(self, task: str, document: Document) -> tuple[np.ndarray, str]:
+        """The document's images side by side, and a note; a placeholder naming what is missing."""
+        if document.vsr is not None:
+            image_path, missing = resolve_image(task, document)
+            if image_path is None:
+                return placeholder(f"image not found: {missing}"), f"image not found: {missing}"
+            with Image.open(image_path) as opened:
+                return np.asarray(opened.convert("RGB")), f"`{image_path.name}`"
+        pictures, why = document_pictures(task, document, self.include_path)
+        if not pictures:
+            return placeholder(f"no image: {why}"), f"no image: {why}"
+        note = f"{len(pictures)} images, side by side" if len(pictures) > 1 else "the task's image"
+        return side_by_side(pictures), note
+
+    def _answer_row(
+        self, run: Run, document: Document | None, task: str, doc_id: int, scores: DocumentScores | None
+    ) -> list[str]:
         if document is None:
             return [run.label, "(not evaluated)", "", ""]
         record = self.logs.get(run.label).get(task, doc_id) if self.logs.get(run.label) is not None else None
         confidence = record.decision.get("confidence") if record is not None else None
-        verdict = "right" if document.correct else "wrong"
         shown = "" if confidence is None else f"{confidence:.3f}"
+        if document.vsr is not None:
+            verdict = "right" if document.correct else "wrong"
+        else:
+            score = scores.scores.get(run.label, {}).get(doc_id) if scores is not None else None
+            verdict = "–" if score is None else f"{score:g} ({scores.metric})"
         return [run.label, document.response.strip() or "(empty)", shown, verdict]
+
+    def live_request(self, task: str, doc_id: int) -> tuple[str, list, int]:
+        """What a live re-run feeds the model for a document: the prompt the task wrote, its images, and the
+        task's max_new_tokens (as the runs' results JSON logged the task's generation settings)."""
+        document = self.any_document(task, doc_id)
+        if document is None:
+            raise ValueError(f"doc {doc_id} is in no run of {task}")
+        config = next((run.tasks[task].config for run in self.runs if task in run.tasks), {})
+        tokens = int((config.get("generation_kwargs") or {}).get("max_new_tokens") or LIVE_MAX_NEW_TOKENS)
+        if document.vsr is not None:
+            from vsr_tasks.prompt import build_prompt
+
+            image_path, _ = resolve_image(task, document)
+            prompt = document.input or build_prompt(caption_of(task, document))
+            return prompt, [image_path] if image_path is not None else [], tokens
+        pictures, _ = document_pictures(task, document, self.include_path)
+        return document.input, [Image.fromarray(picture) for picture in pictures], tokens
 
     def _heatmap(self, task: str, doc_id: int, layer: int | None) -> tuple[Path | None, str]:
         missing = [
@@ -195,7 +272,7 @@ class Viewer:
         path = self.cache_dir / "figures" / f"{self._key}_{task}_{doc_id}_layer{'mean' if layer is None else layer}.png"
         if not path.is_file():
             made, note = document_figure(
-                path, task, doc_id, [r for r in self.runs if task in r.tasks], self.logs, layer
+                path, task, doc_id, [r for r in self.runs if task in r.tasks], self.logs, layer, self.include_path
             )
             if made is None:
                 return None, "no heatmap: " + "; ".join([note] + missing)
@@ -215,6 +292,22 @@ class Viewer:
                     series[run.label] = (record.image_mass, record.text_mass)
             document_layer_figure(path, f"{task} doc {doc_id}: last-row attention per layer", series)
         return path
+
+
+def side_by_side(pictures: list[np.ndarray], height: int = 240) -> np.ndarray:
+    """Several images in one row, each scaled to ``height`` (one image: as it is)."""
+    if len(pictures) == 1:
+        return pictures[0]
+    scaled = []
+    for picture in pictures:
+        image = Image.fromarray(picture)
+        width = max(1, round(image.width * height / image.height))
+        scaled.append(np.asarray(image.resize((width, height))))
+    gap = np.full((height, 8, 3), 255, dtype=np.uint8)
+    row = [scaled[0]]
+    for picture in scaled[1:]:
+        row += [gap, picture]
+    return np.concatenate(row, axis=1)
 
 
 def placeholder(message: str, size: tuple[int, int] = (360, 240)) -> np.ndarray:

@@ -80,6 +80,7 @@ class Pipeline:
         batch_size: int = 1,
         limit: int | None = None,
         resume: bool = False,
+        include_path: str | None = None,
     ) -> Path | None:
         """One lmms-eval run with ``--log_samples``; returns its results file (None in a dry run).
 
@@ -93,6 +94,8 @@ class Pipeline:
         args += ["--output_path", str(output)]
         if limit is not None:
             args += ["--limit", str(limit)]
+        if include_path:
+            args += ["--include_path", str(include_path)]
         self.run(step, args, env)
         if self.dry_run:
             return None

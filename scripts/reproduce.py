@@ -13,8 +13,10 @@ the three interventions (``scripts/study_results.json``). Steps, each one of the
 3. ``lmms-eval``: 4 methods x 2 splits on dev (``--test`` adds test), each intervention with its split's
    preset (``preset=seed_random`` / ``seed_zeroshot``, ``models/presets.json``), ``dtype=float32`` (as the
    study), the attention log on, ``--batch_size`` passed through.
-4. ``python -m analysis report`` over all runs, with the study's numbers beside ours (``--reference``) and our
-   paired 95% intervals and McNemar p against the baseline.
+4. ``--benchmarks TASK,...``: the same models (same checkpoints, presets and attention log) on other lmms-eval
+   tasks, to see what a VSR gain costs elsewhere (README: the recommended set).
+5. ``python -m analysis report`` over all runs, with the study's numbers beside ours (``--reference``) and our
+   paired 95% intervals and tests against the baseline on every task, Holm-corrected across them.
 
 Inputs are checked before any GPU time is spent; each missing one is named with its fix. A finished step
 (results file, profile JSON, fine-tuning summary) is skipped when the command is run again. ``--dry_run``
@@ -51,6 +53,7 @@ class Plan:
     out: Path
     splits: list[str]
     methods: list[str]
+    benchmarks: list[str]
     checkpoints: dict[str, str]  # split -> local folder or hub id (fine-tuned ones resolved after training)
     vsr_data_dir: Path | None
     coco_annotations_dir: Path | None
@@ -66,6 +69,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: random, zeroshot (default: both)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated models (default: all four)")
     parser.add_argument("--test", action="store_true", help="evaluate the test splits as well as dev")
+    parser.add_argument(
+        "--benchmarks",
+        default="",
+        metavar="TASK,...",
+        help="other lmms-eval tasks (or groups) to evaluate every model on too, e.g. cv_bench_2d,pope,mmmu_val "
+        "(default: none)",
+    )
+    parser.add_argument(
+        "--include_path",
+        default=None,
+        metavar="FOLDER",
+        help="a folder of extra task YAMLs for --benchmarks, as lmms-eval's --include_path (default: none)",
+    )
     parser.add_argument("--batch_size", type=int, default=8, help="sequences per forward (default: %(default)s)")
     parser.add_argument("--dtype", default="float32", help="model dtype (default: float32, as the study)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
@@ -101,7 +117,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     checkpoints = {split: given[split] or PUBLISHED[split] for split in splits}
     data = args.vsr_data_dir or _env_path("VSR_DATA_DIR")
     coco = args.coco_annotations_dir or _env_path("COCO_ANNOTATIONS_DIR")
-    return Plan(args.out.resolve(), splits, methods, checkpoints, data, coco)
+    benchmarks = [t.strip() for t in args.benchmarks.split(",") if t.strip()]
+    return Plan(args.out.resolve(), splits, methods, benchmarks, checkpoints, data, coco)
 
 
 def _env_path(variable: str) -> Path | None:
@@ -132,6 +149,7 @@ def check_inputs(plan: Plan, args: argparse.Namespace) -> list[str]:
                 "download COCO 2017 annotations (cocodataset.org) and export COCO_ANNOTATIONS_DIR=/path/to/annotations, "
                 "or pass --vea_layers study to use the study's layers"
             )
+    problems += _check_benchmarks(plan.benchmarks, args.include_path)
     if args.finetune:
         problems += _check_hub(args.base_model, "--base_model")
     else:
@@ -169,6 +187,25 @@ def _check_splits(plan: Plan, args: argparse.Namespace) -> list[str]:
                     f"{len(missing)} of the {len(rows)} {split_type}/{split} images are missing from {folder} "
                     f"(first: {missing[0]}): download them with VSR's data/ script or set VSR_IMAGE_DIR"
                 )
+    return problems
+
+
+def _check_benchmarks(tasks: list[str], include_path: str | None) -> list[str]:
+    """Every --benchmarks name must be a task or group lmms-eval knows (here, with --include_path)."""
+    if not tasks:
+        return []
+    from analysis.metrics import task_manager
+
+    known = set(task_manager((include_path,) if include_path else ()).all_tasks)
+    vsr = [t for t in tasks if t.startswith("vsr")]
+    unknown = [t for t in tasks if t not in known]
+    problems = [f"--benchmarks {t}: VSR is evaluated anyway; name other tasks" for t in vsr]
+    problems += [
+        f"--benchmarks {t}: not an lmms-eval task or group here (python -m lmms_eval --tasks list shows them"
+        f"{'; is --include_path right?' if include_path else ', or pass --include_path FOLDER for your own'})"
+        for t in unknown
+        if t not in vsr
+    ]
     return problems
 
 
@@ -246,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
     local = all(Path(c).expanduser().exists() for c in plan.checkpoints.values()) and not args.finetune
-    pipeline = Pipeline("reproduce", dry_run=args.dry_run, offline=local)
+    # benchmarks read their datasets from the hub (or its cache): only a VSR-only run on local checkpoints is offline
+    pipeline = Pipeline("reproduce", dry_run=args.dry_run, offline=local and not plan.benchmarks)
     problems = check_inputs(plan, args)
     if problems and args.dry_run:
         for problem in problems:
@@ -283,8 +321,32 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(output)
             if results is not None:
                 accuracies[(split, method)] = task_accuracy(results, tasks[0])
+            if plan.benchmarks:  # the same model_args: the report merges both evaluations into one run
+                benchmarks = plan.out / "benchmarks" / split / method
+                pipeline.evaluate(
+                    f"evaluate {method} on {', '.join(plan.benchmarks)}",
+                    method,
+                    model_args(method, split, checkpoint, layers_file, plan, args),
+                    plan.benchmarks,
+                    benchmarks,
+                    env,
+                    batch_size=args.batch_size,
+                    limit=args.limit,
+                    resume=True,
+                    include_path=args.include_path,
+                )
+                runs.append(benchmarks)
+    extra = ["--include_path", args.include_path] if args.include_path else []
     report = pipeline.report(
-        "analysis report", runs, plan.out / "report", env, "--reference", str(STUDY_RESULTS), "--examples", "4"
+        "analysis report",
+        runs,
+        plan.out / "report",
+        env,
+        "--reference",
+        str(STUDY_RESULTS),
+        "--examples",
+        "4",
+        *extra,
     )
     if args.dry_run:
         return 0
@@ -293,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     for (split, method), accuracy in accuracies.items():
         reported = study.get(f"vsr_{split}_dev", {}).get(method)
         pipeline.log(f"  {split:<9} {method:<18} {accuracy:.4f}   study {reported if reported is not None else '–'}")
-    pipeline.log(f"report: {report} (paired intervals and McNemar p against qwen3vl in its tables)")
+    pipeline.log(f"report: {report} (every task's paired intervals and tests against qwen3vl, Holm-corrected)")
     return 0
 
 

@@ -1,22 +1,22 @@
 """What a sweep writes: ``sweep.json``, ``answers.jsonl``, ``sweep.md``, a heatmap PNG and ``best_model_args.txt``.
 
-Statistics: each setting's metric with a 95% percentile bootstrap interval over documents, and its paired
-difference to the neutral setting (same resampled documents) with the exact McNemar p. When the metric is the
-mean of per-document scores (accuracy-like), the bootstrap resamples those scores; otherwise each resample is
-re-aggregated with the task's own aggregation, and McNemar is reported only for 0/1 scores.
+Statistics (:mod:`analysis.stats`, the report's): each setting's metric with a 95% percentile bootstrap interval
+over documents, and its paired difference to the neutral setting (same resampled documents) with a paired test.
+When the metric is the mean of per-document scores (accuracy-like), the bootstrap resamples those scores and the
+test is the exact McNemar (0/1 scores) or a sign-flip permutation test; otherwise each resample is re-aggregated
+with the task's own aggregation and the test is a paired permutation test.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from analysis.stats import bootstrap_means, mcnemar_exact, percentile_interval
+from analysis.stats import paired_metric, summarise_metric
 from sweep.tasks import SweepTask
 
 EVAL_SPLIT_WARNING = (
@@ -37,6 +37,7 @@ class SettingResult:
     difference: float | None = None  # against the neutral setting
     difference_ci: tuple[float, float] | None = None
     p_value: float | None = None
+    test: str | None = None  # exact McNemar (0/1 scores), sign-flip or paired permutation (analysis.stats)
     fixed: int | None = None
     broken: int | None = None
 
@@ -44,13 +45,6 @@ class SettingResult:
 def per_document_scores(task: SweepTask, values: dict[int, Any]) -> np.ndarray:
     """Each document's contribution: the aggregation of that document alone."""
     return np.array([task.aggregate([values[doc_id]]) for doc_id in sorted(values)], dtype=np.float64)
-
-
-def _resampled(task: SweepTask, values: list, n_resamples: int, seed: int) -> np.ndarray:
-    """Re-aggregated metric of each bootstrap resample (the same indices as ``bootstrap_means``)."""
-    rng = np.random.default_rng(seed)
-    n = len(values)
-    return np.array([task.aggregate([values[i] for i in rng.integers(0, n, size=n)]) for _ in range(n_resamples)])
 
 
 def summarise(
@@ -62,34 +56,27 @@ def summarise(
     n_resamples: int,
     seed: int,
 ) -> list[SettingResult]:
-    scores = [per_document_scores(task, values) for _, _, values in scored]
-    decomposable = all(
-        math.isclose(metric, float(s.mean()), abs_tol=1e-12) for (metric, _, _), s in zip(scored, scores)
-    )
-    binary = all(set(np.unique(s)).issubset({0.0, 1.0}) for s in scores)
+    """Each setting's interval and its paired comparison with the neutral one, as the report computes them
+    (:mod:`analysis.stats`: the same resampled documents for every setting, the same tests)."""
     ordered = [[values[d] for d in sorted(values)] for _, _, values in scored]
-    if decomposable:
-        samples = [bootstrap_means(s, n_resamples, seed) for s in scores]
-    else:
-        samples = [_resampled(task, values, n_resamples, seed) for values in ordered]
     results = []
     for index, (setting, (metric, _, _)) in enumerate(zip(settings, scored)):
+        summary = summarise_metric(ordered[index], task.aggregate, n_resamples, seed)
         result = SettingResult(
             index=index,
             setting=setting,
             neutral=index == neutral_index,
             model_args=model_args[index],
             metric=metric,
-            n=len(scores[index]),
-            ci=percentile_interval(samples[index]),
+            n=len(ordered[index]),
+            ci=(summary.ci_low, summary.ci_high),
         )
         if index != neutral_index:
-            result.difference = metric - scored[neutral_index][0]
-            result.difference_ci = percentile_interval(samples[index] - samples[neutral_index])
-            if binary:
-                base, run = scores[neutral_index].astype(bool), scores[index].astype(bool)
-                result.fixed, result.broken = int(np.sum(~base & run)), int(np.sum(base & ~run))
-                result.p_value = mcnemar_exact(result.broken, result.fixed)
+            paired = paired_metric(ordered[neutral_index], ordered[index], task.aggregate, n_resamples, seed=seed)
+            result.difference = paired.difference
+            result.difference_ci = (paired.ci_low, paired.ci_high)
+            result.p_value, result.test = paired.p_value, paired.test
+            result.fixed, result.broken = paired.fixed, paired.broken
         results.append(result)
     return results
 
@@ -156,7 +143,8 @@ def _result_dict(result: SettingResult) -> dict:
         else {
             "difference": result.difference,
             "ci95": list(result.difference_ci),
-            "mcnemar_p": result.p_value,
+            "p_value": result.p_value,
+            "test": result.test,
             "fixed": result.fixed,
             "broken": result.broken,
         },
@@ -176,20 +164,22 @@ def _markdown(summary: dict, results: list[SettingResult], task: SweepTask, warn
         "",
         f"Fixed model_args: `{summary['fixed_model_args']}`. Best: `{summary['best']['model_args']}` "
         f"({task.metric} {summary['best']['metric']:.4f}). Intervals: 95% bootstrap over documents; "
-        "differences are paired with the neutral setting (same documents), p is the exact McNemar test.",
+        "differences are paired with the neutral setting (same documents); p is the exact McNemar test for 0/1 "
+        "scores, else a permutation test (column test).",
         "",
     ]
     names = list(dict.fromkeys(name for r in results for name in r.setting))  # grid parameters, then neutral ones
     lines.append(
-        "| " + " | ".join(names + [task.metric, "95% CI", "Δ vs neutral", "95% CI", "McNemar p", "note"]) + " |"
+        "| " + " | ".join(names + [task.metric, "95% CI", "Δ vs neutral", "95% CI", "p", "test", "note"]) + " |"
     )
-    lines.append("|" + "---|" * (len(names) + 6))
+    lines.append("|" + "---|" * (len(names) + 7))
     order = sorted(results, key=lambda r: (-r.metric if task.higher_is_better else r.metric, r.index))
     for r in order:
         diff_ci = f"[{_fmt(r.difference_ci[0], True)}, {_fmt(r.difference_ci[1], True)}]" if r.difference_ci else "–"
         p_value = "–" if r.p_value is None else f"{r.p_value:.3g}"
         cells = [str(r.setting.get(name, "")) for name in names]
         cells += [_fmt(r.metric), f"[{_fmt(r.ci[0])}, {_fmt(r.ci[1])}]", _fmt(r.difference, True), diff_ci, p_value]
+        cells.append(r.test or "–")
         cells.append("neutral (baseline)" if r.neutral else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -95,8 +95,10 @@ def test_table_accuracies_equal_the_results_json(report):
         row = next(r for r in _table_rows(report["md"], "### Results") if r[0] == label)
         assert row[1] == f"{reported:.4f}"
         assert row[5] == "12"
-        overview = next(r for r in _table_rows(report["md"], "## Results overview") if r[0] == label)
-        assert overview[1].startswith(f"{reported:.4f} [") and overview[1].endswith("(n=12)")
+        overview = _table_rows(report["md"], "## Results overview")
+        assert [row[:2] for row in overview] == [[TASK, "accuracy"]]
+        column = ["qwen3vl", "qwen3vl_adaptvis"].index(label) + 2
+        assert overview[0][column].startswith(f"{reported:.4f} [") and overview[0][column].endswith("(n=12)")
     # hand counts: baseline 6/12 right, adaptvis 6 + 3 - 1 = 8/12; F1 and unparseable of the baseline
     base = report["summary"]["tasks"][TASK]["results"]["qwen3vl"]
     assert base["accuracy"] == 0.5 and base["unparseable_rate"] == pytest.approx(1 / 12)
@@ -111,6 +113,11 @@ def test_paired_comparison_counts_and_mcnemar(report):
     assert comparison["p_value"] == pytest.approx(2 * (1 + 4) / 16)
     assert comparison["difference"] == pytest.approx(2 / 12)
     assert comparison["ci_low"] <= 2 / 12 <= comparison["ci_high"]
+    # the overview holds the same comparison, with its McNemar p and Holm's (one comparison: the same)
+    overview = report["summary"]["overview"][0]["comparisons"]["qwen3vl_adaptvis"]
+    assert overview["p_value"] == pytest.approx(comparison["p_value"]) and overview["test"] == "exact McNemar"
+    assert overview["holm_p"] == pytest.approx(comparison["p_value"]) and overview["significant"] is False
+    assert _table_rows(report["md"], "## Results overview")[0][4].startswith("+0.1667 [")
     row = _table_rows(report["md"], "### Paired comparison with the baseline")[0]
     assert row[:3] == ["qwen3vl_adaptvis", "qwen3vl", "+0.1667"] and row[4:9] == ["0.625", "3", "1", "12", "none"]
 
@@ -186,7 +193,8 @@ def test_missing_attention_log_still_builds_the_tables(tmp_path):
         in skipped
     )
     assert f"heatmaps on {TASK}: no run has an attention log with records of this task" in skipped
-    assert summary["figures"] == [] and not list(out.glob("*.png"))
+    # the forest plot needs no attention log; nothing else is drawn
+    assert summary["figures"] == ["forest.png"] and [p.name for p in out.glob("*.png")] == ["forest.png"]
     assert "<table>" in (out / "report.html").read_text()
 
 
@@ -228,7 +236,7 @@ def test_cli_report_with_an_attention_log_switched_off(two_runs, capsys):
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["bootstrap"] == 300
-    assert summary["figures"] == ["layers_vsr_random_dev_qwen3vl.png", "heatmap_vsr_random_dev_doc0.png"]
+    assert summary["figures"] == ["forest.png", "layers_vsr_random_dev_qwen3vl.png", "heatmap_vsr_random_dev_doc0.png"]
     assert (
         f"layer plot of qwen3vl_adaptvis on {TASK}: no attention log (switched off with --attention_log)"
         in summary["skipped"]

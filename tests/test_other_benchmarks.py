@@ -1,18 +1,16 @@
 """Other benchmarks, on lmms-eval's own installed task definitions: POPE, CV-Bench 2D, MUIRBench, MMMU val.
 
 Each task is a test-time YAML that ``include``s the installed task file unchanged and only renames the task and
-points it at a small parquet file written here, with exactly the columns the task's ``utils.py`` reads (the way a
-user runs a built-in task on local data). Never a copy of lmms-eval's task code.
+points it at a small parquet file written here (``tests/local_benchmarks.py``), with exactly the columns the task's
+``utils.py`` reads. Never a copy of lmms-eval's task code.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import datasets
-import lmms_eval
 import numpy as np
 import pytest
 from lmms_eval.api.instance import Instance
@@ -21,9 +19,9 @@ from PIL import Image
 from models.attention_log import read_attention_log
 from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
+from tests.local_benchmarks import SPLITS, write_local_task
 
 pytestmark = pytest.mark.slow
-TASKS_DIR = Path(lmms_eval.__file__).parent / "tasks"
 DOCS = 3
 MODELS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
 METRICS = {
@@ -32,13 +30,7 @@ METRICS = {
     "muirbench": ["muirbench_score_overall"],
     "mmmu_val": ["mmmu_acc"],
 }
-SPLITS = {"pope": "test", "cv_bench_2d": "test", "muirbench": "test", "mmmu_val": "validation"}
-INSTALLED = {
-    "pope": "pope/pope.yaml",
-    "cv_bench_2d": "cv_bench/cv_bench_2d.yaml",
-    "muirbench": "muirbench/muirbench.yaml",
-    "mmmu_val": "mmmu/mmmu_val.yaml",
-}
+CONFORMANCE = tuple(METRICS)
 
 
 def _image(rng: np.random.Generator, height: int, width: int) -> Image.Image:
@@ -95,18 +87,9 @@ def task_folder(tmp_path_factory) -> Path:
     """Test-time task YAMLs including the installed task files, and their parquet data."""
     folder = tmp_path_factory.mktemp("conformance_tasks")
     rng = np.random.default_rng(0)
-    for task, installed in INSTALLED.items():
+    for task in CONFORMANCE:
         rows, features = _rows(task, rng)
-        parquet = folder / f"{task}.parquet"
-        datasets.Dataset.from_list(rows, features=features).to_parquet(str(parquet))
-        config = {
-            "include": str(TASKS_DIR / installed),
-            "task": f"local_{task}",
-            "dataset_path": "parquet",
-            "dataset_name": None,
-            "dataset_kwargs": {"data_files": {SPLITS[task]: str(parquet)}},
-        }
-        (folder / f"local_{task}.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
+        write_local_task(folder, task, rows, dict(features))
     return folder
 
 
@@ -121,7 +104,7 @@ def _run(
     model: str,
     batch_size: int,
     *extra_args: str,
-    tasks=tuple(INSTALLED),
+    tasks=CONFORMANCE,
 ) -> Path:
     output, log = tmp / f"{model}_bs{batch_size}", tmp / f"log_{model}_bs{batch_size}"
     args = [f"pretrained={checkpoint}", f"batch_size={batch_size}", f"attention_log={log}", *extra_args]

@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT, lmms_eval_env
 from tests.inprocess import run_script_in_process
+from tests.local_benchmarks import write_colour_tasks
 from vsr_tasks.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -29,11 +30,15 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     data = root / "data"
     generate(data, 16, 6, 4, seed=3, image_size=64)
     shutil.copytree(data / "splits" / "random", data / "splits" / "zeroshot")
+    tasks = root / "tasks"  # lmms-eval's POPE (and the other colour tasks) on local data, for --benchmarks
+    tasks.mkdir()
+    write_colour_tasks(tasks, 4, seed=0, borderline=False)
     return {
         "data": data,
         "random": build_tiny_checkpoint(root / "tiny_random", seed=0),
         "zeroshot": build_tiny_checkpoint(root / "tiny_zeroshot", seed=1),
         "root": root,
+        "tasks": tasks,
     }
 
 
@@ -101,6 +106,32 @@ def test_dry_run_prints_every_command_with_presets_tasks_and_dtype(setup, tmp_pa
     assert not (tmp_path / "out").exists()  # a dry run changes nothing
 
 
+def test_dry_run_with_benchmarks_runs_the_same_models_on_them(setup, tmp_path):
+    benchmarks = ["--benchmarks", "local_pope,local_mme", "--include_path", str(setup["tasks"])]
+    completed = reproduce(setup, tmp_path / "out", "--dry_run", *benchmarks, in_process=True)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    commands = lmms_eval_commands(completed.stdout)
+    assert len(commands) == 16  # 4 models x 2 splits, VSR and the benchmarks
+    vsr = {(c["model"], c["model_args"]["pretrained"]): c for c in commands if c["tasks"].startswith("vsr_")}
+    others = [c for c in commands if not c["tasks"].startswith("vsr_")]
+    assert len(vsr) == 8 and len(others) == 8
+    for command in others:  # the same model_args: the report merges both evaluations into one run
+        assert command["tasks"] == "local_pope,local_mme" and command["flags"]["--include_path"] == str(setup["tasks"])
+        same = vsr[(command["model"], command["model_args"]["pretrained"])]
+        assert command["model_args"] == same["model_args"]
+        assert "/benchmarks/" in command["flags"]["--output_path"]
+    report = next(line for line in completed.stdout.splitlines() if "analysis report" in line)
+    assert f"--include_path {setup['tasks']}" in report and report.count("/benchmarks/") == 8
+
+
+def test_an_unknown_benchmark_is_refused_before_anything_runs(setup, tmp_path):
+    completed = reproduce(setup, tmp_path / "out", "--benchmarks", "pope,no_such_task", in_process=True)
+    assert completed.returncode == 2
+    assert "--benchmarks no_such_task: not an lmms-eval task or group here" in completed.stderr
+    assert "pope" not in completed.stderr.replace("no_such_task", "")  # a built-in task is known
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_inputs_are_named_with_their_fix_before_anything_runs(setup, tmp_path):
     args = ["--out", str(tmp_path / "out"), "--random_checkpoint", str(setup["random"]), "--splits", "random"]
     env = lmms_eval_env()
@@ -118,7 +149,10 @@ def test_missing_inputs_are_named_with_their_fix_before_anything_runs(setup, tmp
 
 def test_the_whole_pipeline_offline_with_the_study_column(setup):
     out = setup["root"] / "out"
-    completed = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", in_process=True)
+    benchmarks = ["--benchmarks", "local_pope", "--include_path", str(setup["tasks"])]
+    completed = reproduce(
+        setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", *benchmarks, in_process=True
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     summary = json.loads((out / "report" / "summary.json").read_text())
     study = json.loads((REPO_ROOT / "scripts" / "study_results.json").read_text())["accuracy"]
@@ -143,5 +177,14 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
     records = [json.loads(line) for line in (out / "attention" / "zeroshot" / "qwen3vl_adaptvis" / "records.rank0.jsonl")
                .read_text().splitlines()]  # fmt: skip
     assert records[0]["model_args"]["preset"] == "seed_zeroshot" and records[0]["model_args"]["smoothen_weight"] == 0.1
-    again = reproduce(setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", in_process=True)
-    assert again.returncode == 0 and again.stdout.count("skipped") == 10  # 8 evaluations + 2 profiles
+    # POPE in the same report: one run per model and checkpoint, each method against its checkpoint's baseline
+    pope = summary["tasks"]["local_pope"]["metrics"]["pope_accuracy,none"]
+    assert len(pope["runs"]) == 8 and len(pope["comparisons"]) == 6
+    for label, comparison in pope["comparisons"].items():
+        assert comparison["n"] == 3 and comparison["baseline"] == summary["tasks"]["vsr_random_dev" if
+            str(setup["random"]) in pretrained[label] else "vsr_zeroshot_dev"]["comparisons"][label]["baseline"]  # fmt: skip
+    assert [row["task"] for row in summary["overview"]] == ["local_pope", "vsr_random_dev", "vsr_zeroshot_dev"]
+    again = reproduce(
+        setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", *benchmarks, in_process=True
+    )
+    assert again.returncode == 0 and again.stdout.count("skipped") == 18  # 16 evaluations + 2 profiles

@@ -129,7 +129,7 @@ def test_outputs_hold_intervals_paired_tests_and_a_heatmap(tiny_checkpoint, envi
             broken = sum(mine[d] < neutral[d] for d in mine)
             assert (paired["fixed"], paired["broken"]) == (fixed, broken)
             expected_p = binomtest(min(fixed, broken), fixed + broken, 0.5).pvalue if fixed + broken else 1.0
-            assert paired["mcnemar_p"] == pytest.approx(expected_p, abs=1e-12)
+            assert paired["p_value"] == pytest.approx(expected_p, abs=1e-12) and paired["test"] == "exact McNemar"
     table = (out / "sweep.md").read_text().splitlines()
     metric_column = [float(line.split("|")[4]) for line in table if line.startswith("| 0.")]
     assert metric_column == sorted(metric_column, reverse=True)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +24,8 @@ from analysis.live import LiveError, LiveModel, check_checkpoint
 from analysis.report import attention_source
 from analysis.runs import load_runs
 from analysis.viewer import ALL, BASELINE_WRONG, CHANGED, Viewer
-from tests.helpers import REPO_ROOT, lmms_eval_env, require, run_lmms_eval, run_module
+from tests.browser import browser, free_port, reachable, requested, wait
+from tests.helpers import REPO_ROOT, lmms_eval_env, run_lmms_eval, run_module
 from vsr_tasks.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -139,14 +138,14 @@ def test_live_reruns_are_cached_on_disk(fixture_runs, checkpoint, tmp_path):
     live = LiveModel(checkpoint, tmp_path / "cache", device="cpu")
     image = next((fixture_runs["data"] / "images").glob("*.png"))
     settings = {"confidence_threshold": 0.5, "sharpen_weight": 1.5, "smoothen_weight": 0.3}
-    first = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", image)
-    second = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", image)
+    first = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", [image])
+    second = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", [image])
     assert live.calls == 1 and not first.cached and second.cached
     assert (second.answer, second.confidence, second.decision) == (first.answer, first.confidence, first.decision)
     assert first.decision["alpha"] == (0.3 if first.decision["confidence"] < 0.5 else 1.5)
     assert Path(first.heatmap).is_file()
     other = live.run(
-        "qwen3vl_adaptvis", {**settings, "smoothen_weight": 0.9}, TASK, 0, "Is the cat left of the dog?", image
+        "qwen3vl_adaptvis", {**settings, "smoothen_weight": 0.9}, TASK, 0, "Is the cat left of the dog?", [image]
     )
     assert live.calls == 2 and other.decision["alpha"] == (0.9 if first.decision["confidence"] < 0.5 else 1.5)
     assert all(path.is_relative_to(tmp_path / "cache") for path in tmp_path.rglob("*") if path.is_file())
@@ -174,45 +173,12 @@ def test_without_gradio_the_command_names_the_extra(tmp_path):
 
 
 # ------------------------------------------------------------ a real browser
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _browser():
-    require(
-        bool(shutil.which("chromium") and shutil.which("chromedriver")),
-        "the browser test needs Debian's Chromium: apt-get install -y chromium chromium-driver",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,2100"):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-
-
-def _wait(condition, timeout: float = 90.0, what: str = "the page"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_page_in_a_real_browser(fixture_runs, checkpoint, tmp_path):
-    driver = _browser()
+    driver = browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    port, cache, home = _free_port(), tmp_path / "cache", tmp_path / "home"
+    port, cache, home = free_port(), tmp_path / "cache", tmp_path / "home"
     home.mkdir()
     runs = [str(fixture_runs["runs"][m]) for m in ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs")]
     env = lmms_eval_env(fixture_runs["data"], HOME=str(home))
@@ -222,31 +188,31 @@ def test_the_page_in_a_real_browser(fixture_runs, checkpoint, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         url = f"http://127.0.0.1:{port}/"
-        _wait(lambda: _reachable(port), what="the server")
+        wait(lambda: reachable(port), what="the server")
         driver.get(url)
 
         def text(element_id: str) -> str:
             found = driver.find_elements(By.ID, element_id)  # empty until the page has rendered
             return found[0].text if found else ""
 
-        _wait(lambda: text("counter") == f"1 / {DOCS}", what="the counter")
+        wait(lambda: text("counter") == f"1 / {DOCS}", what="the counter")
 
         def heatmap() -> str:
             found = driver.find_elements(By.CSS_SELECTOR, "#heatmap img")
             return found[0].get_attribute("src") if found else ""
 
-        first = _wait(heatmap, what="the heatmap")
+        first = wait(heatmap, what="the heatmap")
         driver.save_screenshot(str(ARTIFACTS / "viewer_start.png"))
 
         driver.find_element(By.ID, "next").click()
-        _wait(lambda: text("counter") == f"2 / {DOCS}", what="next")
+        wait(lambda: text("counter") == f"2 / {DOCS}", what="next")
         assert "doc 1:" in text("info")
-        second = _wait(lambda: heatmap() != first and heatmap(), what="the next document's heatmap")
+        second = wait(lambda: heatmap() != first and heatmap(), what="the next document's heatmap")
 
         layer = driver.find_element(By.CSS_SELECTOR, "#layer input[type=number]")
         layer.send_keys(Keys.CONTROL, "a")  # a modifier stays down until the call ends: one call per chord
         layer.send_keys("0", Keys.ENTER)
-        _wait(lambda: heatmap() != second, what="the heatmap at layer 0")
+        wait(lambda: heatmap() != second, what="the heatmap at layer 0")
         assert text("heatmap_note").startswith("layer 0")
 
         dev = [
@@ -260,15 +226,15 @@ def test_the_page_in_a_real_browser(fixture_runs, checkpoint, tmp_path):
         box.send_keys("relation: near")
         time.sleep(1)
         box.send_keys(Keys.ENTER)
-        _wait(lambda: text("counter") == f"1 / {near}", what="the filtered counter")
+        wait(lambda: text("counter") == f"1 / {near}", what="the filtered counter")
         driver.save_screenshot(str(ARTIFACTS / "viewer_filtered.png"))
 
         driver.find_element(By.ID, "live_run").click()
-        answer = _wait(lambda: text("live_answer"), timeout=180, what="the live answer")
+        answer = wait(lambda: text("live_answer"), timeout=180, what="the live answer")
         assert "qwen3vl_adaptvis" in answer and "answer" in answer and "first-token confidence" in answer
-        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#live_heatmap img"), what="the live map")
+        wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#live_heatmap img"), what="the live map")
         driver.save_screenshot(str(ARTIFACTS / "viewer_live.png"))
-        outside = [u for u in _requested(driver) if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]
+        outside = [u for u in requested(driver) if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]
         assert outside == [], f"requests left the machine: {outside}"
     finally:
         driver.quit()
@@ -276,20 +242,3 @@ def test_the_page_in_a_real_browser(fixture_runs, checkpoint, tmp_path):
         output = server.communicate(timeout=30)[0]
     assert not any(home.rglob("*")), f"the app wrote outside its cache folder: {list(home.rglob('*'))}\n{output}"
     assert any(cache.rglob("*.png"))
-
-
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _requested(driver) -> list[str]:
-    urls = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message.get("method") == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
