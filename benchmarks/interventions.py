@@ -76,7 +76,12 @@ MODELS: dict[str, Entry] = {
 }
 VEA_DEPTH_FRACTIONS = (17 / 28, 20 / 28, 24 / 28)  # where profiling put them on the 28-layer 2B model
 BASELINE = "baseline"
-DEFAULT_SIDES = {"qwen3_vl": "512,1024", "qwen2_5_vl": "448,896", "llava": "336"}  # ~256 / ~1,024 tokens; LLaVA: 576
+DEFAULT_SIDES = {
+    "qwen3_vl": "512,1024",
+    "qwen3_vl_moe": "512,1024",
+    "qwen2_5_vl": "448,896",
+    "llava": "336",
+}  # ~256 / ~1,024 tokens; LLaVA: 576
 
 
 def model_name(row: str, family: str) -> str:

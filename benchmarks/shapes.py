@@ -19,7 +19,12 @@ from pathlib import Path
 
 import torch
 
-SHAPES = {"qwen3_vl": ("tiny", "2b-wide", "7b-wide"), "qwen2_5_vl": ("tiny", "7b-wide"), "llava": ("tiny", "7b-wide")}
+SHAPES = {
+    "qwen3_vl": ("tiny", "2b-wide", "7b-wide"),
+    "qwen3_vl_moe": ("tiny",),
+    "qwen2_5_vl": ("tiny", "7b-wide"),
+    "llava": ("tiny", "7b-wide"),
+}
 
 
 def build_checkpoint(family: str, shape: str, out: Path, text_layers: int, vision_layers: int) -> Path:

@@ -3,6 +3,7 @@
 | ``model_type`` | family | positions | image tokens | pre-RoPE q / k | pixels (VEA) |
 |---|---|---|---|---|---|
 | ``qwen3_vl`` | Qwen3-VL | M-RoPE | merged 2 x 2 patches of 16 px: 32 px | ``q_norm`` / ``k_norm`` | patch rows |
+| ``qwen3_vl_moe`` | Qwen3-VL MoE (30B-A3B, 235B-A22B) | as Qwen3-VL | as Qwen3-VL | as Qwen3-VL | patch rows |
 | ``qwen2_5_vl`` | Qwen2.5-VL | M-RoPE | merged 2 x 2 patches of 14 px: 28 px | ``q_proj`` / ``k_proj`` | patch rows |
 | ``llava`` | LLaVA-1.5 (llava-hf) | 1-D RoPE | 14 px patches of a 336 px crop: 24 x 24 | ``q_proj`` / ``k_proj`` | ``[B, 3, H, W]`` |
 
@@ -18,9 +19,9 @@ from pathlib import Path
 
 from families.base import Family, FamilyError, read_config
 from families.llava import LLAVA_1_5
-from families.qwen import QWEN2_5_VL, QWEN3_VL
+from families.qwen import QWEN2_5_VL, QWEN3_VL, QWEN3_VL_MOE
 
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (QWEN3_VL, QWEN2_5_VL, LLAVA_1_5)}
+FAMILIES: dict[str, Family] = {family.model_type: family for family in (QWEN3_VL, QWEN3_VL_MOE, QWEN2_5_VL, LLAVA_1_5)}
 # model types that take video only, named so that the refusal says why rather than only "unsupported"
 VIDEO_ONLY = {
     "llava_next_video": "LLaVA-NeXT-Video",

@@ -43,12 +43,13 @@ class Family:
     rope: str  # "M-RoPE" or "1-D RoPE": how the prompt's positions are built
 
     # ---------------------------------------------------------------- loading
-    def load(self, pretrained: str, dtype: torch.dtype) -> torch.nn.Module:
-        """The checkpoint with SDPA attention (the steered attention wraps SDPA)."""
+    def load(self, pretrained: str, dtype: torch.dtype, **placement: Any) -> torch.nn.Module:
+        """The checkpoint with SDPA attention (the steered attention wraps SDPA); ``placement``: ``device_map``,
+        ``max_memory``, ``offload_folder`` for a model sharded across devices (``models.placement_args``)."""
         import transformers
 
         model_class = getattr(transformers, self.model_class)
-        return model_class.from_pretrained(pretrained, dtype=dtype, attn_implementation="sdpa")
+        return model_class.from_pretrained(pretrained, dtype=dtype, attn_implementation="sdpa", **placement)
 
     def check(self, config: Any, processor: Any) -> None:
         """Refuse, before any work, a checkpoint of this family that the methods cannot run."""

@@ -78,6 +78,16 @@ QWEN3_VL = QwenVL(
     vision_prefixes=("visual.",),
     rope="M-RoPE",
 )
+# Qwen3-VL-30B-A3B and 235B-A22B: the same attention, vision tower and positions; only each layer's MLP is a sparse
+# block of routed experts, which no method touches.
+QWEN3_VL_MOE = QwenVL(
+    model_type="qwen3_vl_moe",
+    title="Qwen3-VL MoE",
+    model_class="Qwen3VLMoeForConditionalGeneration",
+    pre_rope=("q_norm", "k_norm"),
+    vision_prefixes=("visual.",),
+    rope="M-RoPE",
+)
 QWEN2_5_VL = QwenVL(
     model_type="qwen2_5_vl",
     title="Qwen2.5-VL",

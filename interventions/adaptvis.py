@@ -69,6 +69,8 @@ class AdaptVis:
     def edit(self, row: LastRow) -> RowEdit | None:
         if row.layer not in self.layers:
             return None
+        if self.alphas.device != row.scores.device:  # a model sharded across GPUs: this layer's device
+            self.alphas = self.alphas.to(row.scores.device)
         rows = row.has_image & (self.alphas != 1.0)
         if not bool(rows.any()):
             return None

@@ -106,7 +106,7 @@ def _steer_last_row(
         layer=layer,
         scores=last_row_scores(query, key, scale),
         mask=last_row_mask(attention_mask, batch, length, query.device),
-        image_mask=state.image_mask,
+        image_mask=state.image_mask.to(query.device),  # each layer on its own device when the model is sharded
         module=module,
     )
     edit = state.method.edit(row) if state.method is not None else None
@@ -130,7 +130,6 @@ def steer(model: torch.nn.Module, state: SteeringState) -> Iterator[SteeringStat
             f"the model's text attention is {text_config(model)._attn_implementation!r}; "
             "call interventions.use_steered_attention(model) before steering it"
         )
-    state.image_mask = state.image_mask.to(next(model.parameters()).device)
     handles = list(state.method.hooks(model, state)) if state.method is not None else []
     try:
         with activate(state):

@@ -199,6 +199,7 @@ class CLVS:
             if self.params.logit_lens_norm:
                 last = self._decoder.norm(last)
             entropy = normalised_top_entropy(self._lm_head(last))
+            self._follow(entropy.device)
             self.entropies[layer] = entropy
             stop = self.smoothing_on & (entropy < self.threshold)
             for b in torch.nonzero(stop).flatten().tolist():
@@ -229,7 +230,18 @@ class CLVS:
         self._raw_query = self._raw_key = None
         return last_row_scores(query[:, :, None], key.transpose(1, 2), row.module.scaling)
 
+    def _follow(self, device: torch.device) -> None:
+        """Keep the per-sequence state on the device of the layer at hand (a model sharded across GPUs runs its
+        layers on several); a no-op on one device."""
+        if self.smoothing.device == device:
+            return
+        for name in ("smoothing", "memory_size", "threshold", "unbiased", "smoothing_on", "memory"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+
     def edit(self, row: LastRow) -> RowEdit | None:
+        self._follow(row.scores.device)
         image = row.image_mask[:, None, :]
         if row.layer == 0:
             rows = row.has_image & self.unbiased

@@ -67,8 +67,8 @@ class LastRowRecorder:
         rows = []
         for layer in self.recorded_layers:
             source = self.before if before and layer in self.before else self.used
-            rows.append(source[layer][sequence])
-        return torch.stack(rows).float().cpu()  # [L_recorded, N]
+            rows.append(source[layer][sequence].float().cpu())  # layers may sit on different devices
+        return torch.stack(rows)  # [L_recorded, N]
 
     def image_attention(self, sequence: int, before: bool = False) -> torch.Tensor:
         """``[L_recorded, n_image_tokens]``: head-mean last-row weights on this sequence's image keys."""

@@ -40,6 +40,7 @@ from transformers import AutoProcessor
 from families import Family, FamilyError, family_for
 from interventions.prefix import PrefixUnsupported, PromptPrefix, compute_prefix
 from models.placement import images_first, interleaved
+from models.placement_args import input_device, parse_placement
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DEFAULT_PRETRAINED = "Qwen/Qwen3-VL-2B-Instruct"
@@ -139,6 +140,9 @@ class VLM(lmms):
         attention_log: str | None = None,
         system_prompt: str | None = None,
         interleave_visuals: bool = False,
+        device_map: str | None = None,
+        max_memory: str | None = None,
+        offload_folder: str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -152,6 +156,7 @@ class VLM(lmms):
         self.accelerator = Accelerator()
         self._rank = self.accelerator.process_index
         self._world_size = self.accelerator.num_processes
+        self.placement = parse_placement(device_map, max_memory, offload_folder, device, self._world_size)
         self._device = self._pick_device(device)
         self.torch_dtype = self._pick_dtype(dtype, self._device)
         self.batch_size_per_gpu = self._parse_batch_size(batch_size)
@@ -172,8 +177,12 @@ class VLM(lmms):
         if self.attention_log is not None and problem is not None:
             raise ValueError(f"{self.MODEL_NAME}: attention_log stores per-image attention maps, but {problem}")
         self.processor.tokenizer.padding_side = "left"
-        self._model = self.family.load(pretrained, self.torch_dtype)
-        self._model.to(self._device).eval()
+        self._model = self.family.load(pretrained, self.torch_dtype, **self.placement.load_kwargs())
+        if self.placement.sharded:  # transformers placed every layer; the inputs go where the first layer is
+            self._device = input_device(self._model)
+            self._model.eval()
+        else:
+            self._model.to(self._device).eval()
         self.pretrained = pretrained
         self._warned_prefix = False
         self.grid_rows = 64  # respond_grid: at most this many rows (sequences x settings) in one steered pass

@@ -3,9 +3,10 @@
 Tests and the demo need a real checkpoint folder that loads through the same ``from_pretrained`` path a
 user's checkpoint takes, without a hub download. The result is about 1 MB and is built in well under a second.
 
-Usage: ``python -m testbed.tiny OUT_DIR [--family qwen3_vl|qwen2_5_vl|llava] [--layers 4] [--seed 0]
-[--tokenizer bytes|words|qwen]``. ``--family`` takes the config's ``model_type``: Qwen3-VL (the default),
-Qwen2.5-VL (:mod:`testbed.tiny_qwen2_5`) or LLaVA-1.5 in the llava-hf format (:mod:`testbed.tiny_llava`).
+Usage: ``python -m testbed.tiny OUT_DIR [--family qwen3_vl|qwen3_vl_moe|qwen2_5_vl|llava] [--layers 4] [--seed 0]
+[--tokenizer bytes|words|qwen]``. ``--family`` takes the config's ``model_type``: Qwen3-VL (the default), Qwen3-VL
+mixture-of-experts (:mod:`testbed.tiny_qwen3_moe`), Qwen2.5-VL (:mod:`testbed.tiny_qwen2_5`) or LLaVA-1.5 in the
+llava-hf format (:mod:`testbed.tiny_llava`).
 
 ``--tokenizer qwen`` puts the tiny architecture behind what a user's checkpoint has: the real Qwen
 BPE vocabulary (151,936 ids, special tokens at their real ids), the released Qwen3-VL instruct chat
@@ -64,7 +65,7 @@ CHAT_TEMPLATE = (
 
 
 TOKENIZERS = ("bytes", "words", "qwen")
-TINY_FAMILIES = ("qwen3_vl", "qwen2_5_vl", "llava")
+TINY_FAMILIES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "llava")
 VOCAB_SIZE = 384  # room for either tokenizer: 256 bytes (+ up to 121 word merges) + 7 special tokens
 WORD_MERGES = VOCAB_SIZE - len(SPECIAL_TOKENS)
 
@@ -230,6 +231,13 @@ def build_tiny_checkpoint(
         tokenizer = build_tokenizer(kind)
         model, processor = build_qwen2_5_vl(tokenizer, num_layers, VOCAB_SIZE, CHAT_TEMPLATE)
         positions = None
+    elif family == "qwen3_vl_moe":
+        from testbed.tiny_qwen3_moe import build_qwen3_vl_moe
+
+        tokenizer = build_tokenizer(kind)
+        processor = build_processor(tokenizer)
+        model = build_qwen3_vl_moe(tokenizer, num_layers, VOCAB_SIZE)
+        positions = model.model.visual.pos_embed.weight
     else:
         tokenizer = build_tokenizer(kind)
         if kind == "qwen":
@@ -262,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
         "--family",
         choices=TINY_FAMILIES,
         default="qwen3_vl",
-        help="the config's model_type: qwen3_vl (default), qwen2_5_vl or llava (LLaVA-1.5, llava-hf format)",
+        help="the config's model_type: qwen3_vl (default), qwen3_vl_moe (mixture-of-experts), qwen2_5_vl or llava "
+        "(LLaVA-1.5, llava-hf format)",
     )
     parser.add_argument("--layers", type=int, default=4, help="decoder layers (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")

@@ -53,7 +53,7 @@ def vsr_data_dir(tmp_path_factory) -> Path:
     return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data", shared_vsr_dir())
 
 
-FAMILY_TYPES = ("qwen3_vl", "qwen2_5_vl", "llava")  # the tiny checkpoint builder's --family values
+FAMILY_TYPES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "llava")  # the tiny checkpoint builder's --family values
 
 
 @pytest.fixture(scope="session")

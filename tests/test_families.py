@@ -22,7 +22,7 @@ from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import prepare
 
 SETTINGS = GenerationSettings(max_new_tokens=4)
-SUPPORTED = "qwen3_vl, qwen2_5_vl, llava"
+SUPPORTED = "qwen3_vl, qwen3_vl_moe, qwen2_5_vl, llava"
 
 
 @pytest.fixture(scope="module", params=FAMILY_TYPES)
@@ -96,8 +96,10 @@ def test_pretrained_that_is_neither_a_folder_nor_a_hub_id(tmp_path):
 def test_the_study_names_take_qwen3_vl_only_and_say_which_models_take_the_rest(family_checkpoint):
     llava = str(family_checkpoint("llava"))
     for model in (Qwen3VL, Qwen3VLAdaptVis):
-        with pytest.raises(ValueError, match=r"model_type 'llava'.*takes: qwen3_vl .*use the vlm_\* models"):
+        with pytest.raises(ValueError, match=r"model_type 'llava'.*takes: qwen3_vl, qwen3_vl_moe .*use the vlm_\* "):
             model(pretrained=llava)
+    moe = Qwen3VL(pretrained=str(family_checkpoint("qwen3_vl_moe")), device="cpu")  # dense and MoE alike
+    assert type(moe.model).__name__ == "Qwen3VLMoeForConditionalGeneration"
 
 
 def test_layers_are_checked_against_the_familys_depth(checkpoint):
