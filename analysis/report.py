@@ -157,6 +157,7 @@ class _ReportBuilder:
             self.blocks.append(Heading(2, f"Task `{task}`"))
             if task not in self.vsr_tasks:
                 self._task_metrics(self.comparisons[task])
+                self._against_reference(task, task_runs)
                 self._changed_documents(task, task_runs, self.comparisons[task])
                 continue
             self._results(task, task_runs)
@@ -313,50 +314,65 @@ class _ReportBuilder:
             )
 
     def _against_reference(self, task: str, task_runs: list[Run]) -> None:
-        """Ours beside the published accuracy of the same method, with our paired comparison to the baseline."""
+        """Ours beside the published numbers of the same method and checkpoint, with our paired comparison to the
+        baseline; one row per run and referenced metric (any task)."""
         reference = self.settings.reference
-        if reference is None:
+        if reference is None or not reference.metrics(task):
             return
-        comparisons = self.summary["tasks"][task].get("comparisons", {})
-        baseline_reported = reference.get(task, self.settings.baseline)
-        rows, entries = [], {}
-        for run in task_runs:
-            s = self.summaries[task][run.label]
-            reported = reference.get(task, run.model)
-            c = comparisons.get(run.label)
-            reported_delta = (
-                reported - baseline_reported
-                if reported is not None and baseline_reported is not None and run.model != self.settings.baseline
-                else None
-            )
-            rows.append(
-                [
-                    run.label,
-                    f"{tables.number(s.accuracy)} [{tables.number(s.ci_low)}, {tables.number(s.ci_high)}]",
-                    tables.number(reported) if reported is not None else "–",
-                    tables.signed(s.accuracy - reported) if reported is not None else "–",
-                    f"{tables.signed(c['difference'])} [{tables.signed(c['ci_low'])}, {tables.signed(c['ci_high'])}]"
-                    if c
-                    else "–",
-                    tables.p_value(c["p_value"]) if c else "–",
-                    tables.signed(reported_delta) if reported_delta is not None else "–",
-                ]
-            )
-            entries[run.label] = {
-                "model": run.model,
-                "ours": s.accuracy,
-                "reported": reported,
-                "reported_difference_to_baseline": reported_delta,
-            }
-        self.summary["tasks"][task]["reference"] = {"name": reference.name, "runs": entries}
-        headers = ["run", "ours [95% CI]", reference.name, "ours − reported", "Δ vs baseline [95% CI]", "McNemar p"]
+        comparison = self.comparisons[task]
+        by_label = {run.label: run for run in task_runs}
+        rows, metrics = [], {}
+        for metric in reference.metrics(task):
+            row = next((r for r in comparison.metrics if r.metric == metric), None)
+            entries = {}
+            for run in task_runs:
+                pretrained = run.args.get("pretrained")
+                reported = reference.get(task, run.model, metric, pretrained)
+                summary = row.summaries.get(run.label) if row else None
+                ours = summary.value if summary else None
+                paired = row.comparisons.get(run.label) if row else None
+                pairing = comparison.pairings.get(run.label)
+                base = by_label.get(pairing.baseline) if pairing else None
+                base_reported = (
+                    reference.get(task, base.model, metric, base.args.get("pretrained")) if base is not None else None
+                )
+                reported_delta = (
+                    reported - base_reported if reported is not None and base_reported is not None else None
+                )
+                rows.append(
+                    [
+                        run.label,
+                        metric,
+                        f"{tables.number(ours)} [{tables.number(summary.ci_low)}, {tables.number(summary.ci_high)}]"
+                        if summary
+                        else "–",
+                        tables.number(reported) if reported is not None else "–",
+                        tables.signed(ours - reported) if reported is not None and ours is not None else "–",
+                        f"{tables.signed(paired.difference)} [{tables.signed(paired.ci_low)}, "
+                        f"{tables.signed(paired.ci_high)}]"
+                        if paired
+                        else "–",
+                        tables.p_value(paired.p_value) if paired else "–",
+                        tables.signed(reported_delta) if reported_delta is not None else "–",
+                    ]
+                )
+                entries[run.label] = {
+                    "model": run.model,
+                    "ours": ours,
+                    "reported": reported,
+                    "reported_difference_to_baseline": reported_delta,
+                }
+            metrics[metric] = entries
+        first = reference.metrics(task)[0]
+        self.summary["tasks"][task]["reference"] = {"name": reference.name, "runs": metrics[first], "metrics": metrics}
+        headers = ["run", "metric", "ours [95% CI]", reference.name, "ours − reported", "Δ vs baseline [95% CI]", "p"]
         headers.append(f"Δ {reference.name}")
         self.blocks += [
             Heading(3, f"Against the results {reference.name}"),
             Paragraph(
-                f"Ours: accuracy with its 95% bootstrap interval, and the paired comparison with the baseline "
+                "Ours: the metric with its 95% bootstrap interval, and the paired comparison with the baseline "
                 f"`{self.settings.baseline}` on the same documents. The last column is the published difference "
-                "to the published baseline."
+                "to the published baseline (published numbers in our unit: a share, not a percentage)."
             ),
             TableBlock(headers, rows),
         ]

@@ -81,7 +81,11 @@ class Family:
 
     # ---------------------------------------------------------------- structure
     def text_config(self, model: torch.nn.Module) -> Any:
-        return getattr(model.config, "text_config", None) or model.config
+        return self.text_config_of(model.config)
+
+    def text_config_of(self, config: Any) -> Any:
+        """The language model's part of a checkpoint's config (its depth, heads, vocabulary)."""
+        return getattr(config, "text_config", None) or config
 
     def decoder(self, model: torch.nn.Module) -> torch.nn.Module:
         """The language model: ``layers``, ``norm`` and ``rotary_emb``."""

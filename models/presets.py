@@ -25,13 +25,20 @@ def presets() -> dict[str, dict]:
     return json.loads(PRESETS_FILE.read_text(encoding="utf-8"))
 
 
-def preset_arguments(preset: str, method: str, model_type: str | None = None) -> dict[str, Any]:
-    """The arguments ``preset`` sets for ``method`` (``adaptvis``, ``clvs``, ``vea``); a value that depends on the
-    model family is under ``by_family``, keyed by ``model_type``. An unknown preset is refused with the known ones."""
+NOT_ARGUMENTS = ("source",)  # where a preset's numbers come from (the authors' file and line): shown, never passed
+
+
+def preset_arguments(
+    preset: str, method: str, model_type: str | None = None, depth: int | None = None, skip_depth: bool = False
+) -> dict[str, Any]:
+    """The arguments ``preset`` sets for ``method`` (``adaptvis``, ``clvs``, ``vea``). A value that depends on the
+    model family is under ``by_family``, keyed by ``model_type``; one that depends on the checkpoint's size (VEA's
+    profiled layers) under the family's ``by_depth``, keyed by the number of decoder layers. An unknown preset, or
+    a family or depth the preset has no settings for, is refused naming what it has."""
     known = presets()
     if preset not in known:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(known))}")
-    values = dict(known[preset].get(method, {}))
+    values = {key: value for key, value in known[preset].get(method, {}).items() if key not in NOT_ARGUMENTS}
     by_family = values.pop("by_family", {})
     if by_family:
         if model_type not in by_family:
@@ -39,8 +46,24 @@ def preset_arguments(preset: str, method: str, model_type: str | None = None) ->
                 f"preset {preset!r} has {method} settings for {', '.join(sorted(by_family))} checkpoints only, "
                 f"not for model_type {model_type!r}"
             )
-        values.update(by_family[model_type])
+        family_values = dict(by_family[model_type])
+        by_depth = family_values.pop("by_depth", {})
+        values.update(family_values)
+        if by_depth and not skip_depth:
+            if str(depth) not in by_depth:
+                sizes = ", ".join(f"{d}-layer" for d in sorted(by_depth, key=int))
+                raise ValueError(
+                    f"preset {preset!r} has {method} settings for {sizes} {model_type} checkpoints, not for one with "
+                    f"{depth} decoder layers: pass the setting it lacks explicitly (VEA: layers=[...] or "
+                    "coco_annotations_dir to profile them)"
+                )
+            values.update(by_depth[str(depth)])
     return values
+
+
+def preset_source(preset: str, method: str) -> str | None:
+    """Where ``preset``'s ``method`` settings come from (the authors' file), when the preset says."""
+    return presets().get(preset, {}).get(method, {}).get("source")
 
 
 def resolve(
@@ -50,6 +73,7 @@ def resolve(
     defaults: Mapping[str, Any],
     exclusive: Iterable[str] = (),
     model_type: str | None = None,
+    depth: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(values, from_preset)``: explicit arguments (not None) win over the preset, the preset over ``defaults``.
 
@@ -59,9 +83,15 @@ def resolve(
     values = dict(defaults)
     from_preset: dict[str, Any] = {}
     if preset not in (None, "", "none", "None"):
-        from_preset = preset_arguments(preset, method, model_type)
         exclusive = set(exclusive)
-        if any(given.get(name) is not None for name in exclusive):
+        explicit_alternative = any(given.get(name) is not None for name in exclusive)
+        try:
+            from_preset = preset_arguments(preset, method, model_type, depth)
+        except ValueError:
+            if not explicit_alternative:  # the depth-dependent setting is given explicitly: the rest still applies
+                raise
+            from_preset = preset_arguments(preset, method, model_type, depth, skip_depth=True)
+        if explicit_alternative:
             from_preset = {key: value for key, value in from_preset.items() if key not in exclusive}
         from_preset = {key: value for key, value in from_preset.items() if given.get(key) is None}
         values.update(from_preset)

@@ -40,6 +40,7 @@ class SteeredModel(VLM):
             self.METHOD.defaults(),
             exclusive=self.METHOD.exclusive,
             model_type=family.model_type,
+            depth=family.text_config_of(self._config(pretrained)).num_hidden_layers,
         )
         self.preset = None if preset in UNSET else preset
         self.arguments = values

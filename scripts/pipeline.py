@@ -81,6 +81,7 @@ class Pipeline:
         limit: int | None = None,
         resume: bool = False,
         include_path: str | None = None,
+        gen_kwargs: str | None = None,
     ) -> Path | None:
         """One lmms-eval run with ``--log_samples``; returns its results file (None in a dry run).
 
@@ -96,6 +97,8 @@ class Pipeline:
             args += ["--limit", str(limit)]
         if include_path:
             args += ["--include_path", str(include_path)]
+        if gen_kwargs:
+            args += ["--gen_kwargs", gen_kwargs]
         self.run(step, args, env)
         if self.dry_run:
             return None

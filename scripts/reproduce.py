@@ -1,5 +1,8 @@
 """Reproduce the reference study's table in one command: ``python scripts/reproduce.py --out reproduce_out``.
 
+``--study seed`` (the default) is the seed study below; ``--study adaptvis|clvs|vea`` runs that paper's headline
+experiment on its own model instead (``scripts/paper_studies.py``, ``scripts/studies/*.json``).
+
 The study fine-tuned Qwen3-VL-2B on each VSR train split and reported dev accuracy for the base model and
 the three interventions (``scripts/study_results.json``). Steps, each one of the project's command lines
 (``scripts/pipeline.py``, shared with ``scripts/demo.py``):
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import paper_studies  # noqa: E402
 from pipeline import Pipeline, qwen3vl_models, task_accuracy  # noqa: E402  (scripts/ is not a package)
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -61,6 +65,13 @@ class Plan:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--study",
+        choices=("seed", *paper_studies.STUDIES),
+        default="seed",
+        help="seed: the reference study (Qwen3-VL-2B on VSR); adaptvis, clvs, vea: that paper's headline experiment "
+        "on its own model (default: %(default)s)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reproduce_out"), help="output folder (default reproduce_out)")
     parser.add_argument("--random_checkpoint", help=f"random-split checkpoint (default: {PUBLISHED['random']})")
     parser.add_argument("--zeroshot_checkpoint", help=f"zeroshot-split checkpoint (default: {PUBLISHED['zeroshot']})")
@@ -83,14 +94,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a folder of extra task YAMLs for --benchmarks, as lmms-eval's --include_path (default: none)",
     )
     parser.add_argument("--batch_size", type=int, default=8, help="sequences per forward (default: %(default)s)")
-    parser.add_argument("--dtype", default="float32", help="model dtype (default: float32, as the study)")
+    parser.add_argument(
+        "--dtype", default=None, help="model dtype (default: float32 for seed, as the study; a paper study's own)"
+    )
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents (smoke runs)")
     parser.add_argument(
         "--vea_layers",
-        choices=("profiled", "study"),
         default="profiled",
-        help="profiled: profile each checkpoint on its train split (needs COCO boxes); study: the study's layers",
+        help="seed: profiled (profile each checkpoint on its train split; needs COCO boxes) or study (the study's "
+        "layers); a paper study: [L,...] for a checkpoint whose depth its preset has no layers for",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a paper study: replace one of its checkpoints (by the name the dry run prints) with a folder or hub id",
+    )
+    parser.add_argument(
+        "--tasks", default=None, metavar="TASK,...", help="a paper study: evaluate these tasks instead of its own"
     )
     parser.add_argument("--profile_samples", type=int, default=100, help="train rows VEA profiles on (default 100)")
     parser.add_argument("--vsr_data_dir", type=Path, default=None, help="VSR data folder (default: $VSR_DATA_DIR)")
@@ -102,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
+    if args.vea_layers not in ("profiled", "study"):
+        raise SystemExit(f"--vea_layers: profiled or study for the seed study, got {args.vea_layers!r}")
+    args.dtype = args.dtype or "float32"
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not splits or any(s not in SPLITS for s in splits):
@@ -190,14 +216,14 @@ def _check_splits(plan: Plan, args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def _check_benchmarks(tasks: list[str], include_path: str | None) -> list[str]:
+def _check_benchmarks(tasks: list[str], include_path: str | None, refuse_vsr: bool = True) -> list[str]:
     """Every --benchmarks name must be a task or group lmms-eval knows (here, with --include_path)."""
     if not tasks:
         return []
     from analysis.metrics import task_manager
 
     known = set(task_manager((include_path,) if include_path else ()).all_tasks)
-    vsr = [t for t in tasks if t.startswith("vsr")]
+    vsr = [t for t in tasks if t.startswith("vsr")] if refuse_vsr else []
     unknown = [t for t in tasks if t not in known]
     problems = [f"--benchmarks {t}: VSR is evaluated anyway; name other tasks" for t in vsr]
     problems += [
@@ -281,6 +307,8 @@ def model_args(method: str, split: str, checkpoint: str, layers_file: Path | Non
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.study != "seed":
+        return paper_studies.run_study(args)
     plan = make_plan(args)
     local = all(Path(c).expanduser().exists() for c in plan.checkpoints.values()) and not args.finetune
     # benchmarks read their datasets from the hub (or its cache): only a VSR-only run on local checkpoints is offline

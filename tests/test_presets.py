@@ -15,7 +15,7 @@ from tests.intervention_reference import prepare
 
 def test_the_data_file_holds_the_studys_settings():
     data = json.loads(PRESETS_FILE.read_text())
-    assert sorted(data) == ["seed_random", "seed_zeroshot"]
+    assert sorted(data) == ["adaptvis_paper", "clvs_paper", "seed_random", "seed_zeroshot", "vea_paper"]
     random, zeroshot = data["seed_random"], data["seed_zeroshot"]
     assert random["adaptvis"] == {"confidence_threshold": 0.8, "sharpen_weight": 1.2, "smoothen_weight": 0.2}
     assert zeroshot["adaptvis"]["smoothen_weight"] == 0.1
@@ -71,7 +71,43 @@ def test_the_study_layers_apply_when_no_layer_source_is_given(tiny_checkpoint):
 @pytest.mark.parametrize("klass", [Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA])
 def test_an_unknown_preset_is_refused_with_the_known_ones(tiny_checkpoint, klass):
     with pytest.raises(
-        ValueError, match="unknown preset 'seed_random_typo'; known presets: seed_random, seed_zeroshot"
+        ValueError,
+        match="unknown preset 'seed_random_typo'; known presets: adaptvis_paper, clvs_paper, seed_random, seed_zeroshot, vea_paper",
     ):
         klass(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random_typo", layers="[1]")
-    assert set(presets()) == {"seed_random", "seed_zeroshot"}
+    assert set(presets()) == {"seed_random", "seed_zeroshot", "adaptvis_paper", "clvs_paper", "vea_paper"}
+
+
+def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
+    from models.presets import preset_arguments, preset_source
+
+    # AdaptVis run.sh:4: --weight1 0.5 (uncertain: smoothen) --weight2 1.5 --threshold 0.4
+    assert preset_arguments("adaptvis_paper", "adaptvis", "llava", 32) == {
+        "confidence_threshold": 0.4, "smoothen_weight": 0.5, "sharpen_weight": 1.5}  # fmt: skip
+    assert "run.sh:4" in preset_source("adaptvis_paper", "adaptvis")
+    # CLVS scripts/all.sh: beta 0.8, gamma 0.8, delta 0.5; the logit lens without the final norm
+    assert preset_arguments("clvs_paper", "clvs", "qwen2_5_vl", 28) == {
+        "smoothing": 0.8, "window_memory_size": 0.8, "uncertainty_threshold": 0.5, "position_unbiased": True,
+        "logit_lens_norm": False}  # fmt: skip
+    assert "scripts/all.sh" in preset_source("clvs_paper", "clvs")
+    # VEA: one set of numbers, the pre-profiled layers by family and depth
+    vea = {"denoise_lambda": 10, "smooth_strength": 0.5, "highlight_strength": 0.5, "layer_top_fraction": 0.1}
+    assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 28) == {**vea, "layers": [18, 22, 24]}
+    assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 64)["layers"] == [49, 50, 51, 52, 53, 55, 56]
+    assert preset_arguments("vea_paper", "vea", "llava", 32)["layers"] == [14, 15, 17, 19]
+    assert "vea/config.py" in preset_source("vea_paper", "vea")
+    with pytest.raises(ValueError, match="has vea settings for 28-layer, 64-layer qwen2_5_vl checkpoints, not for one"):
+        preset_arguments("vea_paper", "vea", "qwen2_5_vl", 4)
+    with pytest.raises(ValueError, match="for llava, qwen2_5_vl checkpoints only, not for model_type 'qwen3_vl'"):
+        preset_arguments("vea_paper", "vea", "qwen3_vl", 28)
+
+
+def test_a_paper_preset_on_a_checkpoint_of_another_depth_takes_explicit_layers(family_checkpoint):
+    from models.vea import VEAModel
+
+    checkpoint = str(family_checkpoint("qwen2_5_vl"))  # 4 layers: the preset has layers for 28 and 64
+    with pytest.raises(ValueError, match="not for one with 4 decoder layers: pass the setting it lacks explicitly"):
+        VEAModel(pretrained=checkpoint, device="cpu", preset="vea_paper")
+    model = VEAModel(pretrained=checkpoint, device="cpu", preset="vea_paper", layers="[2,3]")
+    assert model.arguments["denoise_lambda"] == 10 and model.arguments["layer_top_fraction"] == 0.1
+    assert list(model.layers) == [2, 3]

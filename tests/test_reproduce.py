@@ -72,6 +72,8 @@ def lmms_eval_commands(stdout: str) -> list[dict]:
     """Each printed ``python -m lmms_eval`` command as {model, model_args (dict), tasks, flags}."""
     commands = []
     for line in stdout.splitlines():
+        if "-m lmms_eval " not in line:  # the log lines quote papers; only the commands are shell words
+            continue
         words = shlex.split(line)
         if "lmms_eval" not in words:
             continue
@@ -172,7 +174,7 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
         profile = json.loads((out / f"vea_layers_{split}.json").read_text())
         assert profile["dataset_type"] == split and profile["split"] == "train"
     markdown = (out / "report" / "report.md").read_text()
-    assert "| run | ours [95% CI] | reported by the study | ours − reported |" in markdown
+    assert "| run | metric | ours [95% CI] | reported by the study | ours − reported |" in markdown
     assert markdown.count("Against the results reported by the study") == 2
     records = [json.loads(line) for line in (out / "attention" / "zeroshot" / "qwen3vl_adaptvis" / "records.rank0.jsonl")
                .read_text().splitlines()]  # fmt: skip
@@ -188,3 +190,85 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
         setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", *benchmarks, in_process=True
     )
     assert again.returncode == 0 and again.stdout.count("skipped") == 18  # 16 evaluations + 2 profiles
+
+
+# ------------------------------------------------------------ the papers' own experiments (--study)
+STUDY_COMMANDS = {"adaptvis": 2, "clvs": 4, "vea": 2}  # lmms-eval runs: each checkpoint x (baseline, method)
+
+
+@pytest.mark.parametrize("study", list(STUDY_COMMANDS))
+def test_each_study_dry_run_prints_the_papers_setting_numbers_and_commands(study, setup, tmp_path):
+    completed = reproduce_study(study, tmp_path / "out", "--dry_run")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    spec = json.loads((REPO_ROOT / "scripts" / "studies" / f"{study}.json").read_text())
+    method, preset = next(iter(spec["methods"].items()))
+    assert f"setting: {method} preset={preset}" in completed.stdout and "  from: " in completed.stdout
+    for entry in spec["reference"]["results"]:  # every published number, with where it comes from
+        assert f"{entry['value']:>6} ({entry['checkpoint']}; {entry['source']})" in completed.stdout
+    commands = lmms_eval_commands(completed.stdout)
+    assert len(commands) == STUDY_COMMANDS[study]
+    assert {c["model_args"]["pretrained"] for c in commands} == set(spec["checkpoints"].values())
+    for command in commands:
+        assert command["tasks"] == ",".join(spec["tasks"])
+        assert command["model_args"].get("preset") == spec["methods"].get(command["model"])
+        if spec["gen_kwargs"]:
+            assert command["flags"]["--gen_kwargs"] == spec["gen_kwargs"]
+        for key, value in spec["model_args"].items():
+            assert command["model_args"][key] == str(value)
+    assert not (tmp_path / "out").exists()
+
+
+def reproduce_study(study: str, out: Path, *extra: str, env_extra: dict | None = None):
+    return run_script_in_process(SCRIPT, ["--study", study, "--out", str(out), *extra],
+                                 lmms_eval_env(**(env_extra or {})), REPO_ROOT)  # fmt: skip
+
+
+def test_the_adaptvis_study_end_to_end_with_the_papers_column(setup, trained_checkpoint, tmp_path):
+    from tests.whatsup_fixture import write_whatsup
+
+    llava, _ = trained_checkpoint("llava")  # answers in a word: the study's 100-token answers end at once
+    whatsup = write_whatsup(tmp_path / "whatsup", per_relation=1)
+    out = tmp_path / "out"
+    completed = reproduce_study(
+        "adaptvis", out, "--checkpoint", f"llava-1.5-7b={llava}", "--limit", "2", "--batch_size", "2",
+        env_extra={"WHATSUP_DATA_DIR": str(whatsup), "VSR_DATA_DIR": str(setup["data"])},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    reference = json.loads((out / "reference.json").read_text())
+    assert {entry["pretrained"] for entry in reference["results"]} == {str(llava)}
+    controlled = summary["tasks"]["whatsup_controlled_a"]["reference"]
+    assert controlled["name"] == "reported by AdaptVis (project page)"
+    assert {entry["model"]: entry["reported"] for entry in controlled["runs"].values()} == {
+        "vlm_baseline": pytest.approx(0.603), "vlm_adaptvis": pytest.approx(0.849)}  # fmt: skip
+    vsr = summary["tasks"]["vsr_zeroshot_test_adaptvis"]["reference"]["metrics"]
+    assert {e["model"]: e["reported"] for e in vsr["tpr_tnr_harmonic_mean"].values()}["vlm_adaptvis"] == pytest.approx(
+        0.625
+    )
+    comparison = summary["tasks"]["whatsup_controlled_a"]["metrics"]["accuracy,none"]["comparisons"]
+    assert [c["baseline"] for c in comparison.values()] == ["vlm_baseline"] and len(summary["tasks"]) == 7
+    assert (out / "report" / "report.md").read_text().count("Against the results reported by AdaptVis") == 7
+
+
+def test_the_clvs_and_vea_studies_end_to_end_on_tiny_checkpoints(setup, family_checkpoint, tmp_path):
+    local = ["--tasks", "local_pope", "--include_path", str(setup["tasks"]), "--limit", "2", "--batch_size", "2"]
+    llava, qwen = family_checkpoint("llava"), family_checkpoint("qwen2_5_vl")
+    clvs = reproduce_study(
+        "clvs", tmp_path / "clvs", "--checkpoint", f"llava-1.5-7b={llava}", "--checkpoint",
+        f"qwen2.5-vl-7b={qwen}", *local,
+    )  # fmt: skip
+    assert clvs.returncode == 0, clvs.stdout[-3000:] + clvs.stderr[-3000:]
+    summary = json.loads((tmp_path / "clvs" / "report" / "summary.json").read_text())
+    comparisons = summary["tasks"]["local_pope"]["metrics"]["pope_accuracy,none"]["comparisons"]
+    assert len(comparisons) == 2 and all(c["n"] == 2 for c in comparisons.values())  # each family against its own
+    records = [json.loads(line) for path in (tmp_path / "clvs" / "attention").rglob("records.rank0.jsonl")
+               for line in path.read_text().splitlines()]  # fmt: skip
+    assert {r["generated_tokens"] for r in records} == {1}  # the paper's one generated token
+    vea = reproduce_study(
+        "vea", tmp_path / "vea", "--checkpoint", f"qwen2.5-vl-7b={qwen}", "--vea_layers", "[2,3]", *local
+    )
+    assert vea.returncode == 0, vea.stdout[-3000:] + vea.stderr[-3000:]
+    summary = json.loads((tmp_path / "vea" / "report" / "summary.json").read_text())
+    runs = {run["model"]: run["model_args"] for run in summary["runs"]}
+    assert "preset=vea_paper" in runs["vlm_vea"] and "max_pixels=262144" in runs["vlm_baseline"]
+    assert "layers=[2,3]" in runs["vlm_vea"]

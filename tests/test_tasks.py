@@ -9,7 +9,7 @@ import pytest
 from lmms_eval.tasks import TaskManager
 
 from finetune.data import load_splits
-from vsr_tasks import GROUP_NAMES, HELDOUT_TASK_NAMES, TASK_NAMES, TASKS_DIR
+from vsr_tasks import ADAPTVIS_TASK_NAMES, GROUP_NAMES, HELDOUT_TASK_NAMES, TASK_NAMES, TASKS_DIR
 from vsr_tasks.registration import register_task_folder
 
 EXPECTED_DOCS = {"vsr_random_dev": 1097, "vsr_random_test": 2195, "vsr_zeroshot_dev": 340, "vsr_zeroshot_test": 1222}
@@ -80,7 +80,8 @@ def test_include_path_still_works_without_duplicates(vsr_data_dir, monkeypatch):
     monkeypatch.setenv("VSR_DATA_DIR", str(vsr_data_dir))
     manager = TaskManager(include_path=str(TASKS_DIR))
     assert manager.task_index["vsr_zeroshot_test"]["type"] == "python_task"
-    assert sum(name.startswith("vsr_") for name in manager.all_tasks) == len(TASK_NAMES + HELDOUT_TASK_NAMES) + 2
+    expected = len(TASK_NAMES + HELDOUT_TASK_NAMES + ADAPTVIS_TASK_NAMES) + 2  # and the groups vsr_random, vsr_zeroshot
+    assert sum(name.startswith("vsr_") for name in manager.all_tasks) == expected
 
 
 def test_lmms_eval_still_has_the_method_registration_wraps():

@@ -1,4 +1,4 @@
-"""Make a bare ``lmms-eval --tasks vsr_random_dev`` find our task folder.
+"""Make a bare ``lmms-eval --tasks vsr_random_dev`` (or ``whatsup``) find our task folders.
 
 lmms-eval 0.7 indexes tasks only from its own ``tasks/`` folder and
 ``--include_path``; it has no task entry point, and ``LMMS_EVAL_PLUGINS`` is read
@@ -19,8 +19,15 @@ from vsr_tasks import TASKS_DIR
 _MARKER = "_vsr_tasks_folder_added"
 
 
+def task_folders() -> list[str]:
+    """Our task folders: VSR's and WhatsUp's."""
+    from whatsup_tasks import TASKS_DIR as WHATSUP_TASKS_DIR
+
+    return [str(TASKS_DIR), str(WHATSUP_TASKS_DIR)]
+
+
 def register_task_folder() -> None:
-    """Idempotently extend ``TaskManager.initialize_tasks`` with the VSR task folder."""
+    """Idempotently extend ``TaskManager.initialize_tasks`` with our task folders."""
     from lmms_eval.tasks import TaskManager
 
     original = TaskManager.initialize_tasks
@@ -30,9 +37,9 @@ def register_task_folder() -> None:
     @functools.wraps(original)
     def initialize_tasks(self, include_path=None, include_defaults=True):
         paths = [] if include_path is None else [include_path] if isinstance(include_path, str) else list(include_path)
-        ours = str(TASKS_DIR)
-        if all(str(p).rstrip("/") != ours for p in paths):
-            paths.append(ours)
+        for ours in task_folders():
+            if all(str(p).rstrip("/") != ours for p in paths):
+                paths.append(ours)
         return original(self, include_path=paths, include_defaults=include_defaults)
 
     setattr(initialize_tasks, _MARKER, True)

@@ -10,7 +10,7 @@ import datasets
 from lmms_eval.api.task import ConfigurableTask
 from PIL import Image
 
-from vsr_tasks import data, heldout, scoring
+from vsr_tasks import adaptvis_protocol, data, heldout, scoring
 from vsr_tasks.categories import META_CATEGORIES, meta_category
 from vsr_tasks.prompt import build_prompt
 
@@ -38,6 +38,8 @@ class VSRTask(ConfigurableTask):
             rows = _hub_rows(dataset_type, source)
         if split == heldout.SPLIT_NAME:
             rows = heldout.held_out_rows(rows)
+        if "adaptvis_part" in dataset_kwargs:  # the AdaptVis paper's fifth for tuning, or the rest
+            rows = [rows[i] for i in adaptvis_protocol.part_indices(len(rows), dataset_kwargs["adaptvis_part"])]
         documents = datasets.Dataset.from_list([_document(row) for row in rows])
         self.dataset = datasets.DatasetDict({split: documents})
         self.dataset_no_image = self.dataset
@@ -91,6 +93,19 @@ def vsr_process_results(doc: dict, results: list[str]) -> dict:
     metrics = {"accuracy": record, "f1_true": record, "unparseable_rate": record}
     metrics.update({f"accuracy_{category.lower()}": record for category in META_CATEGORIES})
     return metrics
+
+
+def adaptvis_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return adaptvis_protocol.build_prompt(doc["caption"])
+
+
+def adaptvis_process_results(doc: dict, results: list[str]) -> dict:
+    record = adaptvis_protocol.score_record(results[0], doc["label"], doc["relation"], doc["meta_category"])
+    return {"accuracy": record, "tpr_tnr_harmonic_mean": record, "f1_true": record, "unparseable_rate": record}
+
+
+def vsr_aggregate_tpr_tnr_harmonic_mean(records: list[dict]) -> float:
+    return adaptvis_protocol.tpr_tnr_harmonic_mean(records)
 
 
 def vsr_aggregate_accuracy(records: list[dict]) -> float:

@@ -1,0 +1,58 @@
+"""The AdaptVis paper's VSR protocol (shiqichen17/AdaptVis), beside ours: its prompt, its split, its answer check and
+its "F1".
+
+- Prompt (``model_zoo/llava15.py``): "Determine whether the description about the spatial relationship is correct or
+  not. Answer with yes or no: <caption>" (LLaVA's ``USER: ... Assistant:`` turn is the chat template's job here).
+- Split (``main_aro.py``): VSR zeroshot **test**; ``seed_all(1)`` then ``random.sample(range(N), int(0.2 * N))``
+  (sorted) picks a fifth for tuning, and ``TEST_MODE=True`` evaluates the other four fifths. Python's ``random`` is
+  deterministic, so both parts are reproduced here (assuming, as the released code reads, that nothing draws from
+  ``random`` between the seed and the sample).
+- Answer check: a True caption is right when ``Yes`` is in the answer, a False one when ``No`` is (case-sensitive).
+- "F1": the harmonic mean of the true-positive rate TP / (TP + FN) and the true-negative rate TN / (TN + FP) (their
+  code calls the two "precision" and "recall"); named ``tpr_tnr_harmonic_mean`` here, since it is not the F1 of a
+  class (that is ``f1_true``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+
+PROMPT = "Determine whether the description about the spatial relationship is correct or not. Answer with yes or no: "
+SEED, TUNE_SHARE = 1, 0.2
+PARTS = ("tune", "test")
+
+
+def build_prompt(caption: str) -> str:
+    return PROMPT + caption
+
+
+def part_indices(n: int, part: str) -> list[int]:
+    """The rows of a split AdaptVis uses for ``part``: ``tune`` (its sampled fifth) or ``test`` (the rest)."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    sampled = sorted(random.Random(SEED).sample(range(n), int(TUNE_SHARE * n)))
+    if part == "tune":
+        return sampled
+    chosen = set(sampled)
+    return [index for index in range(n) if index not in chosen]
+
+
+def score_record(answer: str, label: int, relation: str, category: str) -> dict:
+    """The record VSR's metrics read, judged by AdaptVis' check."""
+    correct = ("Yes" in answer) if int(label) == 1 else ("No" in answer)
+    prediction = True if "Yes" in answer else False if "No" in answer else None
+    return {"prediction": prediction, "label": int(label), "correct": bool(correct), "relation": relation,
+            "category": category}  # fmt: skip
+
+
+def tpr_tnr_harmonic_mean(records: Iterable[Mapping]) -> float:
+    """2 TPR TNR / (TPR + TNR): AdaptVis' "F1" (0 when either rate is 0 or a class is absent)."""
+    records = list(records)
+    positives = [r for r in records if int(r["label"]) == 1]
+    negatives = [r for r in records if int(r["label"]) == 0]
+    if not positives or not negatives:
+        return 0.0
+    tpr = sum(bool(r["correct"]) for r in positives) / len(positives)
+    tnr = sum(bool(r["correct"]) for r in negatives) / len(negatives)
+    return 2 * tpr * tnr / (tpr + tnr) if tpr + tnr else 0.0

@@ -1,0 +1,21 @@
+"""WhatsUp (Kamath et al., EMNLP 2023) as lmms-eval tasks, with AdaptVis' generative protocol.
+
+``whatsup_controlled_a``, ``whatsup_controlled_b``, ``whatsup_coco_one``, ``whatsup_coco_two``, ``whatsup_vg_one``,
+``whatsup_vg_two`` and the group ``whatsup``: the official annotation files (amitakamath/whatsup_vlms) under
+``$WHATSUP_DATA_DIR``, each question asked as AdaptVis asks it and scored as AdaptVis scores it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TASKS_DIR = Path(__file__).resolve().parent
+TASK_NAMES = (
+    "whatsup_controlled_a",
+    "whatsup_controlled_b",
+    "whatsup_coco_one",
+    "whatsup_coco_two",
+    "whatsup_vg_one",
+    "whatsup_vg_two",
+)
+GROUP_NAME = "whatsup"

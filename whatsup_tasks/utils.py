@@ -1,0 +1,82 @@
+"""lmms-eval hooks for the WhatsUp tasks (referenced from the YAML files with ``!function utils.X``).
+
+lmms-eval executes this file by path, once per ``!function`` reference, so it only wires lmms-eval to the real code
+in the ``whatsup_tasks`` package.
+"""
+
+from __future__ import annotations
+
+import datasets
+from lmms_eval.api.task import ConfigurableTask
+from PIL import Image
+
+from whatsup_tasks import data, scoring
+from whatsup_tasks.prompt import build_question
+from whatsup_tasks.subsets import SUBSETS
+
+
+class WhatsUpTask(ConfigurableTask):
+    """A ConfigurableTask whose documents come from ``$WHATSUP_DATA_DIR`` (the official files; nothing on a hub)."""
+
+    def __init__(self, config: dict) -> None:
+        config = {key: value for key, value in config.items() if key != "class"}
+        super().__init__(config=config)
+
+    def download(self, dataset_kwargs: dict | None = None) -> None:
+        task = self.config.task
+        documents = data.load_documents(task)
+        subset = SUBSETS[task]
+        for document in documents:
+            document["question"] = build_question(document["subject"], document["object"] or None, subset)
+            document["subset"] = task
+        split = self.config.test_split
+        self.dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(documents)})
+        self.dataset_no_image = self.dataset
+
+
+def whatsup_doc_to_visual(doc: dict) -> list[Image.Image]:
+    with Image.open(doc["image"]) as image:
+        return [image.convert("RGB")]
+
+
+def whatsup_doc_to_text(doc: dict) -> str:
+    return doc["question"]
+
+
+def whatsup_doc_to_target(doc: dict) -> str:
+    return doc["relation"]
+
+
+def whatsup_process_results(doc: dict, results: list[str]) -> dict:
+    answer = results[0] if results else ""
+    options = SUBSETS[doc["subset"]].options
+    record = {
+        "correct": scoring.is_correct(answer, doc["relation"]),
+        "relation": doc["relation"],
+        "prediction": scoring.predicted_option(answer, options),
+    }
+    return {"accuracy": record, **{f"accuracy_{relation}": record for relation in options}}
+
+
+def whatsup_aggregate_accuracy(records: list[dict]) -> float:
+    return scoring.accuracy(records)
+
+
+def _per_relation(relation: str):
+    def aggregate(records: list[dict]) -> float:
+        return scoring.accuracy(records, relation)
+
+    aggregate.__name__ = f"whatsup_aggregate_accuracy_{relation}"
+    return aggregate
+
+
+whatsup_aggregate_accuracy_left = _per_relation("left")
+whatsup_aggregate_accuracy_right = _per_relation("right")
+whatsup_aggregate_accuracy_on = _per_relation("on")
+whatsup_aggregate_accuracy_under = _per_relation("under")
+whatsup_aggregate_accuracy_front = _per_relation("front")
+whatsup_aggregate_accuracy_behind = _per_relation("behind")
+whatsup_aggregate_accuracy_top = _per_relation("top")
+whatsup_aggregate_accuracy_bottom = _per_relation("bottom")
+whatsup_aggregate_accuracy_above = _per_relation("above")
+whatsup_aggregate_accuracy_below = _per_relation("below")
