@@ -30,10 +30,9 @@ from analysis.stats import (
     paired_metric,
     summarise_metric,
 )
+from models.names import is_baseline
 
 SIGNIFICANCE = 0.05
-# the models a report takes as the baseline when --baseline names none of the runs
-BASELINE_MODELS = ("qwen3vl", "vlm_baseline")
 
 
 @dataclass
@@ -100,7 +99,7 @@ def baseline_runs(runs: list[Run], task: str, name: str) -> list[Run]:
     """The runs of ``task`` that are the baseline: labelled or modelled ``name``, else a baseline model's runs."""
     having = [run for run in runs if task in run.tasks]
     named = [run for run in having if run.label == name] or [run for run in having if run.model == name]
-    return named or [run for run in having if run.model in BASELINE_MODELS]
+    return named or [run for run in having if is_baseline(run.model)]
 
 
 def baseline_for(run: Run, candidates: list[Run]) -> Run | None:

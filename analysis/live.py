@@ -59,15 +59,10 @@ def live_models(checkpoint: Path) -> dict:
     """Model name -> method, for the live re-runs of ``checkpoint``: the study's ``qwen3vl_*`` names on a Qwen3-VL
     checkpoint (they match its runs), the family-detecting ``vlm_*`` models on any other."""
     from models.methods import METHODS
+    from models.names import model_name
 
     model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
-    index = 0 if model_type == "qwen3_vl" else 1
-    return {method.models[index]: method for method in METHODS.values()}
-
-
-def _load(path: str):
-    module, name = path.rsplit(".", 1)
-    return getattr(__import__(module, fromlist=[name]), name)
+    return {model_name(method.name, model_type): method for method in METHODS.values()}
 
 
 class LiveModel:
@@ -123,12 +118,12 @@ class LiveModel:
 
     def _wrapper(self, method: str, settings: dict):
         if method not in self._wrappers:
-            from models import MODEL_CLASSES
+            from models import model_class
 
             extra = {}
             if self.models[method].name == "vea":  # the logged run's layers, else late layers as profiling picks them
                 extra["layers"] = settings.get("layers") or self.default_vea_layers()
-            klass = _load(MODEL_CLASSES[method])
+            klass = model_class(method)
             self._wrappers[method] = klass(pretrained=str(self.checkpoint), device=self.device, **extra)
         return self._wrappers[method]
 

@@ -21,6 +21,7 @@ from analysis.heatmaps import caption_of, document_figure, document_pictures, re
 from analysis.metrics import task_definition
 from analysis.plots import document_layer_figure
 from analysis.runs import Document, Run
+from models.names import DEFAULT_BASELINE
 
 ALL = "all documents"
 FLIPPED = "flipped against the baseline"
@@ -54,7 +55,7 @@ class Viewer:
         logs: dict[str, AttentionLog | None],
         log_notes: dict[str, str],
         cache_dir: Path,
-        baseline: str = "qwen3vl",
+        baseline: str = DEFAULT_BASELINE,
         include_path: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.runs = runs

@@ -50,7 +50,8 @@ from transformers import AutoConfig
 
 from benchmarks.shapes import SHAPES, build_checkpoint
 from families import FAMILIES, family_for
-from models import MODEL_CLASSES
+from models import model_class
+from models.names import model_name as registered_model_name
 from models.vlm import GenerationSettings
 
 
@@ -85,10 +86,8 @@ DEFAULT_SIDES = {
 
 
 def model_name(row: str, family: str) -> str:
-    """The ``--model`` a row runs: the study's ``qwen3vl*`` names on Qwen3-VL, ``vlm_*`` elsewhere."""
-    method = MODELS[row].class_path
-    prefix = "qwen3vl" if family == "qwen3_vl" else "vlm"
-    return (prefix if family == "qwen3_vl" else "vlm_baseline") if not method else f"{prefix}_{method}"
+    """The ``--model`` a row runs (``models.names``: the study's ``qwen3vl*`` names on Qwen3-VL, ``vlm_*`` elsewhere)."""
+    return registered_model_name(MODELS[row].class_path or None, family)
 
 
 CONTEXT = "Look at the image and decide whether the statement is True or False.\nStatement: The cat is left of the dog.\nAnswer with exactly one word: True or False."
@@ -199,7 +198,7 @@ class Contender:
         if entry.log:
             extra["attention_log"] = str(scratch / "attention_log" / name.replace("/", "-"))
         arguments = {key: value for key, value in common.items() if key != "depth"}
-        self.wrapper = _load_class(MODEL_CLASSES[model])(**arguments, **extra)
+        self.wrapper = model_class(model)(**arguments, **extra)
         if source is not None:
             share_weights(self.wrapper.model, source)
             gc.collect()

@@ -49,15 +49,15 @@ def images() -> list[list[Image.Image]]:
     return [[Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))] for w, h in sizes]
 
 
-def first_token_logits(pretrained: Path, method: str, arguments: dict, log_dir: Path) -> torch.Tensor:
+def first_token_logits(pretrained: Path, method: str, family: str, arguments: dict, log_dir: Path) -> torch.Tensor:
     """The batch's first-token logits ``[2, V]`` from the model ``--model`` would run, through its public seams."""
-    from models import MODEL_CLASSES
+    from models import model_class
+    from models.names import model_name
     from models.vlm import GenerationSettings
 
     arguments = {key: (str(log_dir) if value == "LOG" else value) for key, value in arguments.items()}
-    module, name = MODEL_CLASSES["vlm_baseline" if method == "baseline" else f"vlm_{method}"].rsplit(".", 1)
-    model_class = getattr(__import__(module, fromlist=[name]), name)
-    model = model_class(pretrained=str(pretrained), device="cpu", dtype="float32", batch_size=2, **arguments)
+    registered = model_class(model_name(None if method == "baseline" else method, family))
+    model = registered(pretrained=str(pretrained), device="cpu", dtype="float32", batch_size=2, **arguments)
     batch = model.prepare_batch(list(CONTEXTS), images(), [0, 1], ["snapshot", "snapshot"])
     response = model.respond(batch, GenerationSettings(max_new_tokens=2))
     return response.first_token_logits.detach().cpu().clone()
@@ -69,7 +69,7 @@ def snapshot(root: Path) -> dict[str, torch.Tensor]:
     for family in TINY_FAMILIES:
         checkpoint = build_tiny_checkpoint(root / family, family=family)
         for case, (method, arguments) in CASES.items():
-            results[f"{family}/{case}"] = first_token_logits(checkpoint, method, arguments, root / "log" / case)
+            results[f"{family}/{case}"] = first_token_logits(checkpoint, method, family, arguments, root / "log" / case)
             print(f"{family}/{case}: argmax {results[f'{family}/{case}'].argmax(-1).tolist()}", flush=True)
     return results
 

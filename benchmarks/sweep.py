@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args(argv)
 
-    from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS
+    from models import model_class
+    from models.names import STUDY
     from vsr_tasks.synthetic import generate
 
     with tempfile.TemporaryDirectory() as scratch_name:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             "max_pixels": args.image_size**2,
         }
         task = load_task("vsr_random_heldout", args.docs)
-        baseline = Qwen3VL(**common)
+        baseline = model_class(STUDY.name(None))(**common)
         baseline.task_dict = {task.name: task.task.dataset}
         tokens = int(baseline.prepare_chunk([task.requests[0].args]).image_token_mask.sum())
         baseline.generate_until(list(task.requests)[: args.batch_size])  # warm-up
@@ -86,10 +87,10 @@ def main(argv: list[str] | None = None) -> None:
             f"checkpoint={args.shape} docs={len(task.requests)} image_tokens={tokens} batch={args.batch_size} "
             f"threads={torch.get_num_threads()}"
         )
-        print(f"qwen3vl evaluation: {base_time:.2f} s (x1.00)")
-        for method_name, klass in (("adaptvis", Qwen3VLAdaptVis), ("clvs", Qwen3VLCLVS)):
-            name = klass.MODEL_NAME
-            wrapper = klass(**common)
+        print(f"{STUDY.name(None)} evaluation: {base_time:.2f} s (x1.00)")
+        for method_name in ("adaptvis", "clvs"):
+            name = STUDY.name(method_name)
+            wrapper = model_class(name)(**common)
             share_weights(wrapper.model, baseline.model)
             wrapper.task_dict = baseline.task_dict
             grid_settings = settings(GRIDS[method_name])

@@ -68,7 +68,7 @@ class RowEdit:
     rows: torch.Tensor  # [B] bool
 
 
-class Method(Protocol):
+class RowEditor(Protocol):
     """An intervention on the prompt's last row."""
 
     def begin(self, state: SteeringState) -> None:
@@ -103,7 +103,7 @@ class SteeringState:
     """
 
     image_mask: torch.Tensor
-    method: Method | None = None
+    method: RowEditor | None = None
     observers: list[Observer] = field(default_factory=list)
     prefills: int = 0  # last-row forwards seen (each edits at most once per layer)
     edited_layers: list[int] = field(default_factory=list)  # every layer the method edited, in order

@@ -20,7 +20,7 @@ import torch
 from interventions.adaptvis import AdaptVis, AdaptVisParams, first_token_confidence
 from interventions.layers import parse_layers
 from interventions.prefix import next_token_logits
-from models.methods import ADAPTVIS, Method
+from models.methods import ADAPTVIS, MethodSpec
 from models.steered import SteeredModel
 from models.vlm import GenerationSettings, PreparedBatch, Response
 
@@ -28,8 +28,7 @@ from models.vlm import GenerationSettings, PreparedBatch, Response
 class AdaptVisModel(SteeredModel):
     """AdaptVis: smoothen (low confidence) or sharpen (high) the last row's image attention."""
 
-    MODEL_NAME: ClassVar[str] = "vlm_adaptvis"
-    METHOD: ClassVar[Method] = ADAPTVIS
+    METHOD: ClassVar[MethodSpec] = ADAPTVIS
     STEERS: ClassVar[bool] = True
 
     def check_arguments(self, values: dict[str, Any]) -> None:

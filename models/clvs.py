@@ -13,7 +13,7 @@ import torch
 
 from interventions.clvs import CLVS, CLVSParams, unbiased_position_ids
 from interventions.prefix import PromptPrefix
-from models.methods import CLVS_METHOD, Method
+from models.methods import CLVS_METHOD, MethodSpec
 from models.steered import SteeredModel
 from models.vlm import GenerationSettings, PreparedBatch, Response
 
@@ -21,8 +21,7 @@ from models.vlm import GenerationSettings, PreparedBatch, Response
 class CLVSModel(SteeredModel):
     """Cross-Layer Vision Smoothing of the prefill's last row."""
 
-    MODEL_NAME: ClassVar[str] = "vlm_clvs"
-    METHOD: ClassVar[Method] = CLVS_METHOD
+    METHOD: ClassVar[MethodSpec] = CLVS_METHOD
     STEERS: ClassVar[bool] = True
 
     def unbiased_positions(self, batch: PreparedBatch, prefix: PromptPrefix | None = None) -> torch.Tensor:

@@ -4,25 +4,26 @@ this registry, and the docs' argument tables are checked against it (``tests/tes
 A method's declaration holds: its parameter object (``interventions``: the numbers that shape an answer, with their
 defaults, their validation and the neutral setting that changes nothing), what each argument means, its other model
 arguments with their defaults, which parameters a sweep may vary, the viewer's slider ranges, and its model class.
-Its presets live in ``models/presets.json`` (``models.presets``), keyed by the method's name. Every method runs as two
-models: ``qwen3vl_<name>`` (Qwen3-VL checkpoints, the names of the reference study) and ``vlm_<name>`` (any supported
-family, detected from the checkpoint's config).
+Its presets live in ``models/presets.json`` (``models.presets``), keyed by the method's name. Every method runs as one
+model per naming scheme (``models.names``): ``qwen3vl_<name>`` (Qwen3-VL checkpoints, the names of the reference
+study) and ``vlm_<name>`` (any supported family, detected from the checkpoint's config); ``models.registered``
+generates their lmms-eval classes from this registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from interventions.adaptvis import AdaptVisParams
 from interventions.clvs import CLVSParams
 from interventions.vea import VEAParams
+from models.names import SCHEMES, NamingScheme, is_baseline, model_names, scheme_of
 
-QWEN3_PREFIX = "qwen3vl"
-ANY_FAMILY_PREFIX = "vlm"
-BASELINES = {QWEN3_PREFIX: "models.qwen3vl.Qwen3VL", f"{ANY_FAMILY_PREFIX}_baseline": "models.vlm.VLM"}
+BASELINE_WRAPPER = "models.vlm.VLM"  # the baseline's model class, ``module.Class``
+REGISTERED_MODULE = "models.registered"  # where the lmms-eval classes are generated
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ class Argument:
 
 
 @dataclass(frozen=True)
-class Method:
-    """One intervention, as every part of the project sees it."""
+class MethodSpec:
+    """One intervention, as every part of the project sees it (the runtime object a forward consults is
+    ``interventions.state.RowEditor``)."""
 
     name: str
     title: str
@@ -52,13 +54,16 @@ class Method:
     exclusive: tuple[str, ...] = ()  # arguments that are alternatives: any explicit one replaces a preset's
     needs_image_grid: bool = False  # whether it maps image tokens to cells of each image (not just finds them)
     summary: str = ""
-    models: tuple[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         fields = [f.name for f in dataclasses.fields(self.params)]
         if list(self.meanings) != fields:
             raise ValueError(f"{self.name}: meanings must describe {fields} in that order, got {list(self.meanings)}")
-        object.__setattr__(self, "models", (f"{QWEN3_PREFIX}_{self.name}", f"{ANY_FAMILY_PREFIX}_{self.name}"))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The method's model under each naming scheme (``qwen3vl_<name>``, ``vlm_<name>``)."""
+        return tuple(scheme.name(self.name) for scheme in SCHEMES)
 
     @property
     def neutral(self) -> dict[str, Any]:
@@ -82,7 +87,7 @@ class Method:
 PRESET = Argument("preset", None, "a named set of the method's arguments (`models/presets.json`; the table below)")
 LAYERS_FORMAT = "`all`, `[0,1,2,20]` or with inclusive ranges `[0-13,20]` (0-based decoder layers)"
 
-ADAPTVIS = Method(
+ADAPTVIS = MethodSpec(
     name="adaptvis",
     title="AdaptVis",
     summary="the first token's confidence picks a weight per sequence, which scales the last prompt row's "
@@ -103,7 +108,7 @@ ADAPTVIS = Method(
     wrapper="models.adaptvis.AdaptVisModel",
 )
 
-CLVS_METHOD = Method(
+CLVS_METHOD = MethodSpec(
     name="clvs",
     title="CLVS",
     summary="a position-unbiased layer 0 and a vision memory mixed into later layers' last row, stopped per sequence "
@@ -127,7 +132,7 @@ CLVS_METHOD = Method(
 )
 
 PROFILING = "profiling"
-VEA_METHOD = Method(
+VEA_METHOD = MethodSpec(
     name="vea",
     title="VEA",
     summary="where the model looked, read from a few layers' attention, re-renders the image; the answer comes from "
@@ -168,30 +173,33 @@ VEA_METHOD = Method(
     needs_image_grid=True,
 )
 
-METHODS: dict[str, Method] = {method.name: method for method in (ADAPTVIS, CLVS_METHOD, VEA_METHOD)}
+METHODS: dict[str, MethodSpec] = {method.name: method for method in (ADAPTVIS, CLVS_METHOD, VEA_METHOD)}
 
 
-def method_of_model(model: str) -> Method:
+def method_of_model(model: str) -> MethodSpec:
     """The method a model name runs (``qwen3vl_adaptvis`` and ``vlm_adaptvis`` both run AdaptVis)."""
-    for method in METHODS.values():
-        if model in method.models:
-            return method
-    known = [name for method in METHODS.values() for name in method.models]
-    raise KeyError(f"{model!r} runs no method; the models with one are {', '.join(known)}")
+    try:
+        _, method = scheme_of(model, METHODS)
+    except KeyError:
+        method = None
+    if method is None:
+        known = [name for name in model_names(METHODS) if not is_baseline(name)]
+        raise KeyError(f"{model!r} runs no method; the models with one are {', '.join(known)}")
+    return METHODS[method]
+
+
+def class_name(scheme: NamingScheme, method: MethodSpec | None) -> str:
+    """The generated lmms-eval class of ``method`` (None: the baseline) under ``scheme``: ``Qwen3VLAdaptVis``."""
+    return scheme.class_prefix + ("Baseline" if method is None else method.title.replace("-", ""))
 
 
 def model_classes() -> dict[str, str]:
-    """``--model`` name -> ``module.Class`` for lmms-eval's registry: the baselines, then each method's two models."""
-    classes = dict(BASELINES)
-    for method in METHODS.values():
-        qwen3, any_family = method.models
-        classes[qwen3] = f"models.qwen3vl.{_qwen3_class(method)}"
-        classes[any_family] = method.wrapper
-    return classes
-
-
-def _qwen3_class(method: Method) -> str:
-    return "Qwen3VL" + method.title.replace("-", "")
+    """``--model`` name -> ``module.Class`` for lmms-eval's registry: per scheme, the baseline and each method."""
+    return {
+        scheme.name(None if method is None else method.name): f"{REGISTERED_MODULE}.{class_name(scheme, method)}"
+        for scheme in SCHEMES
+        for method in (None, *METHODS.values())
+    }
 
 
 def shown_default(argument: Argument) -> str:
@@ -215,7 +223,7 @@ def argument_table(rows: list[Argument]) -> str:
     return "\n".join(lines)
 
 
-def method_tables(method: Method) -> dict[str, str]:
+def method_tables(method: MethodSpec) -> dict[str, str]:
     """The method's docs tables: ``""`` (its arguments, README) and one per argument group."""
     groups: dict[str, list[Argument]] = {}
     for argument in method.arguments():

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from loguru import logger
 
 from interventions import use_steered_attention
-from models.methods import Method
+from models.methods import MethodSpec
 from models.presets import resolve
 from models.vlm import DEFAULT_PRETRAINED, VLM, GenerationSettings, PreparedBatch, Response
 
@@ -25,7 +25,7 @@ UNSET = (None, "", "none", "None")
 class SteeredModel(VLM):
     """The baseline plus :attr:`METHOD`; subclasses answer grids (:meth:`respond_grid`) and finish set-up."""
 
-    METHOD: ClassVar[Method]
+    METHOD: ClassVar[MethodSpec]
 
     def __init__(self, preset: str | None = None, **kwargs: Any) -> None:
         method_names = set(self.METHOD.defaults())

@@ -33,7 +33,7 @@ from interventions import record_image_attention
 from interventions.layers import parse_layers
 from interventions.vea import VEAParams, as_uint8_image, denoise, evidence_grids, evidence_pixel_map
 from interventions.vea.profile import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
-from models.methods import VEA_METHOD, Method
+from models.methods import VEA_METHOD, MethodSpec
 from models.steered import SteeredModel
 from models.vlm import VLM, GenerationSettings, PreparedBatch, Response
 
@@ -48,14 +48,13 @@ def _given(value: Any) -> bool:
 class VEAModel(SteeredModel):
     """Visual Evidence Augmentation: the image is re-rendered to highlight what the model looked at."""
 
-    MODEL_NAME: ClassVar[str] = "vlm_vea"
-    METHOD: ClassVar[Method] = VEA_METHOD
+    METHOD: ClassVar[MethodSpec] = VEA_METHOD
 
     def check_arguments(self, values: dict[str, Any]) -> None:
         """The layer source and the profiling inputs, checked before the checkpoint is loaded.
 
         A preset's ``layers`` apply only when no layer source (``layers``, ``layers_file``, ``coco_annotations_dir``)
-        is given explicitly (``Method.exclusive``).
+        is given explicitly (``MethodSpec.exclusive``).
         """
         if not isinstance(values["hint"], bool):
             raise ValueError(f"hint must be true or false, got {values['hint']!r}")

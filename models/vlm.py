@@ -124,9 +124,16 @@ class VLM(lmms):
     number) or none."""
 
     is_simple = True
-    MODEL_NAME: ClassVar[str] = "vlm_baseline"
+    MODEL_NAME: ClassVar[str] = ""  # set by the generated classes (``models.registered``), as FAMILIES
     FAMILIES: ClassVar[tuple[str, ...] | None] = None  # the model types this model takes (None: every family)
     STEERS: ClassVar[bool] = False  # whether answers come from a steered last row (no beam search then)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> VLM:
+        if not cls.MODEL_NAME:
+            raise TypeError(
+                f"{cls.__name__} is a base class: instantiate a registered model (models.model_class(NAME))"
+            )
+        return super().__new__(cls)
 
     def __init__(
         self,

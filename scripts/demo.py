@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import Pipeline, qwen3vl_models, task_accuracy  # noqa: E402  (scripts/ is not a package)
+from pipeline import Pipeline, qwen3vl_models, study_model, task_accuracy  # noqa: E402  (scripts/ is not a package)
 
 TASK = "vsr_random_dev"
 METHODS = qwen3vl_models()  # the baseline and each method, from the method registry
@@ -131,11 +131,12 @@ EXPECTED_MACHINE = (
     "2 cores of an Intel Xeon with AVX-512, torch 2.14.1; seeds 0, 1 also with ATEN_CPU_CAPABILITY=default"
 )
 EXPECTED = {
-    "qwen3vl": (0.935, 0.980),
-    "qwen3vl_adaptvis": (0.925, 0.980),
-    "qwen3vl_clvs": (0.610, 0.975),
-    "qwen3vl_vea": (0.905, 0.975),
+    study_model(None): (0.935, 0.980),
+    study_model("adaptvis"): (0.925, 0.980),
+    study_model("clvs"): (0.610, 0.975),
+    study_model("vea"): (0.905, 0.975),
 }
+BASELINE_MODEL = study_model(None)
 
 PIPELINE = Pipeline("demo")
 
@@ -245,7 +246,7 @@ def finetune(out: Path, datasets: list[Path], tiny: Path, budget: Budget, seed: 
 def model_args(method: str, checkpoint: Path, out: Path, data: Path) -> dict:
     args = {"pretrained": checkpoint, "device": "cpu", "dtype": "float32", "batch_size": 8}
     args["attention_log"] = out / "attention" / method
-    if method == "qwen3vl_vea":  # VEA picks its layers by profiling on the synthetic train boxes
+    if method == study_model("vea"):  # VEA picks its layers by profiling on the synthetic train boxes
         args.update(coco_annotations_dir=data / "annotations", vsr_data_dir=data, profile_samples=16)
     return args
 
@@ -288,15 +289,15 @@ def accuracy_lines(accuracies: dict[str, float], baseline: float, seed: int, mea
         expected = EXPECTED.get(method) if measured else None
         shown = f"  expected {expected[0]:.3f}-{expected[1]:.3f}" if expected else ""
         lines.append(f"  {method:<18} {accuracy:.3f}  ({100 * (accuracy - baseline):+.1f} points over majority){shown}")
-    low = EXPECTED["qwen3vl"][0]
-    if measured and accuracies.get("qwen3vl", 1.0) < low:
+    low = EXPECTED[BASELINE_MODEL][0]
+    if measured and accuracies.get(BASELINE_MODEL, 1.0) < low:
         why = (
             "please report it with your CPU model and torch version"
             if seed in EXPECTED_SEEDS
             else f"seed {seed} is not one of those measured"
         )
         lines.append(
-            f"WARNING: qwen3vl reached {accuracies['qwen3vl']:.3f}, below the {low:.3f} measured with seeds "
+            f"WARNING: {BASELINE_MODEL} reached {accuracies[BASELINE_MODEL]:.3f}, below the {low:.3f} measured with seeds "
             f"{EXPECTED_SEEDS[0]}-{EXPECTED_SEEDS[-1]} ({EXPECTED_MACHINE}); {why}"
         )
     return lines

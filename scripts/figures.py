@@ -19,7 +19,11 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RUN_ORDER = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
+sys.path.insert(0, str(REPO_ROOT))
+from models.methods import METHODS  # noqa: E402
+from models.names import STUDY  # noqa: E402
+
+RUN_ORDER = tuple(STUDY.name(method) for method in (None, *METHODS))  # the demo's runs, baseline first
 WINDOW = (1400, 1900)
 
 
@@ -37,8 +41,8 @@ def demo_runs(demo: Path) -> list[Path]:
     """The demo's run folders in the report's order; refuses a folder ``make demo`` did not finish."""
     runs = [demo / "runs" / model for model in RUN_ORDER if any((demo / "runs" / model).rglob("*_results.json"))]
     problems = []
-    if not runs or runs[0].name != "qwen3vl":
-        problems.append(f"no qwen3vl results under {demo / 'runs'}")
+    if not runs or runs[0].name != RUN_ORDER[0]:
+        problems.append(f"no {RUN_ORDER[0]} results under {demo / 'runs'}")
     if not (demo / "report" / "report.html").is_file():
         problems.append(f"no {demo / 'report' / 'report.html'}")
     if problems:

@@ -116,11 +116,18 @@ class Pipeline:
         return path
 
 
+def study_model(method: str | None) -> str:
+    """The reference study's model of ``method`` (None: its baseline, ``qwen3vl``), from ``models.names``."""
+    from models.names import STUDY
+
+    return STUDY.name(method)
+
+
 def qwen3vl_models() -> tuple[str, ...]:
     """``qwen3vl`` and each method's Qwen3-VL model, in the method registry's order (``models.methods``)."""
-    from models.methods import METHODS, QWEN3_PREFIX
+    from models.methods import METHODS
 
-    return (QWEN3_PREFIX, *(method.models[0] for method in METHODS.values()))
+    return tuple(study_model(method) for method in (None, *METHODS))
 
 
 def format_model_args(model_args: Mapping[str, object]) -> str:

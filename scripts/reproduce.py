@@ -37,12 +37,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paper_studies  # noqa: E402
-from pipeline import Pipeline, qwen3vl_models, task_accuracy  # noqa: E402  (scripts/ is not a package)
+from pipeline import Pipeline, qwen3vl_models, study_model, task_accuracy  # noqa: E402  (scripts/ is not a package)
 
 SCRIPTS = Path(__file__).resolve().parent
 STUDY_RESULTS = SCRIPTS / "study_results.json"
 SPLITS = ("random", "zeroshot")
-METHODS = qwen3vl_models()  # the baseline and each method, from the method registry
+METHODS = qwen3vl_models()
+BASELINE_MODEL, VEA_MODEL = (
+    study_model(None),
+    study_model("vea"),
+)  # the baseline and each method, from the method registry
 PUBLISHED = {
     "random": "changdb/Qwen3-VL-2B-Instruct-VSR-Random",
     "zeroshot": "changdb/Qwen3-VL-2B-Instruct-VSR-Zeroshot",
@@ -134,7 +138,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise SystemExit(f"--splits: choose from {', '.join(SPLITS)}, got {args.splits!r}")
     if not methods or any(m not in METHODS for m in methods):
         raise SystemExit(f"--methods: choose from {', '.join(METHODS)}, got {args.methods!r}")
-    methods = ["qwen3vl"] + [m for m in methods if m != "qwen3vl"]  # the baseline of every comparison
+    methods = [BASELINE_MODEL] + [m for m in methods if m != BASELINE_MODEL]  # the baseline of every comparison
     given = {"random": args.random_checkpoint, "zeroshot": args.zeroshot_checkpoint}
     if args.finetune and any(given.values()):
         raise SystemExit(
@@ -164,7 +168,7 @@ def check_inputs(plan: Plan, args: argparse.Namespace) -> list[str]:
         )
     else:
         problems += _check_splits(plan, args)
-    if "qwen3vl_vea" in plan.methods and args.vea_layers == "profiled":
+    if VEA_MODEL in plan.methods and args.vea_layers == "profiled":
         coco = plan.coco_annotations_dir
         missing = [
             n for n in ("instances_train2017.json", "instances_val2017.json") if not coco or not (coco / n).is_file()
@@ -297,9 +301,9 @@ def model_args(method: str, split: str, checkpoint: str, layers_file: Path | Non
     arguments: dict[str, object] = {"pretrained": checkpoint, "dtype": args.dtype, "batch_size": args.batch_size}
     if args.device:
         arguments["device"] = args.device
-    if method != "qwen3vl":
+    if method != BASELINE_MODEL:
         arguments["preset"] = f"seed_{split}"
-    if method == "qwen3vl_vea" and layers_file is not None:
+    if method == VEA_MODEL and layers_file is not None:
         arguments["layers_file"] = layers_file  # explicit: wins over the preset's layers
     arguments["attention_log"] = plan.out / "attention" / split / method
     return arguments
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     for split in plan.splits:
         checkpoint = finetune(pipeline, plan, args, split) if args.finetune else plan.checkpoints[split]
         layers_file = None
-        if "qwen3vl_vea" in plan.methods and args.vea_layers == "profiled":
+        if VEA_MODEL in plan.methods and args.vea_layers == "profiled":
             layers_file = profile(pipeline, plan, args, split, checkpoint)
         tasks = [f"vsr_{split}_dev"] + ([f"vsr_{split}_test"] if args.test else [])
         for method in plan.methods:

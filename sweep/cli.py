@@ -114,10 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from models import MODEL_CLASSES
+    from models import model_class
 
-    module, name = MODEL_CLASSES[args.model].rsplit(".", 1)
-    wrapper = getattr(__import__(module, fromlist=[name]), name).create_from_arg_string(args.model_args)
+    wrapper = model_class(args.model).create_from_arg_string(args.model_args)
     wrapper.grid_rows = args.grid_rows
     wrapper.task_dict = {task.name: task.task.dataset}
     base = wrapper.params

@@ -12,14 +12,14 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.methods import METHODS, Method, method_of_model
+from models.methods import METHODS, MethodSpec, method_of_model
 
 
 class GridError(ValueError):
     """A malformed or conflicting ``--grid``; the message names the parameter."""
 
 
-def method_grid(model: str) -> Method:
+def method_grid(model: str) -> MethodSpec:
     """The method ``--model`` runs; a model without one (a baseline) is refused with the models that have one."""
     try:
         return method_of_model(model)

@@ -86,7 +86,7 @@ def evaluation_prompt(checkpoint: Path, caption: str, image: Path) -> tuple[str,
     wrapper's ``prepare_batch`` (images placed by ``models.placement``, the chat template, the processor).
     """
     from models.placement import images_first
-    from models.qwen3vl import Qwen3VL
+    from models.registered import Qwen3VLBaseline as Qwen3VL
     from vsr_tasks.utils import vsr_doc_to_text
 
     wrapper = Qwen3VL(pretrained=str(checkpoint), device="cpu")

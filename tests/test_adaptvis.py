@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from interventions.adaptvis import AdaptVis, first_token_confidence
-from models.adaptvis import AdaptVisModel
-from models.vlm import VLM, GenerationSettings
+from models.registered import VLMAdaptVis as AdaptVisModel
+from models.registered import VLMBaseline as VLM
+from models.vlm import GenerationSettings
 from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import (
     adaptvis_row_fn,

@@ -10,8 +10,8 @@ import torch
 from lmms_eval.api.instance import Instance
 
 from models.attention_log import read_attention_log
-from models.qwen3vl import Qwen3VL
-from models.vlm import VLM
+from models.registered import Qwen3VLBaseline as Qwen3VL
+from models.registered import VLMBaseline as VLM
 from tests.conftest import FAMILY_TYPES
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_lmms_eval_cli
 from tests.intervention_reference import CONTEXTS, load_reference_model, sample_images

@@ -9,8 +9,9 @@ from transformers import AutoModelForImageTextToText
 
 from interventions import SteeringState, steer
 from interventions.clvs import unbiased_position_ids
-from models.clvs import CLVSModel
-from models.vlm import VLM, GenerationSettings
+from models.registered import VLMCLVS as CLVSModel
+from models.registered import VLMBaseline as VLM
+from models.vlm import GenerationSettings
 from testbed.tiny import build_tiny_checkpoint
 from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import (

@@ -8,7 +8,6 @@ model). A flag is any ``--name`` in a row's first cell; a model argument any bac
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shlex
@@ -135,11 +134,10 @@ def test_flag_tables_list_exactly_the_help_options(page, command, rows):
 
 
 def _models():
-    from models import MODEL_CLASSES
+    from models import model_class, model_classes
 
-    for model, path in MODEL_CLASSES.items():
-        module, name = path.rsplit(".", 1)
-        yield model, getattr(importlib.import_module(module), name)
+    for model in model_classes():
+        yield model, model_class(model)
 
 
 def test_model_argument_tables_equal_what_each_model_accepts():

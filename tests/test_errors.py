@@ -10,7 +10,7 @@ import lmms_eval.models  # noqa: F401  (registers the VSR task folder)
 import pytest
 from lmms_eval.tasks import TaskManager
 
-from models.qwen3vl import Qwen3VL
+from models.registered import Qwen3VLBaseline as Qwen3VL
 from tests.helpers import REPO_ROOT, lmms_eval_env, run_lmms_eval
 from vsr_tasks.data import VSRDataError
 

@@ -13,11 +13,13 @@ import pytest
 import torch
 
 from families import FAMILIES, family_for
-from models.adaptvis import AdaptVisModel
-from models.clvs import CLVSModel
-from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis
-from models.vea import VEAModel
-from models.vlm import VLM, GenerationSettings
+from models.registered import VLMCLVS as CLVSModel
+from models.registered import VLMVEA as VEAModel
+from models.registered import Qwen3VLAdaptVis
+from models.registered import Qwen3VLBaseline as Qwen3VL
+from models.registered import VLMAdaptVis as AdaptVisModel
+from models.registered import VLMBaseline as VLM
+from models.vlm import GenerationSettings
 from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import prepare
 

@@ -20,7 +20,8 @@ import torch
 from interventions import SteeringState, steer
 from interventions.state import RowEdit
 from models.attention_log import read_attention_log
-from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.vlm import GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,

@@ -9,9 +9,9 @@ import torch
 from interventions import LastRowRecorder, SteeringState, record_image_attention, steer
 from interventions.adaptvis import AdaptVis
 from interventions.layers import parse_layers
-from models.adaptvis import AdaptVisModel
-from models.clvs import CLVSModel
-from models.vlm import VLM
+from models.registered import VLMCLVS as CLVSModel
+from models.registered import VLMAdaptVis as AdaptVisModel
+from models.registered import VLMBaseline as VLM
 from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import (
     adaptvis_row_fn,

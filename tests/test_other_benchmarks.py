@@ -17,7 +17,8 @@ from lmms_eval.api.instance import Instance
 from PIL import Image
 
 from models.attention_log import read_attention_log
-from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis
+from models.registered import Qwen3VLAdaptVis
+from models.registered import Qwen3VLBaseline as Qwen3VL
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
 from tests.local_benchmarks import SPLITS, write_local_task
 

@@ -8,7 +8,7 @@ import pytest
 from loguru import logger
 
 from models.presets import PRESETS_FILE, presets, resolve
-from models.qwen3vl import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from models.vlm import GenerationSettings
 from tests.intervention_reference import prepare
 
@@ -103,7 +103,7 @@ def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
 
 
 def test_a_paper_preset_on_a_checkpoint_of_another_depth_takes_explicit_layers(family_checkpoint):
-    from models.vea import VEAModel
+    from models.registered import VLMVEA as VEAModel
 
     checkpoint = str(family_checkpoint("qwen2_5_vl"))  # 4 layers: the preset has layers for 28 and 64
     with pytest.raises(ValueError, match="not for one with 4 decoder layers: pass the setting it lacks explicitly"):

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from models.placement_args import parse_max_memory, parse_placement
-from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.vlm import GenerationSettings
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
 

@@ -19,10 +19,11 @@ from PIL import Image
 
 from interventions import prefix as prefix_module
 from interventions.prefix import PrefixUnsupported, compute_prefix, next_token_logits
-from models.adaptvis import AdaptVisModel
 from models.attention_log import read_attention_log
-from models.clvs import CLVSModel
-from models.vlm import VLM, GenerationSettings
+from models.registered import VLMCLVS as CLVSModel
+from models.registered import VLMAdaptVis as AdaptVisModel
+from models.registered import VLMBaseline as VLM
+from models.vlm import GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from models.attention_log import read_attention_log
-from models.qwen3vl import Qwen3VL, Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.vlm import GenerationSettings
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_module, vsr_accuracy_from_samples
 from tests.intervention_reference import CONTEXTS, sample_images

@@ -12,8 +12,10 @@ import torch
 
 from interventions.vea import VEAParams, evidence_pixel_map
 from models.attention_log import read_attention_log
-from models.vea import HINT, VEAModel
-from models.vlm import VLM, GenerationSettings
+from models.registered import VLMVEA as VEAModel
+from models.registered import VLMBaseline as VLM
+from models.vea import HINT
+from models.vlm import GenerationSettings
 from tests.conftest import FAMILY_TYPES
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, vsr_accuracy_from_samples
 from tests.intervention_reference import image_positions, load_reference_model, prepare, reference_logits
