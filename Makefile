@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 # Two workers, one test file each at a time, one thread per process: most of the suite is command lines
 # starting Python (single-threaded imports), so two at once use both cores; two 2-thread torch processes

@@ -22,8 +22,6 @@ from PIL import Image
 from analysis.attention import layer_selection, read_attention_log
 from analysis.heatmaps import Panel, draw_panels, load_image, mean_map
 
-MAX_NEW_TOKENS = 8  # the VSR tasks' generation setting (other tasks pass their own)
-
 
 class LiveError(ValueError):
     """The live checkpoint cannot be used; the message says why."""
@@ -78,11 +76,12 @@ class LiveModel:
         self.calls = 0  # model calls made (cache hits excluded)
 
     def default_vea_layers(self) -> str:
-        """Layers 17, 20 and 24 of 28 (the study's profile), scaled to this checkpoint's depth."""
+        """The study's profiled layers scaled to this checkpoint's depth (``models.presets.scaled_vea_layers``)."""
+        from models.presets import scaled_vea_layers
+
         config = json.loads((self.checkpoint / "config.json").read_text())
         depth = int(config.get("text_config", config)["num_hidden_layers"])
-        layers = sorted({min(depth - 1, int(fraction * depth)) for fraction in (17 / 28, 20 / 28, 24 / 28)})
-        return "[" + ",".join(str(layer) for layer in layers) + "]"
+        return "[" + ",".join(str(layer) for layer in scaled_vea_layers(depth)) + "]"
 
     def key(self, method: str, settings: dict, task: str, doc_id: int) -> str:
         text = json.dumps([str(self.checkpoint), method, settings, task, int(doc_id)], sort_keys=True)
@@ -97,7 +96,8 @@ class LiveModel:
         prompt: str,
         images: list,
         layer: int | None = None,
-        max_new_tokens: int = MAX_NEW_TOKENS,
+        *,
+        max_new_tokens: int,
     ) -> LiveResult:
         """The document answered by ``method`` at ``settings`` (from the cache when it was asked before).
 

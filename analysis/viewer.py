@@ -21,6 +21,7 @@ from analysis.heatmaps import caption_of, document_figure, document_pictures, re
 from analysis.metrics import task_definition
 from analysis.plots import document_layer_figure
 from analysis.runs import Document, Run
+from models.arguments import DEFAULT_MAX_NEW_TOKENS
 from models.names import DEFAULT_BASELINE
 
 ALL = "all documents"
@@ -28,7 +29,6 @@ FLIPPED = "flipped against the baseline"
 CHANGED = "changed by a method"
 BASELINE_WRONG = "wrong for the baseline"
 WORSE, BETTER = "worse than the baseline: ", "better than the baseline: "
-LIVE_MAX_NEW_TOKENS = 8  # a task that names no max_new_tokens (VSR's own setting)
 DEFAULT_LAYER = -1  # the slider's "mean of the last third of the layers" (analysis report's default)
 
 
@@ -249,12 +249,13 @@ class Viewer:
 
     def live_request(self, task: str, doc_id: int) -> tuple[str, list, int]:
         """What a live re-run feeds the model for a document: the prompt the task wrote, its images, and the
-        task's max_new_tokens (as the runs' results JSON logged the task's generation settings)."""
+        task's max_new_tokens (as the runs' results JSON logged the task's generation settings; the models' default
+        where the task names none, as in the run)."""
         document = self.any_document(task, doc_id)
         if document is None:
             raise ValueError(f"doc {doc_id} is in no run of {task}")
         config = next((run.tasks[task].config for run in self.runs if task in run.tasks), {})
-        tokens = int((config.get("generation_kwargs") or {}).get("max_new_tokens") or LIVE_MAX_NEW_TOKENS)
+        tokens = int((config.get("generation_kwargs") or {}).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
         if document.vsr is not None:
             from vsr_tasks.prompt import build_prompt
 

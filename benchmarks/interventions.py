@@ -52,7 +52,9 @@ from benchmarks.shapes import SHAPES, build_checkpoint
 from families import FAMILIES, family_for
 from models import model_class
 from models.names import model_name as registered_model_name
+from models.presets import scaled_vea_layers
 from models.vlm import GenerationSettings
+from vsr_tasks.prompt import build_prompt
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,6 @@ MODELS: dict[str, Entry] = {
     "clvs/whole": Entry("clvs", respond="respond_whole_prompt"),
     "vea": Entry("vea"),  # layers: vea_layers(depth)
 }
-VEA_DEPTH_FRACTIONS = (17 / 28, 20 / 28, 24 / 28)  # where profiling put them on the 28-layer 2B model
 BASELINE = "baseline"
 DEFAULT_SIDES = {
     "qwen3_vl": "512,1024",
@@ -90,7 +91,7 @@ def model_name(row: str, family: str) -> str:
     return registered_model_name(MODELS[row].class_path or None, family)
 
 
-CONTEXT = "Look at the image and decide whether the statement is True or False.\nStatement: The cat is left of the dog.\nAnswer with exactly one word: True or False."
+CONTEXT = build_prompt("The cat is left of the dog.")
 
 
 def _load_class(path: str):
@@ -180,7 +181,7 @@ def share_weights(model: torch.nn.Module, source: torch.nn.Module) -> None:
 
 def vea_layers(depth: int) -> str:
     """VEA's evidence layers at the reference study's relative depths (``[17,20,24]`` of 28)."""
-    return "[" + ",".join(str(i) for i in sorted({min(depth - 1, int(f * depth)) for f in VEA_DEPTH_FRACTIONS})) + "]"
+    return "[" + ",".join(str(layer) for layer in scaled_vea_layers(depth)) + "]"
 
 
 class Contender:

@@ -45,7 +45,8 @@ def build_checkpoint(family: str, shape: str, out: Path, text_layers: int, visio
 def _qwen3_vl(shape: str, text_layers: int, vision_layers: int):
     from transformers import Qwen3VLForConditionalGeneration
 
-    from testbed.tiny import build_config, build_processor, build_tokenizer
+    from testbed.tiny_qwen3 import build_config, build_processor
+    from testbed.vocabulary import build_tokenizer
 
     tokenizer = build_tokenizer("bytes")
     config = build_config(tokenizer, num_layers=text_layers)
@@ -84,8 +85,8 @@ def _qwen3_vl(shape: str, text_layers: int, vision_layers: int):
 
 
 def _qwen2_5_vl(shape: str, text_layers: int, vision_layers: int):
-    from testbed.tiny import CHAT_TEMPLATE, build_tokenizer
     from testbed.tiny_qwen2_5 import TOKEN_PIXELS, build_qwen2_5_vl
+    from testbed.vocabulary import CHAT_TEMPLATE, build_tokenizer
 
     tokenizer = build_tokenizer("bytes")
     model, processor = build_qwen2_5_vl(tokenizer, text_layers, 152064, CHAT_TEMPLATE)
@@ -123,10 +124,10 @@ def _qwen2_5_vl(shape: str, text_layers: int, vision_layers: int):
 def _llava(shape: str, text_layers: int, vision_layers: int):
     from transformers import CLIPImageProcessor, LlavaForConditionalGeneration
 
-    from testbed.tiny import _word_corpus
     from testbed.tiny_llava import CLIP_MEAN, CLIP_STD, build_llava, build_llava_tokenizer
+    from testbed.vocabulary import word_corpus
 
-    tokenizer = build_llava_tokenizer("bytes", _word_corpus(), 384)
+    tokenizer = build_llava_tokenizer("bytes", word_corpus(), 384)
     model, processor = build_llava(tokenizer, text_layers, 32064)
     config = model.config
     config.text_config.update(

@@ -45,7 +45,7 @@ class Family:
     # ---------------------------------------------------------------- loading
     def load(self, pretrained: str, dtype: torch.dtype, **placement: Any) -> torch.nn.Module:
         """The checkpoint with SDPA attention (the steered attention wraps SDPA); ``placement``: ``device_map``,
-        ``max_memory``, ``offload_folder`` for a model sharded across devices (``models.placement_args``)."""
+        ``max_memory``, ``offload_folder`` for a model sharded across devices (``models.sharding``)."""
         import transformers
 
         model_class = getattr(transformers, self.model_class)
@@ -121,7 +121,7 @@ class Family:
         return [(0.0, 0.0, float(width), float(height)) for width, height in sizes]
 
     def pixel_layout(self, processor: Any) -> Any:
-        """How ``pixel_values`` hold the images (``interventions.vea.PatchLayout`` or ``PlanarLayout``)."""
+        """How ``pixel_values`` hold the images (``families.pixels.PatchLayout`` or ``PlanarLayout``)."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- positions

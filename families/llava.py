@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from families.base import Family, FamilyError, Region
+from families.pixels import PlanarLayout
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,6 @@ class LLaVA(Family):
         return regions
 
     def pixel_layout(self, processor: Any) -> Any:
-        from interventions.vea import PlanarLayout
-
         image_processor = processor.image_processor
         return PlanarLayout(
             patch_size=int(processor.patch_size),

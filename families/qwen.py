@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from families.base import Family, text_positions
+from families.pixels import PatchLayout
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,6 @@ class QwenVL(Family):
         return grids
 
     def pixel_layout(self, processor: Any) -> Any:
-        from interventions.vea import PatchLayout
-
         return PatchLayout.from_processor(processor.image_processor)
 
     def prompt_positions(self, model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, Any]:

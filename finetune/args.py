@@ -13,10 +13,11 @@ import argparse
 import os
 from pathlib import Path
 
+from models.names import DEFAULT_PRETRAINED
 from vsr_tasks import heldout
 from vsr_tasks.data import DATA_DIR_VARIABLE, DATASET_TYPES, IMAGE_DIR_VARIABLE
 
-DEFAULT_MODEL_ID = "Qwen/Qwen3-VL-2B-Instruct"
+DEFAULT_MODEL_ID = DEFAULT_PRETRAINED
 DEFAULT_EFFECTIVE_BATCH = 64
 DEFAULT_LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")

@@ -145,7 +145,7 @@ VEA_METHOD = MethodSpec(
     },
     extra=(
         Argument("layers", None, "evidence layers, written as for AdaptVis"),
-        Argument("layers_file", None, "a JSON written by `python -m interventions.vea profile`"),
+        Argument("layers_file", None, "a JSON written by `python -m profiling`"),
         Argument(
             "coco_annotations_dir",
             None,

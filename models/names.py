@@ -39,6 +39,7 @@ STUDY = NamingScheme(
 ANY_FAMILY = NamingScheme(prefix="vlm", baseline="vlm_baseline", model_types=None, class_prefix="VLM")
 SCHEMES: tuple[NamingScheme, ...] = (STUDY, ANY_FAMILY)  # the first scheme that takes a family names its models
 DEFAULT_BASELINE = STUDY.baseline  # the analysis' baseline when none is named
+DEFAULT_PRETRAINED = "Qwen/Qwen3-VL-2B-Instruct"  # the checkpoint of a bare --model, and what finetune starts from
 
 
 def model_name(method: str | None, model_type: str) -> str:

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from models.arguments import is_unset
+
 PRESETS_FILE = Path(__file__).with_name("presets.json")
 
 
@@ -61,6 +63,18 @@ def preset_arguments(
     return values
 
 
+REFERENCE_PRESET = "seed_random"  # the reference study's profile of VEA's layers ...
+REFERENCE_DEPTH = 28  # ... on Qwen3-VL-2B, whose decoder has 28 layers
+
+
+def scaled_vea_layers(depth: int) -> list[int]:
+    """VEA's layers where the reference study's profiling put them (``seed_random``: 17, 20, 24 of 28), placed at the
+    same relative depth of a ``depth``-layer decoder: a default where no profile of the checkpoint exists (the
+    viewer's live re-runs, the benchmarks)."""
+    layers = presets()[REFERENCE_PRESET]["vea"]["layers"]
+    return sorted({min(depth - 1, int(layer / REFERENCE_DEPTH * depth)) for layer in layers})
+
+
 def preset_source(preset: str, method: str) -> str | None:
     """Where ``preset``'s ``method`` settings come from (the authors' file), when the preset says."""
     return presets().get(preset, {}).get(method, {}).get("source")
@@ -82,7 +96,7 @@ def resolve(
     """
     values = dict(defaults)
     from_preset: dict[str, Any] = {}
-    if preset not in (None, "", "none", "None"):
+    if not is_unset(preset):
         exclusive = set(exclusive)
         explicit_alternative = any(given.get(name) is not None for name in exclusive)
         try:

@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 from loguru import logger
 
 from interventions import use_steered_attention
+from models.arguments import is_unset
 from models.methods import MethodSpec
+from models.names import DEFAULT_PRETRAINED
 from models.presets import resolve
-from models.vlm import DEFAULT_PRETRAINED, VLM, GenerationSettings, PreparedBatch, Response
-
-UNSET = (None, "", "none", "None")
+from models.vlm import VLM, GenerationSettings, PreparedBatch, Response
 
 
 class SteeredModel(VLM):
@@ -36,13 +36,13 @@ class SteeredModel(VLM):
         values, from_preset = resolve(
             self.METHOD.name,
             preset,
-            {name: (None if given.get(name) in UNSET else given.get(name)) for name in method_names},
+            {name: (None if is_unset(given.get(name)) else given.get(name)) for name in method_names},
             self.METHOD.defaults(),
             exclusive=self.METHOD.exclusive,
             model_type=family.model_type,
             depth=family.text_config_of(self._config(pretrained)).num_hidden_layers,
         )
-        self.preset = None if preset in UNSET else preset
+        self.preset = None if is_unset(preset) else preset
         self.arguments = values
         fields = [field.name for field in dataclasses.fields(self.METHOD.params)]
         self.params = self.METHOD.params(**{name: values[name] for name in fields})  # validates the numbers

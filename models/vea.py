@@ -9,7 +9,7 @@ Prompts without images pass through as in ``qwen3vl``.
 Where the layers come from (exactly one):
 
 - ``layers=[17,20,24]`` (or ``all``, ranges such as ``[0-3,8]``);
-- ``layers_file=layers.json`` written by ``python -m interventions.vea profile``;
+- ``layers_file=layers.json`` written by ``python -m profiling``;
 - ``coco_annotations_dir=C`` (or ``$COCO_ANNOTATIONS_DIR``) with ``vsr_data_dir=D`` (or
   ``$VSR_DATA_DIR``): profiled on first use on VSR train rows and cached next to the checkpoint
   (or in ``profile_cache``, or ``~/.cache/vsr_attention_steering/vea`` when the checkpoint is not a
@@ -32,17 +32,18 @@ from loguru import logger
 from interventions import record_image_attention
 from interventions.layers import parse_layers
 from interventions.vea import VEAParams, as_uint8_image, denoise, evidence_grids, evidence_pixel_map
-from interventions.vea.profile import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
+from models.arguments import is_unset
 from models.methods import VEA_METHOD, MethodSpec
 from models.steered import SteeredModel
 from models.vlm import VLM, GenerationSettings, PreparedBatch, Response
+from profiling import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
 
 HINT = "Focus on the highlighted (brighter) region of the image."
 CACHE_ROOT_VARIABLE = "XDG_CACHE_HOME"
 
 
 def _given(value: Any) -> bool:
-    return value not in (None, "", "none", "None")
+    return not is_unset(value)
 
 
 class VEAModel(SteeredModel):
@@ -95,7 +96,7 @@ class VEAModel(SteeredModel):
             return "profile"
         raise ValueError(
             f"{self.MODEL_NAME} needs its evidence layers: layers=[17,20,24], layers_file=layers.json "
-            "(python -m interventions.vea profile), or coco_annotations_dir=... with vsr_data_dir=... "
+            "(python -m profiling), or coco_annotations_dir=... with vsr_data_dir=... "
             f"(or {COCO_ANNOTATIONS_VARIABLE} and VSR_DATA_DIR) to profile them on first use"
         )
 

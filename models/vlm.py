@@ -38,13 +38,13 @@ from tqdm import tqdm
 from transformers import AutoProcessor
 
 from families import Family, FamilyError, family_for
+from families.devices import pick_device, pick_dtype
+from families.turns import images_first, interleaved, render_user_turn
 from interventions.prefix import PrefixUnsupported, PromptPrefix, compute_prefix
-from models.placement import images_first, interleaved
-from models.placement_args import input_device, parse_placement
+from models.arguments import DEFAULT_MAX_NEW_TOKENS, is_unset
+from models.names import DEFAULT_PRETRAINED
+from models.sharding import input_device, parse_placement
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-DEFAULT_PRETRAINED = "Qwen/Qwen3-VL-2B-Instruct"
-DEFAULT_MAX_NEW_TOKENS = 128
 BEAMS_REFUSED = "beam search, num_beams > 1, is not supported under steering or the attention log"
 
 
@@ -164,11 +164,11 @@ class VLM(lmms):
         self._rank = self.accelerator.process_index
         self._world_size = self.accelerator.num_processes
         self.placement = parse_placement(device_map, max_memory, offload_folder, device, self._world_size)
-        self._device = self._pick_device(device)
-        self.torch_dtype = self._pick_dtype(dtype, self._device)
+        self._device = pick_device(device, self._world_size, self.accelerator.local_process_index)
+        self.torch_dtype = pick_dtype(dtype, self._device)
         self.batch_size_per_gpu = self._parse_batch_size(batch_size)
         self.system_prompt = system_prompt.replace("\\n", "\n") if isinstance(system_prompt, str) else None
-        self.attention_log = Path(attention_log) if attention_log not in (None, "", "none", "None") else None
+        self.attention_log = None if is_unset(attention_log) else Path(attention_log)
         if not isinstance(interleave_visuals, bool):
             raise ValueError(f"interleave_visuals must be true or false, got {interleave_visuals!r}")
         self.interleave_visuals = interleave_visuals
@@ -231,21 +231,6 @@ class VLM(lmms):
         from transformers import AutoConfig
 
         return AutoConfig.from_pretrained(pretrained)
-
-    def _pick_device(self, device: str | None) -> torch.device:
-        if self._world_size > 1 and torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
-            return torch.device(f"cuda:{self.accelerator.local_process_index}")
-        if device in (None, "", "auto"):
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(device)
-
-    @staticmethod
-    def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-        if dtype == "auto":
-            return torch.bfloat16 if device.type == "cuda" else torch.float32
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
-        return DTYPES[dtype]
 
     @staticmethod
     def _parse_batch_size(batch_size: int | str) -> int:
@@ -370,7 +355,7 @@ class VLM(lmms):
     ) -> PreparedBatch:
         """Chat-format and process a batch (left padding), and locate its image tokens.
 
-        Images go first, or at their placeholders with ``interleave_visuals`` (``models.placement``).
+        Images go first, or at their placeholders with ``interleave_visuals`` (``families.turns``).
         """
         turns, loaded = [], []
         for context, visual, doc_id, task_name in zip(contexts, visuals, doc_ids, task_names):
@@ -527,14 +512,6 @@ class VLM(lmms):
         """Called once per batch after answering; the attention log writes here."""
         if self.attention_logger is not None:
             self.attention_logger.write(batch, response, texts)
-
-
-def render_user_turn(processor: Any, content: list[dict], system_prompt: str | None = None) -> str:
-    """The prompt text: an optional system turn, one user turn of ``content`` parts, the generation prompt."""
-    messages = [{"role": "user", "content": content}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def generated_lengths(generated: torch.Tensor, pad_token_id: int | None) -> list[int]:

@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from inputs import check_benchmarks, check_hub
 from pipeline import Pipeline, format_model_args
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
@@ -100,8 +101,6 @@ def describe(spec: dict, chosen: dict[str, str], pipeline: Pipeline) -> None:
 
 def check_inputs(spec: dict, chosen: dict[str, str], tasks: list[str], args: argparse.Namespace) -> list[str]:
     """Every missing input, one line each with its fix."""
-    from reproduce import _check_benchmarks, _check_hub
-
     problems = []
     for variable, what in spec.get("data", {}).items():
         value = os.environ.get(variable, "").strip()
@@ -111,9 +110,9 @@ def check_inputs(spec: dict, chosen: dict[str, str], tasks: list[str], args: arg
     for name, pretrained in chosen.items():
         flag = f"--checkpoint {name}"
         problems += [
-            p.replace(f"{flag} /path/to/folder", f"{flag}=/path/to/folder") for p in _check_hub(pretrained, flag)
+            p.replace(f"{flag} /path/to/folder", f"{flag}=/path/to/folder") for p in check_hub(pretrained, flag)
         ]
-    problems += _check_benchmarks(tasks, args.include_path, refuse_vsr=False)
+    problems += check_benchmarks(tasks, args.include_path, refuse_vsr=False)
     return problems
 
 

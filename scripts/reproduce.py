@@ -11,7 +11,7 @@ the three interventions (``scripts/study_results.json``). Steps, each one of the
    local ones with ``--random_checkpoint`` / ``--zeroshot_checkpoint``, or ``--finetune``: both trained from
    ``--base_model`` with the study's recipe (``python -m finetune`` defaults: frozen vision tower, effective
    batch 64, lr 2e-5, 3 epochs; the best held-out checkpoint is used).
-2. VEA layer profiling per checkpoint on its own train split (``python -m interventions.vea profile``);
+2. VEA layer profiling per checkpoint on its own train split (``python -m profiling``);
    ``--vea_layers study`` uses the study's published layers instead (no COCO annotations needed).
 3. ``lmms-eval``: 4 methods x 2 splits on dev (``--test`` adds test), each intervention with its split's
    preset (``preset=seed_random`` / ``seed_zeroshot``, ``models/presets.json``), ``dtype=float32`` (as the
@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paper_studies  # noqa: E402
-from pipeline import Pipeline, qwen3vl_models, study_model, task_accuracy  # noqa: E402  (scripts/ is not a package)
+from inputs import check_benchmarks, check_hub, env_path  # noqa: E402  (scripts/ is not a package)
+from pipeline import Pipeline, qwen3vl_models, study_model, task_accuracy  # noqa: E402
+
+from models.names import DEFAULT_PRETRAINED  # noqa: E402
 
 SCRIPTS = Path(__file__).resolve().parent
 STUDY_RESULTS = SCRIPTS / "study_results.json"
@@ -51,7 +53,7 @@ PUBLISHED = {
     "random": "changdb/Qwen3-VL-2B-Instruct-VSR-Random",
     "zeroshot": "changdb/Qwen3-VL-2B-Instruct-VSR-Zeroshot",
 }
-BASE_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+BASE_MODEL = DEFAULT_PRETRAINED
 
 
 @dataclass
@@ -145,15 +147,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
             "--finetune trains both checkpoints; do not also pass --random_checkpoint/--zeroshot_checkpoint"
         )
     checkpoints = {split: given[split] or PUBLISHED[split] for split in splits}
-    data = args.vsr_data_dir or _env_path("VSR_DATA_DIR")
-    coco = args.coco_annotations_dir or _env_path("COCO_ANNOTATIONS_DIR")
+    data = args.vsr_data_dir or env_path("VSR_DATA_DIR")
+    coco = args.coco_annotations_dir or env_path("COCO_ANNOTATIONS_DIR")
     benchmarks = [t.strip() for t in args.benchmarks.split(",") if t.strip()]
     return Plan(args.out.resolve(), splits, methods, benchmarks, checkpoints, data, coco)
-
-
-def _env_path(variable: str) -> Path | None:
-    value = os.environ.get(variable, "").strip()
-    return Path(value).expanduser() if value else None
 
 
 # ------------------------------------------------------------------ inputs
@@ -179,12 +176,12 @@ def check_inputs(plan: Plan, args: argparse.Namespace) -> list[str]:
                 "download COCO 2017 annotations (cocodataset.org) and export COCO_ANNOTATIONS_DIR=/path/to/annotations, "
                 "or pass --vea_layers study to use the study's layers"
             )
-    problems += _check_benchmarks(plan.benchmarks, args.include_path)
+    problems += check_benchmarks(plan.benchmarks, args.include_path)
     if args.finetune:
-        problems += _check_hub(args.base_model, "--base_model")
+        problems += check_hub(args.base_model, "--base_model")
     else:
         for split, checkpoint in plan.checkpoints.items():
-            problems += _check_hub(checkpoint, f"--{split}_checkpoint")
+            problems += check_hub(checkpoint, f"--{split}_checkpoint")
     return problems
 
 
@@ -220,48 +217,6 @@ def _check_splits(plan: Plan, args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def _check_benchmarks(tasks: list[str], include_path: str | None, refuse_vsr: bool = True) -> list[str]:
-    """Every --benchmarks name must be a task or group lmms-eval knows (here, with --include_path)."""
-    if not tasks:
-        return []
-    from analysis.metrics import task_manager
-
-    known = set(task_manager((include_path,) if include_path else ()).all_tasks)
-    vsr = [t for t in tasks if t.startswith("vsr")] if refuse_vsr else []
-    unknown = [t for t in tasks if t not in known]
-    problems = [f"--benchmarks {t}: VSR is evaluated anyway; name other tasks" for t in vsr]
-    problems += [
-        f"--benchmarks {t}: not an lmms-eval task or group here (python -m lmms_eval --tasks list shows them"
-        f"{'; is --include_path right?' if include_path else ', or pass --include_path FOLDER for your own'})"
-        for t in unknown
-        if t not in vsr
-    ]
-    return problems
-
-
-def _check_hub(checkpoint: str, flag: str) -> list[str]:
-    """A local folder must be a checkpoint; a hub id must be cached or the hub reachable."""
-    path = Path(checkpoint).expanduser()
-    if path.exists() or checkpoint.startswith((".", "/", "~")):
-        if not (path / "config.json").is_file():
-            return [f"{flag} {checkpoint}: no config.json there; pass a Qwen3-VL checkpoint folder"]
-        return []
-    from huggingface_hub import model_info, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(checkpoint, "config.json")
-    if isinstance(cached, str):
-        return []
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return [f"{checkpoint}: not in the local cache and HF_HUB_OFFLINE is set: unset it, or download it and "
-                f"pass {flag} /path/to/folder"]  # fmt: skip
-    try:
-        model_info(checkpoint, timeout=15)
-    except Exception as error:  # connection errors come in many types
-        return [f"{checkpoint}: the hub cannot be reached ({type(error).__name__}): check the network, or download "
-                f"it elsewhere (huggingface-cli download {checkpoint}) and pass {flag} /path/to/folder"]  # fmt: skip
-    return []
-
-
 # ------------------------------------------------------------------ steps
 def finetune(pipeline: Pipeline, plan: Plan, args: argparse.Namespace, split: str) -> str:
     """Train one split's checkpoint with the study's recipe (finetune's defaults); returns the best checkpoint."""
@@ -288,7 +243,7 @@ def profile(pipeline: Pipeline, plan: Plan, args: argparse.Namespace, split: str
         pipeline.log(f"VEA profile {split}: {out} exists, skipped")
         return out
     data, coco = plan.vsr_data_dir or "$VSR_DATA_DIR", plan.coco_annotations_dir or "$COCO_ANNOTATIONS_DIR"
-    command = ["-m", "interventions.vea", "profile", "--model", checkpoint, "--vsr_data_dir", str(data),
+    command = ["-m", "profiling", "--model", checkpoint, "--vsr_data_dir", str(data),
                "--dataset_type", split, "--coco_annotations_dir", str(coco),
                "--samples", str(args.profile_samples), "--dtype", args.dtype, "--out", str(out)]  # fmt: skip
     if args.device:

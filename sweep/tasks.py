@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-HELD_OUT_SPLIT = "heldout"
+from vsr_tasks.heldout import SPLIT_NAME as HELD_OUT_SPLIT
 
 
 class TaskError(ValueError):

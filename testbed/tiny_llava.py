@@ -119,3 +119,12 @@ def build_llava(
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
     return LlavaForConditionalGeneration(config).eval(), processor
+
+
+def build(kind: str, num_layers: int, seed: int) -> tuple:
+    """``(model, processor, tokenizer, vision position embedding)`` (the caller seeded torch)."""
+    from testbed.vocabulary import VOCAB_SIZE, word_corpus
+
+    tokenizer = build_llava_tokenizer(kind, word_corpus(), VOCAB_SIZE)
+    model, processor = build_llava(tokenizer, num_layers, VOCAB_SIZE)
+    return model, processor, tokenizer, model.model.vision_tower.embeddings.position_embedding.weight

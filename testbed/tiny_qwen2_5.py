@@ -67,3 +67,12 @@ def build_qwen2_5_vl(
         chat_template=chat_template,
     )
     return Qwen2_5_VLForConditionalGeneration(config).eval(), processor
+
+
+def build(kind: str, num_layers: int, seed: int) -> tuple:
+    """``(model, processor, tokenizer, None)``: Qwen2.5-VL's tower has no learned position embedding."""
+    from testbed.vocabulary import CHAT_TEMPLATE, VOCAB_SIZE, build_tokenizer
+
+    tokenizer = build_tokenizer(kind)
+    model, processor = build_qwen2_5_vl(tokenizer, num_layers, VOCAB_SIZE, CHAT_TEMPLATE)
+    return model, processor, tokenizer, None

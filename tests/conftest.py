@@ -23,6 +23,7 @@ if "HF_DATASETS_CACHE" not in os.environ:
 
 import pytest
 
+from families import FAMILIES
 from tests.helpers import (
     build_trained_checkpoint,
     build_vsr_data_dir,
@@ -53,7 +54,7 @@ def vsr_data_dir(tmp_path_factory) -> Path:
     return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data", shared_vsr_dir())
 
 
-FAMILY_TYPES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "llava")  # the tiny checkpoint builder's --family values
+FAMILY_TYPES = tuple(FAMILIES)  # every supported family (each has a tiny checkpoint builder: testbed.tiny)
 
 
 @pytest.fixture(scope="session")

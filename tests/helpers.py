@@ -83,9 +83,9 @@ def evaluation_prompt(checkpoint: Path, caption: str, image: Path) -> tuple[str,
     """What an evaluation of a VSR document with ``caption`` feeds the model: (prompt text, input ids ``[N]``).
 
     Through the path lmms-eval takes: the task's ``doc_to_text`` and ``doc_to_visual``, then the baseline
-    wrapper's ``prepare_batch`` (images placed by ``models.placement``, the chat template, the processor).
+    wrapper's ``prepare_batch`` (images placed by ``families.turns``, the chat template, the processor).
     """
-    from models.placement import images_first
+    from families.turns import images_first
     from models.registered import Qwen3VLBaseline as Qwen3VL
     from vsr_tasks.utils import vsr_doc_to_text
 

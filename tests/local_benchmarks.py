@@ -162,8 +162,7 @@ def _train(root: Path, steps: int, learning_rate: float) -> Path:
     from lmms_eval.tasks import TaskManager, get_task_dict
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from models.placement import images_first
-    from models.vlm import render_user_turn
+    from families.turns import images_first, render_user_turn
     from testbed.tiny import build_tiny_checkpoint
 
     folder = root / "train_tasks"

@@ -118,7 +118,7 @@ def test_every_command_line_has_its_flag_table():
     expected = {
         "python -m finetune", "python -m sweep", "python -m analysis report", "python -m analysis heatmap",
         "python -m analysis view", "python -m testbed.tiny", "python -m vsr_tasks.synthetic",
-        "python -m interventions.vea profile", "python -m benchmarks.interventions", "python -m benchmarks.sweep",
+        "python -m profiling", "python -m benchmarks.interventions", "python -m benchmarks.sweep",
         "python scripts/demo.py", "python scripts/reproduce.py", "python scripts/figures.py",
     }  # fmt: skip
     assert commands == expected

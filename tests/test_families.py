@@ -32,8 +32,10 @@ def checkpoint(request, family_checkpoint):
     return family_checkpoint(request.param)
 
 
-def test_the_families_are_the_builders_families():
-    assert list(FAMILIES) == list(FAMILY_TYPES)
+def test_every_family_has_exactly_one_tiny_checkpoint_builder():
+    from testbed.tiny import BUILDERS, TINY_FAMILIES
+
+    assert sorted(BUILDERS) == sorted(FAMILIES) and TINY_FAMILIES == tuple(FAMILIES) == FAMILY_TYPES
 
 
 def test_each_checkpoint_is_detected_from_its_config(checkpoint):

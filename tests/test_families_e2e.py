@@ -108,7 +108,11 @@ def test_a_live_re_run_answers_through_the_family_detecting_models(evaluated, tm
     from vsr_tasks.prompt import build_prompt
 
     image = evaluated["data"] / "images" / row["image"]
-    result = live.run("vlm_adaptvis", {"sharpen_weight": 1.5}, TASK, 0, build_prompt(row["caption"]), [image])
+    result = live.run(
+        "vlm_adaptvis", {"sharpen_weight": 1.5}, TASK, 0, build_prompt(row["caption"]), [image], max_new_tokens=8
+    )
     assert set(result.decision) == {"confidence", "alpha"} and result.heatmap is not None
-    again = live.run("vlm_adaptvis", {"sharpen_weight": 1.5}, TASK, 0, build_prompt(row["caption"]), [image])
+    again = live.run(
+        "vlm_adaptvis", {"sharpen_weight": 1.5}, TASK, 0, build_prompt(row["caption"]), [image], max_new_tokens=8
+    )
     assert again.cached and again.answer == result.answer and live.calls == 1

@@ -102,7 +102,7 @@ def test_dry_run_prints_every_command_with_presets_tasks_and_dtype(setup, tmp_pa
             assert command["model_args"].get("preset") == expected_preset
             if command["model"] == "qwen3vl_vea":
                 assert command["model_args"]["layers_file"].endswith(f"vea_layers_{split}.json")
-    profiles = [line for line in completed.stdout.splitlines() if "interventions.vea profile" in line]
+    profiles = [line for line in completed.stdout.splitlines() if "-m profiling" in line]
     assert len(profiles) == 2 and all("--dtype float32" in line for line in profiles)
     assert sum("analysis report" in line and "--reference" in line for line in completed.stdout.splitlines()) == 1
     assert not (tmp_path / "out").exists()  # a dry run changes nothing

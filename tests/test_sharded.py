@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from models.placement_args import parse_max_memory, parse_placement
 from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from models.registered import Qwen3VLBaseline as Qwen3VL
+from models.sharding import parse_max_memory, parse_placement
 from models.vlm import GenerationSettings
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
 

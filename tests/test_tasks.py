@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import lmms_eval.models  # noqa: F401  (loads our entry point, which registers the task folder)
 import pytest
@@ -115,3 +116,17 @@ def test_heldout_tasks_hold_exactly_the_rows_finetune_holds_out(tmp_path, monkey
     assert [(d["image"], d["caption"], d["label"]) for d in docs] == [
         (e.image.name, e.caption, e.label) for e in held_out
     ]
+
+
+def test_the_yaml_names_one_accuracy_metric_per_meta_category_in_the_tables_order():
+    """The YAML is lmms-eval's format and must list the metrics; the categories are declared once (categories.py)."""
+    import re
+
+    from vsr_tasks import TASKS_DIR
+    from vsr_tasks.categories import META_CATEGORIES
+
+    text = (Path(TASKS_DIR) / "_default_template_vsr_yaml").read_text()
+    metrics = re.findall(r"- metric: (\w+)\n\s+aggregation: !function utils\.(\w+)", text)
+    expected = ["accuracy", "f1_true", "unparseable_rate", *(f"accuracy_{c.lower()}" for c in META_CATEGORIES)]
+    assert [metric for metric, _ in metrics] == expected
+    assert all(function == f"vsr_aggregate_{metric}" for metric, function in metrics)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
-from testbed.tiny import SPECIAL_TOKENS, VOCAB_SIZE, build_tokenizer
+from testbed.vocabulary import SPECIAL_TOKENS, VOCAB_SIZE, build_tokenizer
 from tests.helpers import REPO_ROOT, run_module
 from vsr_tasks.prompt import build_prompt
 

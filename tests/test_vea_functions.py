@@ -10,20 +10,20 @@ import pytest
 import torch
 from PIL import Image
 
+from families.pixels import PatchLayout, highlight_pixel_values
 from interventions.vea import (
-    PatchLayout,
     VEAParams,
     denoise,
     evidence_grids,
     evidence_pixel_map,
     gaussian_blur,
     highlight,
-    highlight_pixel_values,
     min_max_normalise,
-    top_layers,
     upsample,
 )
-from testbed.tiny import build_processor, build_tokenizer
+from profiling.layers import top_layers
+from testbed.tiny_qwen3 import build_processor
+from testbed.vocabulary import build_tokenizer
 from tests.helpers import require
 
 

@@ -14,8 +14,7 @@ import torch
 from transformers import AutoProcessor
 
 from families.qwen import QWEN3_VL
-from interventions.vea import top_layers
-from interventions.vea.profile import (
+from profiling.layers import (
     CocoBoxes,
     ProfilingError,
     auroc,
@@ -25,6 +24,7 @@ from interventions.vea.profile import (
     run_profile,
     select_samples,
     token_labels,
+    top_layers,
 )
 from tests.helpers import REPO_ROOT, run_module, shared_vsr_dir
 from tests.intervention_reference import load_reference_model
@@ -116,8 +116,8 @@ def test_held_out_splits_are_refused(synthetic):
         with pytest.raises(ProfilingError, match="train split only"):
             load_profile_rows(synthetic, "random", split)
     completed = run_module(
-        "interventions.vea",
-        ["profile", "--model", "unused", "--vsr_data_dir", str(synthetic),
+        "profiling",
+        ["--model", "unused", "--vsr_data_dir", str(synthetic),
          "--coco_annotations_dir", str(synthetic / "annotations"), "--split", "dev", "--out", "x.json"],
         dict(os.environ),
     )  # fmt: skip
@@ -202,14 +202,14 @@ def reference_layer_auroc(checkpoint: Path, data: Path, images: list[str]) -> li
 def test_profile_cli_picks_layers_by_auroc(tmp_path, family_checkpoint, synthetic, family):
     tiny_checkpoint = family_checkpoint(family)
     out = tmp_path / "layers.json"
-    arguments = ["profile", "--model", str(tiny_checkpoint), "--vsr_data_dir", str(synthetic),
+    arguments = ["--model", str(tiny_checkpoint), "--vsr_data_dir", str(synthetic),
                  "--dataset_type", "random", "--coco_annotations_dir", str(synthetic / "annotations"),
                  "--samples", str(SAMPLES), "--layer_top_fraction", "0.5", "--device", "cpu", "--out", str(out)]  # fmt: skip
     if family == "qwen3_vl":  # the command as a user starts it
-        completed = subprocess.run([sys.executable, "-m", "interventions.vea", *arguments], cwd=REPO_ROOT,
+        completed = subprocess.run([sys.executable, "-m", "profiling", *arguments], cwd=REPO_ROOT,
                                    capture_output=True, text=True, timeout=300)  # fmt: skip
     else:
-        completed = run_module("interventions.vea", arguments, dict(os.environ))
+        completed = run_module("profiling", arguments, dict(os.environ))
     assert completed.returncode == 0, completed.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["split"] == "train" and record["dataset_type"] == "random"

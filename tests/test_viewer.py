@@ -138,14 +138,20 @@ def test_live_reruns_are_cached_on_disk(fixture_runs, checkpoint, tmp_path):
     live = LiveModel(checkpoint, tmp_path / "cache", device="cpu")
     image = next((fixture_runs["data"] / "images").glob("*.png"))
     settings = {"confidence_threshold": 0.5, "sharpen_weight": 1.5, "smoothen_weight": 0.3}
-    first = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", [image])
-    second = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", [image])
+    first = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", [image], max_new_tokens=8)
+    second = live.run("qwen3vl_adaptvis", settings, TASK, 0, "Is the cat left of the dog?", [image], max_new_tokens=8)
     assert live.calls == 1 and not first.cached and second.cached
     assert (second.answer, second.confidence, second.decision) == (first.answer, first.confidence, first.decision)
     assert first.decision["alpha"] == (0.3 if first.decision["confidence"] < 0.5 else 1.5)
     assert Path(first.heatmap).is_file()
     other = live.run(
-        "qwen3vl_adaptvis", {**settings, "smoothen_weight": 0.9}, TASK, 0, "Is the cat left of the dog?", [image]
+        "qwen3vl_adaptvis",
+        {**settings, "smoothen_weight": 0.9},
+        TASK,
+        0,
+        "Is the cat left of the dog?",
+        [image],
+        max_new_tokens=8,
     )
     assert live.calls == 2 and other.decision["alpha"] == (0.9 if first.decision["confidence"] < 0.5 else 1.5)
     assert all(path.is_relative_to(tmp_path / "cache") for path in tmp_path.rglob("*") if path.is_file())

@@ -128,10 +128,5 @@ def _category_aggregation(category: str):
     return aggregate
 
 
-vsr_aggregate_accuracy_adjacency = _category_aggregation("Adjacency")
-vsr_aggregate_accuracy_directional = _category_aggregation("Directional")
-vsr_aggregate_accuracy_orientation = _category_aggregation("Orientation")
-vsr_aggregate_accuracy_projective = _category_aggregation("Projective")
-vsr_aggregate_accuracy_proximity = _category_aggregation("Proximity")
-vsr_aggregate_accuracy_topological = _category_aggregation("Topological")
-vsr_aggregate_accuracy_unallocated = _category_aggregation("Unallocated")
+# vsr_aggregate_accuracy_adjacency, ..._unallocated: one per meta-category, as the YAML's metric_list names them
+globals().update({function.__name__: function for function in map(_category_aggregation, META_CATEGORIES)})

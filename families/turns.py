@@ -1,4 +1,5 @@
-"""Where a document's images go in the user turn: first (the default), or at their placeholders.
+"""One user turn: where a document's images go (first, the default, or at their placeholders) and its rendering
+through the checkpoint's chat template.
 
 Tasks write image placeholders into their prompts: ``<image>`` (LLaVA style, one per image, in order)
 or ``<image k>`` (MMMU style, 1-based, possibly out of order). With ``interleave_visuals=false`` every
@@ -82,3 +83,11 @@ def interleaved(context: str, images: list[Any], where: str) -> UserTurn:
         content[-1] = {"type": "text", "text": content[-1]["text"].rstrip()}
     content = [part for part in content if part["type"] != "text" or part["text"]]
     return UserTurn(content=content, images=[images[index] for index in unplaced + order])
+
+
+def render_user_turn(processor: Any, content: list[dict], system_prompt: str | None = None) -> str:
+    """The prompt text: an optional system turn, one user turn of ``content`` parts, the generation prompt."""
+    messages = [{"role": "user", "content": content}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from models.arguments import is_unset
+
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 _MEMORY = re.compile(r"^\s*([A-Za-z0-9_:]+)\s*:\s*([0-9.]+\s*[KMGT]i?B)\s*$", re.IGNORECASE)
 
@@ -48,7 +50,7 @@ def parse_placement(
     device_map: str | None, max_memory: str | None, offload_folder: str | None, device: str | None, processes: int
 ) -> Placement:
     """The placement the model arguments ask for; what cannot work together is refused naming the arguments."""
-    if device_map in (None, "", "none", "None"):
+    if is_unset(device_map):
         for name, value in (("max_memory", max_memory), ("offload_folder", offload_folder)):
             if value not in (None, ""):
                 raise ValueError(f"{name} places a sharded model: it needs device_map (e.g. device_map=auto)")

@@ -2,13 +2,13 @@
 
 Usage::
 
-    python -m interventions.vea profile --model PATH --vsr_data_dir D --dataset_type random \\
+    python -m profiling --model PATH --vsr_data_dir D --dataset_type random \\
         --coco_annotations_dir C --samples 100 --out layers.json
 
 For VSR *train* rows (never dev or test) whose subject and object, parsed from the caption with the
 row's ``relation`` (random rows carry no ``subj``/``obj``), are COCO categories with a box in the
 image: one fused prefill with the evaluation prompt records every layer's head-mean last-row image
-attention; a visual token is *evidence* when its 32 x 32 pixel cell overlaps a box of either
+attention; a visual token is *evidence* when its pixel cell overlaps a box of either
 category; each layer is scored by the AUROC of its attention against those labels, averaged over
 samples. The top ``layer_top_fraction`` of layers (rounded up) is kept. Rows that cannot be used are
 counted by reason in the JSON. The model's family (``families``) says how big a token's cell is (32 px on
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import re
 from collections import Counter
@@ -30,8 +31,6 @@ from pathlib import Path
 import torch
 from PIL import Image
 from tqdm import tqdm
-
-from interventions.vea import top_layers
 
 PROFILE_SPLIT = "train"
 ANNOTATION_FILES = {"train2017": "instances_train2017.json", "val2017": "instances_val2017.json"}
@@ -53,6 +52,15 @@ NOUN_ALIASES = {
     "doughnut": "donut",
     "racket": "tennis racket",
 }
+
+
+def top_layers(scores: Sequence[float], fraction: float) -> list[int]:
+    """The ``ceil(fraction * L)`` best-scoring layers (at least one), ascending; NaN scores rank last."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"layer_top_fraction must be in (0, 1], got {fraction}")
+    keep = max(1, math.ceil(fraction * len(scores)))
+    ranked = sorted(range(len(scores)), key=lambda i: (math.isnan(scores[i]), -scores[i], i))
+    return sorted(ranked[:keep])
 
 
 class ProfilingError(RuntimeError):
@@ -266,6 +274,7 @@ def profile_layers(
 
     ``family`` is the model's adapter (``families``): its image tokens, their grid and the region it covers.
     """
+    from families.turns import images_first, render_user_turn
     from interventions.recording import record_image_attention
     from vsr_tasks.prompt import build_prompt
 
@@ -279,13 +288,7 @@ def profile_layers(
     for sample in tqdm(samples, desc="VEA layer profiling", disable=not progress):
         with Image.open(sample.image_path) as handle:
             image = handle.convert("RGB")
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "image"}, {"type": "text", "text": build_prompt(sample.row["caption"])}],
-            }
-        ]
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = render_user_turn(processor, images_first(build_prompt(sample.row["caption"]), [image]).content)
         inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
         [[grid]] = family.image_grids(processor, inputs, [1])
@@ -366,7 +369,7 @@ def read_layers_file(path: str | Path, num_layers: int | None = None) -> list[in
     """The ``layers`` of a profiling JSON, checked against the model's depth."""
     path = Path(path)
     if not path.is_file():
-        raise ProfilingError(f"VEA layers file not found: {path} (write one with python -m interventions.vea profile)")
+        raise ProfilingError(f"VEA layers file not found: {path} (write one with python -m profiling)")
     try:
         layers = [int(layer) for layer in json.loads(path.read_text())["layers"]]
     except (ValueError, KeyError, TypeError) as error:
@@ -379,8 +382,10 @@ def read_layers_file(path: str | Path, num_layers: int | None = None) -> list[in
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    from families.devices import DTYPES
+
     parser = argparse.ArgumentParser(
-        prog="python -m interventions.vea profile",
+        prog="python -m profiling",
         description="Choose VEA's layers by the AUROC of their image attention against COCO boxes (train rows only).",
     )
     parser.add_argument("--model", required=True, help="a checkpoint folder or hub id of a supported family")
@@ -397,7 +402,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--layer_top_fraction", type=float, default=0.1, help="share of layers kept, rounded up")
     parser.add_argument("--seed", type=int, default=0, help="order in which train rows are drawn (default: 0)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto")
+    parser.add_argument(
+        "--dtype", choices=("auto", *DTYPES), default="auto", help="default: bfloat16 on CUDA, else float32"
+    )
     parser.add_argument("--out", required=True, type=Path, help="JSON file to write")
     return parser.parse_args(argv)
 
@@ -411,15 +418,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         from transformers import AutoProcessor
 
         from families import FamilyError, family_for
+        from families.devices import pick_device, pick_dtype
         from interventions.attention import use_steered_attention
 
         try:
             family = family_for(args.model)
         except FamilyError as error:
             raise ProfilingError(str(error)) from None
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-        dtype = dtypes.get(args.dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        device = pick_device(args.device)
+        dtype = pick_dtype(args.dtype, device)
         processor = AutoProcessor.from_pretrained(args.model)
         model = family.load(args.model, dtype)
         use_steered_attention(model.to(device).eval())
