@@ -2,7 +2,7 @@
 
 ``analysis/`` loads no model at import time: the model classes are imported and the checkpoint loaded on the
 first request (one wrapper per method, then kept). Each answer goes through the models' public seams
-(``prepare_batch``, ``respond``) with the attention log writing into the request's cache folder, so the
+(``models.engine``: ``prepare``, ``respond``) with the attention log writing into the request's cache folder, so the
 heatmap is drawn from a real log record by the report's own drawing code. Results are cached on disk, keyed by
 checkpoint, method, settings, task and doc_id: the same request is instant the second time. One request runs
 at a time (a lock), never two model calls at once.
@@ -129,18 +129,20 @@ class LiveModel:
 
     def _answer(self, method, settings, task, doc_id, prompt, images, folder: Path, max_new_tokens: int) -> LiveResult:
         from models.attention_log import AttentionLogWriter
-        from models.vlm import GenerationSettings
+        from models.batch import GenerationSettings
 
         wrapper = self._wrapper(method, settings)
+        engine = wrapper.engine
         params_class = self.models[method].params
         values = {k: v for k, v in settings.items() if k in params_class.__dataclass_fields__}
-        wrapper.params = params_class(**{**asdict(wrapper.params), **values})
-        batch = wrapper.prepare_batch([prompt], [list(images)], [doc_id], [task])
-        wrapper.attention_logger = AttentionLogWriter(folder, 0, method, wrapper.num_layers, wrapper.method_arguments())
+        point = params_class(**{**asdict(engine.method.params), **values})
+        batch = engine.prepare([prompt], [list(images)], [doc_id], [task])
+        shown = {**engine.method.arguments(), **asdict(point)}
+        writer = AttentionLogWriter(folder, 0, method, engine.num_layers, shown)
         self.calls += 1
-        response = wrapper.respond(batch, GenerationSettings(max_new_tokens=max_new_tokens))
-        wrapper.finish_batch(batch, response, response.texts)
-        wrapper.attention_logger = None
+        with engine.logging_to(writer):
+            response = engine.respond(batch, GenerationSettings(max_new_tokens=max_new_tokens), point)
+            engine.finish(batch, response, response.texts)
         decision = response.extras[0].get("decision", {}) if response.extras else {}
         confidence = float(response.first_token_probs[0].max())
         return LiveResult(response.texts[0], confidence, decision, None)

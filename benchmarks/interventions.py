@@ -51,9 +51,9 @@ from transformers import AutoConfig
 from benchmarks.shapes import SHAPES, build_checkpoint
 from families import FAMILIES, family_for
 from models import model_class
+from models.batch import GenerationSettings
 from models.names import model_name as registered_model_name
 from models.presets import scaled_vea_layers
-from models.vlm import GenerationSettings
 from vsr_tasks.prompt import build_prompt
 
 
@@ -72,9 +72,9 @@ MODELS: dict[str, Entry] = {
     "baseline": Entry(""),
     "baseline+log": Entry("", log=True),
     "adaptvis": Entry("adaptvis"),
-    "adaptvis/two-pass": Entry("adaptvis", respond="respond_two_pass"),
+    "adaptvis/two-pass": Entry("adaptvis", respond="answer_whole_prompt"),
     "clvs": Entry("clvs"),
-    "clvs/whole": Entry("clvs", respond="respond_whole_prompt"),
+    "clvs/whole": Entry("clvs", respond="answer_whole_prompt"),
     "vea": Entry("vea"),  # layers: vea_layers(depth)
 }
 BASELINE = "baseline"
@@ -203,7 +203,7 @@ class Contender:
         if source is not None:
             share_weights(self.wrapper.model, source)
             gc.collect()
-        self.respond = getattr(self.wrapper, entry.respond)
+        self.respond = getattr(self.wrapper.engine, entry.respond)
         self.images = images
         self.weights = _model_bytes(self.wrapper.model)
         self.batch = None
@@ -213,13 +213,13 @@ class Contender:
 
     def prepare(self) -> None:
         images = self.images
-        self.batch = self.wrapper.prepare_batch(
+        self.batch = self.wrapper.engine.prepare(
             [CONTEXT] * len(images), [[image] for image in images], list(range(len(images))), ["bench"] * len(images)
         )
 
     def answer_once(self, settings: GenerationSettings) -> str:
         response = self.respond(self.batch, settings)
-        self.wrapper.finish_batch(self.batch, response, response.texts)  # the attention log writes here
+        self.wrapper.engine.finish(self.batch, response, response.texts)  # the attention log writes here
         return response.texts[0]
 
     def run(self, settings: GenerationSettings) -> None:

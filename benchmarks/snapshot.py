@@ -52,14 +52,14 @@ def images() -> list[list[Image.Image]]:
 def first_token_logits(pretrained: Path, method: str, family: str, arguments: dict, log_dir: Path) -> torch.Tensor:
     """The batch's first-token logits ``[2, V]`` from the model ``--model`` would run, through its public seams."""
     from models import model_class
+    from models.batch import GenerationSettings
     from models.names import model_name
-    from models.vlm import GenerationSettings
 
     arguments = {key: (str(log_dir) if value == "LOG" else value) for key, value in arguments.items()}
     registered = model_class(model_name(None if method == "baseline" else method, family))
     model = registered(pretrained=str(pretrained), device="cpu", dtype="float32", batch_size=2, **arguments)
-    batch = model.prepare_batch(list(CONTEXTS), images(), [0, 1], ["snapshot", "snapshot"])
-    response = model.respond(batch, GenerationSettings(max_new_tokens=2))
+    batch = model.engine.prepare(list(CONTEXTS), images(), [0, 1], ["snapshot", "snapshot"])
+    response = model.engine.respond(batch, GenerationSettings(max_new_tokens=2))
     return response.first_token_logits.detach().cpu().clone()
 
 

@@ -3,7 +3,7 @@
 Not a test: the measurement behind the sweep's cost target (<= 3x one baseline evaluation for 27 AdaptVis or
 CLVS settings; a naive grid of lmms-eval runs costs 27x, 54x for AdaptVis' two passes). The documents are a
 synthetic VSR held-out slice (every image present); the baseline answers them as lmms-eval would
-(``generate_until``), the sweeps through the sweep engine (``respond_grid`` per batch, the neutral setting
+(``generate_until``), the sweeps through the sweep engine (the engine's ``answer`` per batch, the neutral setting
 included). The checkpoint is random-initialised (``--shape``, as in ``benchmarks.interventions``); weights
 are shared between the models.
 
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
             share_weights(wrapper.model, baseline.model)
             wrapper.task_dict = baseline.task_dict
             grid_settings = settings(GRIDS[method_name])
-            neutral = point(wrapper.params, METHODS[method_name].neutral)
-            points = [point(wrapper.params, s) for s in grid_settings] + [neutral]
+            neutral = point(wrapper.method.params, METHODS[method_name].neutral)
+            points = [point(wrapper.method.params, s) for s in grid_settings] + [neutral]
             out = scratch / f"sweep_{name}"
             out.mkdir()
             start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Training sequences: the evaluation prompt plus the answer, processed, with labels on the answer only.
 
 The user turn is built exactly as an evaluation of a VSR document builds it
-(``models.vlm.VLM.prepare_batch``: image first, the ``vsr_tasks`` prompt, no
+(``models.engine.Engine.prepare``: image first, the ``vsr_tasks`` prompt, no
 system turn), so the model is trained on the text it is later asked. The answer
 turn is whatever the checkpoint's chat template renders after that prompt (ChatML's
 ``True<|im_end|>\n`` for Qwen, ``ASSISTANT: True`` for LLaVA); a template that does

@@ -15,3 +15,23 @@ DEFAULT_MAX_NEW_TOKENS = 128  # a task whose generation_kwargs name no max_new_t
 def is_unset(value: Any) -> bool:
     """Whether a model argument was left out (any spelling of "nothing")."""
     return value in UNSET
+
+
+def parse_batch_size(batch_size: int | str) -> int:
+    """A positive integer (lmms-eval's ``auto`` batch sizing is not supported)."""
+    try:
+        value = int(batch_size)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"batch_size must be a positive integer, got {batch_size!r} ('auto' is not supported)"
+        ) from None
+    if value < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {value}")
+    return value
+
+
+def parse_flag(name: str, value: Any) -> bool:
+    """A ``true``/``false`` argument (lmms-eval has converted it to a bool already); anything else is refused."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value

@@ -1,104 +1,66 @@
-"""CLVS as an lmms-eval model (``--model vlm_clvs``, any family; ``qwen3vl_clvs``): one pass, see ``interventions.clvs``.
+"""CLVS as the engine runs it (``--model vlm_clvs``, any family; ``qwen3vl_clvs``): one pass, see ``interventions.clvs``.
 
-The prompt's first N - 1 positions are computed once (``interventions.prefix``, keeping layer 0's
-pre-RoPE keys for the position-unbiased row); generation continues from one steered forward of
-the last position. The same prefix can serve any number of settings (``sweep``).
+The prompt's first N - 1 positions are computed once (``interventions.prefix``, keeping layer 0's pre-RoPE keys for
+the position-unbiased row); generation continues from one steered forward of the last position. The same prefix
+serves any number of settings, each row with its own smoothing, memory, threshold and layer 0 (``sweep``).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any
 
 import torch
 
 from interventions.clvs import CLVS, CLVSParams, unbiased_position_ids
 from interventions.prefix import PromptPrefix
-from models.methods import CLVS_METHOD, MethodSpec
-from models.steered import SteeredModel
-from models.vlm import GenerationSettings, PreparedBatch, Response
+from models.batch import GenerationSettings, PreparedBatch, Response
+from models.methods import CLVS_METHOD
+from models.runner import LastRowRunner, Plan
 
 
-class CLVSModel(SteeredModel):
+class CLVSRunner(LastRowRunner):
     """Cross-Layer Vision Smoothing of the prefill's last row."""
 
-    METHOD: ClassVar[MethodSpec] = CLVS_METHOD
-    STEERS: ClassVar[bool] = True
+    SPEC = CLVS_METHOD
 
-    def unbiased_positions(self, batch: PreparedBatch, prefix: PromptPrefix | None = None) -> torch.Tensor:
+    def keeps_layer0_keys(self, points: list[CLVSParams]) -> bool:
+        return any(point.position_unbiased for point in points)
+
+    def unbiased_positions(self, engine: Any, batch: PreparedBatch, prefix: PromptPrefix | None = None) -> torch.Tensor:
         """The batch's position-unbiased rotary positions (from the prefix's positions when given)."""
-        positions = (
-            prefix.positions if prefix is not None else self.family.prompt_positions(self.model, batch.inputs)[0]
-        )
+        family = engine.family
+        positions = prefix.positions if prefix is not None else family.prompt_positions(engine.model, batch.inputs)[0]
         return unbiased_position_ids(
-            self.family.rope_positions(positions), batch.image_token_mask, batch.inputs.get("attention_mask")
+            family.rope_positions(positions), batch.image_token_mask, batch.inputs.get("attention_mask")
         )
 
-    def method_for(
-        self, batch: PreparedBatch, prefix: PromptPrefix | None = None, params: CLVSParams | None = None
-    ) -> CLVS:
-        """The CLVS state for one batch under ``params`` (default: the model's).
-
-        With ``prefix``, layer 0's keys of positions 0..N-2 come from it (the last position then runs alone).
-        """
+    def method_for(self, engine: Any, batch: PreparedBatch, params: CLVSParams | None = None) -> CLVS:
+        """The CLVS editor for one whole-prompt pass under ``params`` (default: the runner's)."""
         params = params or self.params
-        positions = self.unbiased_positions(batch, prefix) if params.position_unbiased else None
-        prefix_keys = prefix.layer0_keys if prefix is not None else None
-        return CLVS(params, positions, prefix_keys=prefix_keys, pre_rope=self.family.pre_rope)
+        positions = self.unbiased_positions(engine, batch) if params.position_unbiased else None
+        return CLVS(params, positions, prefix_keys=None, pre_rope=engine.family.pre_rope)
 
-    def respond_grid(
-        self,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        points: list[CLVSParams],
-        share_neutral: bool = False,
-    ) -> list[Response]:
-        """Answers under each setting from one prefix: the settings run together, the batch repeated once per setting
-        (at most ``grid_rows`` rows at a time), each row with its own smoothing, memory, threshold and layer 0.
+    def plan(self, engine: Any, batch: PreparedBatch, prefix: PromptPrefix, points: list[CLVSParams]) -> Plan:
+        """Every setting its own rows; the unbiased positions computed once."""
+        positions = self.unbiased_positions(engine, batch, prefix) if self.keeps_layer0_keys(points) else None
+        return Plan(keys=list(range(len(points))), context=(points, positions))
 
-        Neutral settings take the whole-prompt pass (unless ``share_neutral``): exactly ``qwen3vl``'s computation in
-        any dtype (the logit lens still reports where smoothing would have stopped). Without a shareable cache: one
-        whole-prompt pass each.
-        """
-        responses: list[Response | None] = [None] * len(points)
-        steered = [i for i, point in enumerate(points) if share_neutral or not point.neutral]
-        for i in (i for i in range(len(points)) if i not in steered):
-            responses[i] = self.respond_whole_prompt(batch, settings, points[i])
-        if not steered:
-            return responses
-        unbiased = any(points[i].position_unbiased for i in steered)
-        prefix = self.prompt_prefix(batch, keep_layer0_keys=unbiased)
-        if prefix is None:
-            for i in steered:
-                responses[i] = self.respond_whole_prompt(batch, settings, points[i])
-            return responses
-        positions = self.unbiased_positions(batch, prefix) if unbiased else None
-        per_pass = max(1, self.grid_rows // batch.size)
-        for start in range(0, len(steered), per_pass):
-            group = steered[start : start + per_pass]
-            copies = len(group)
-            rows = [points[i] for i in group for _ in range(batch.size)]
-            expanded = prefix.expanded(copies)
-            method = CLVS(
-                rows,
-                positions.repeat(*([1] * (positions.dim() - 2)), copies, 1) if positions is not None else None,
-                prefix_keys=expanded.layer0_keys,
-                pre_rope=self.family.pre_rope,
-            )
-            response = self._with_decisions(self.generate_steered(batch, settings, expanded, method, copies), method)
-            for k, i in enumerate(group):
-                responses[i] = response.rows(k * batch.size, (k + 1) * batch.size)
-        return responses
+    def editor(self, engine: Any, batch: PreparedBatch, prefix: PromptPrefix, keys: list, plan: Plan) -> CLVS:
+        points, positions = plan.context
+        copies = len(keys)
+        rows = [points[key] for key in keys for _ in range(batch.size)]
+        tiled = positions.repeat(*([1] * (positions.dim() - 2)), copies, 1) if positions is not None else None
+        return CLVS(rows, tiled, prefix_keys=prefix.layer0_keys, pre_rope=engine.family.pre_rope)
 
-    def respond_whole_prompt(
-        self, batch: PreparedBatch, settings: GenerationSettings, params: CLVSParams | None = None
+    def annotate(self, response: Response, batch: PreparedBatch, keys: list, editor: CLVS, plan: Plan) -> None:
+        response.extras = [{"decision": {"stop_layer": layer}} for layer in editor.stop_layer]
+
+    def whole_prompt(
+        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: CLVSParams
     ) -> Response:
-        """The same answers from one whole-prompt pass: the fallback, and the tests' reference."""
-        method = self.method_for(batch, params=params)
-        with self.steering(batch, method):
-            response = self.generate(batch, settings)
-        return self._with_decisions(response, method)
-
-    @staticmethod
-    def _with_decisions(response: Response, method: CLVS) -> Response:
-        response.extras = [{"decision": {"stop_layer": layer}} for layer in method.stop_layer]
+        """The same answers from one whole-prompt pass (the logit lens still says where smoothing stopped)."""
+        editor = self.method_for(engine, batch, point)
+        with engine.steering(batch, editor):
+            response = engine.generate(batch, settings)
+        self.annotate(response, batch, [point], editor, Plan([]))
         return response

@@ -3,7 +3,7 @@ this registry, and the docs' argument tables are checked against it (``tests/tes
 
 A method's declaration holds: its parameter object (``interventions``: the numbers that shape an answer, with their
 defaults, their validation and the neutral setting that changes nothing), what each argument means, its other model
-arguments with their defaults, which parameters a sweep may vary, the viewer's slider ranges, and its model class.
+arguments with their defaults, which parameters a sweep may vary, the viewer's slider ranges, and its runner.
 Its presets live in ``models/presets.json`` (``models.presets``), keyed by the method's name. Every method runs as one
 model per naming scheme (``models.names``): ``qwen3vl_<name>`` (Qwen3-VL checkpoints, the names of the reference
 study) and ``vlm_<name>`` (any supported family, detected from the checkpoint's config); ``models.registered``
@@ -22,7 +22,7 @@ from interventions.clvs import CLVSParams
 from interventions.vea import VEAParams
 from models.names import SCHEMES, NamingScheme, is_baseline, model_names, scheme_of
 
-BASELINE_WRAPPER = "models.vlm.VLM"  # the baseline's model class, ``module.Class``
+ADAPTER = "models.vlm.VLM"  # the lmms-eval class every registered model specialises, ``module.Class``
 REGISTERED_MODULE = "models.registered"  # where the lmms-eval classes are generated
 
 
@@ -50,7 +50,7 @@ class MethodSpec:
     extra: tuple[Argument, ...]  # the method's other model arguments, after the parameters
     sweepable: tuple[str, ...]
     sliders: Mapping[str, tuple[float, float, float]]  # parameter -> (minimum, maximum, step) in the viewer
-    wrapper: str  # the model class, ``module.Class``
+    runner: str  # how the engine runs it (``models.runner.MethodRunner``), ``module.Class``
     exclusive: tuple[str, ...] = ()  # arguments that are alternatives: any explicit one replaces a preset's
     needs_image_grid: bool = False  # whether it maps image tokens to cells of each image (not just finds them)
     summary: str = ""
@@ -105,7 +105,7 @@ ADAPTVIS = MethodSpec(
         "sharpen_weight": (1.0, 3.0, 0.05),
         "smoothen_weight": (0.0, 1.0, 0.05),
     },  # over the ranges of the study's own demo app
-    wrapper="models.adaptvis.AdaptVisModel",
+    runner="models.adaptvis.AdaptVisRunner",
 )
 
 CLVS_METHOD = MethodSpec(
@@ -128,7 +128,7 @@ CLVS_METHOD = MethodSpec(
         "window_memory_size": (0.0, 1.0, 0.05),
         "uncertainty_threshold": (0.0, 1.0, 0.05),
     },
-    wrapper="models.clvs.CLVSModel",
+    runner="models.clvs.CLVSRunner",
 )
 
 PROFILING = "profiling"
@@ -168,7 +168,7 @@ VEA_METHOD = MethodSpec(
     ),
     sweepable=("smooth_strength", "highlight_strength", "denoise_lambda"),
     sliders={"smooth_strength": (0.0, 1.0, 0.05), "highlight_strength": (0.0, 1.0, 0.05)},
-    wrapper="models.vea.VEAModel",
+    runner="models.vea.VEARunner",
     exclusive=("layers", "layers_file", "coco_annotations_dir"),
     needs_image_grid=True,
 )

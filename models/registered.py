@@ -1,7 +1,7 @@
 """The lmms-eval model classes, generated: one per naming scheme (``models.names``) and method (``models.methods``).
 
-Each class is its method's model class (or the baseline's) with the scheme's name and the model types it takes, so a
-new method or scheme adds its models here without a line of code. They are module attributes (``Qwen3VLAdaptVis``,
+Each class is the adapter (``models.vlm.VLM``) with the scheme's name, the model types it takes and its method (None:
+the baseline), so a new method or scheme adds its models here without a line of code. They are module attributes (``Qwen3VLAdaptVis``,
 ``VLMBaseline``, ...) so that lmms-eval's ``module.Class`` paths and pickling find them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from models.methods import BASELINE_WRAPPER, METHODS, class_name
+from models.methods import ADAPTER, METHODS, class_name
 from models.names import SCHEMES
 
 
@@ -22,7 +22,7 @@ def _generate() -> dict[str, type]:
     classes = {}
     for scheme in SCHEMES:
         for method in (None, *METHODS.values()):
-            base = _load(BASELINE_WRAPPER if method is None else method.wrapper)
+            base = _load(ADAPTER)
             name = class_name(scheme, method)
             what = "the baseline" if method is None else method.title
             takes = "every supported family" if scheme.model_types is None else ", ".join(scheme.model_types)
@@ -32,6 +32,7 @@ def _generate() -> dict[str, type]:
                 {
                     "MODEL_NAME": scheme.name(None if method is None else method.name),
                     "FAMILIES": scheme.model_types,
+                    "METHOD": method,
                     "__module__": __name__,
                     "__qualname__": name,
                     "__doc__": f"{what} on {takes} (``--model {scheme.name(None if method is None else method.name)}``).",

@@ -1,4 +1,4 @@
-"""VEA as an lmms-eval model (``--model vlm_vea``, any family; ``qwen3vl_vea``): attribution prefill, highlight, answer.
+"""VEA as the engine runs it (``--model vlm_vea``, any family; ``qwen3vl_vea``): attribution prefill, highlight, answer.
 
 Per batch: one fused prefill records the last row's head-mean image attention at VEA's layers
 (``interventions.recording``, no eager attention); each image's layer-mean evidence grid is
@@ -23,7 +23,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,9 +33,9 @@ from interventions import record_image_attention
 from interventions.layers import parse_layers
 from interventions.vea import VEAParams, as_uint8_image, denoise, evidence_grids, evidence_pixel_map
 from models.arguments import is_unset
-from models.methods import VEA_METHOD, MethodSpec
-from models.steered import SteeredModel
-from models.vlm import VLM, GenerationSettings, PreparedBatch, Response
+from models.batch import GenerationSettings, PreparedBatch, Response
+from models.methods import VEA_METHOD
+from models.runner import MethodRunner
 from profiling import COCO_ANNOTATIONS_VARIABLE, ProfilingError, read_layers_file, run_profile
 
 HINT = "Focus on the highlighted (brighter) region of the image."
@@ -46,10 +46,11 @@ def _given(value: Any) -> bool:
     return not is_unset(value)
 
 
-class VEAModel(SteeredModel):
+class VEARunner(MethodRunner):
     """Visual Evidence Augmentation: the image is re-rendered to highlight what the model looked at."""
 
-    METHOD: ClassVar[MethodSpec] = VEA_METHOD
+    SPEC = VEA_METHOD
+    steers = False  # it edits the image, not the attention: beam search stays possible
 
     def check_arguments(self, values: dict[str, Any]) -> None:
         """The layer source and the profiling inputs, checked before the checkpoint is loaded.
@@ -74,20 +75,20 @@ class VEAModel(SteeredModel):
         self.profile_cache = values["profile_cache"]
         if self.layer_source == "profile" and not _given(self.profile_settings["vsr_data_dir"]):
             raise ValueError(
-                f"{self.MODEL_NAME}: profiling the layers needs the VSR train rows: pass vsr_data_dir=... or set "
-                "VSR_DATA_DIR"
+                f"{self.name}: profiling the layers needs the VSR train rows: pass vsr_data_dir=... or set VSR_DATA_DIR"
             )
 
-    def set_up(self, values: dict[str, Any]) -> None:
-        self.layout = self.family.pixel_layout(self.processor)
-        self.layers = self._resolve_layers()
-        logger.info(f"{self.MODEL_NAME}: evidence from layers {self.layers} ({self.layer_source})")
+    def set_up(self, model: Any, checkpoint: Any, rank: int, wait: Any) -> None:
+        self.pretrained = checkpoint.pretrained
+        self.layout = checkpoint.family.pixel_layout(checkpoint.processor)
+        self.layers = self._resolve_layers(model, checkpoint, rank, wait)
+        logger.info(f"{self.name}: evidence from layers {self.layers} ({self.layer_source})")
 
     # ------------------------------------------------------------------ layers
     def _check_layer_source(self, layers: Any, layers_file: Any, coco_annotations_dir: Any) -> str:
         given = [name for name, value in (("layers", layers), ("layers_file", layers_file)) if _given(value)]
         if len(given) > 1:
-            raise ValueError(f"{self.MODEL_NAME}: give either layers=[...] or layers_file=..., not both")
+            raise ValueError(f"{self.name}: give either layers=[...] or layers_file=..., not both")
         if given:
             if given == ["layers"]:
                 parse_layers(layers, 10**6)  # refuse a malformed value before loading the checkpoint
@@ -95,18 +96,18 @@ class VEAModel(SteeredModel):
         if _given(coco_annotations_dir) or _given(os.environ.get(COCO_ANNOTATIONS_VARIABLE)):
             return "profile"
         raise ValueError(
-            f"{self.MODEL_NAME} needs its evidence layers: layers=[17,20,24], layers_file=layers.json "
+            f"{self.name} needs its evidence layers: layers=[17,20,24], layers_file=layers.json "
             "(python -m profiling), or coco_annotations_dir=... with vsr_data_dir=... "
             f"(or {COCO_ANNOTATIONS_VARIABLE} and VSR_DATA_DIR) to profile them on first use"
         )
 
-    def _resolve_layers(self) -> list[int]:
-        num_layers = self.num_layers
+    def _resolve_layers(self, model: Any, checkpoint: Any, rank: int, wait: Any) -> list[int]:
+        num_layers = checkpoint.depth
         if self.layer_source == "layers":
             return parse_layers(self.layers_argument, num_layers)
         if self.layer_source == "layers_file":
             return read_layers_file(self.layers_file, num_layers)
-        return self._profiled_layers(num_layers)
+        return self._profiled_layers(model, checkpoint, rank, wait)
 
     def profile_cache_file(self) -> Path:
         """Where the profiled layers of this checkpoint and these settings are cached."""
@@ -122,15 +123,16 @@ class VEAModel(SteeredModel):
         root = Path(os.environ.get(CACHE_ROOT_VARIABLE) or Path.home() / ".cache")
         return root / "vsr_attention_steering" / "vea" / re.sub(r"[^A-Za-z0-9._-]+", "--", str(self.pretrained)) / name
 
-    def _profiled_layers(self, num_layers: int) -> list[int]:
+    def _profiled_layers(self, model: Any, checkpoint: Any, rank: int, wait: Any) -> list[int]:
+        num_layers = checkpoint.depth
         path = self.profile_cache_file()
-        if self.rank == 0 and not self._cache_matches(path, num_layers):
-            logger.info(f"{self.MODEL_NAME}: profiling layers on VSR train rows; result cached in {path}")
+        if rank == 0 and not self._cache_matches(path, num_layers):
+            logger.info(f"{self.name}: profiling layers on VSR train rows; result cached in {path}")
             try:
                 record = run_profile(
-                    self.model,
-                    self.processor,
-                    self.family,
+                    model,
+                    checkpoint.processor,
+                    checkpoint.family,
                     self.pretrained,
                     self.profile_settings["vsr_data_dir"],
                     self.profile_settings["coco_annotations_dir"],
@@ -139,14 +141,14 @@ class VEAModel(SteeredModel):
                     self.profile_settings["layer_top_fraction"],
                 )
             except ProfilingError as error:
-                raise ValueError(f"{self.MODEL_NAME}: {error}") from None
+                raise ValueError(f"{self.name}: {error}") from None
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(record, indent=2) + "\n")
             temporary.replace(path)
-        elif self.rank == 0:
-            logger.info(f"{self.MODEL_NAME}: reusing the profiled layers cached in {path} (delete it to profile again)")
-        self.accelerator.wait_for_everyone()
+        elif rank == 0:
+            logger.info(f"{self.name}: reusing the profiled layers cached in {path} (delete it to profile again)")
+        wait()
         return read_layers_file(path, num_layers)
 
     def _cache_matches(self, path: Path, num_layers: int) -> bool:
@@ -167,8 +169,8 @@ class VEAModel(SteeredModel):
         }
         return all(record.get(key) == value for key, value in expected.items())
 
-    def method_arguments(self) -> dict:
-        arguments = {**super().method_arguments(), "hint": self.hint, "layer_source": self.layer_source}
+    def arguments(self) -> dict:
+        arguments = {**super().arguments(), "hint": self.hint, "layer_source": self.layer_source}
         if self.layer_source == "layers_file":
             arguments["layers_file"] = str(self.layers_file)
         if self.layer_source == "layers":
@@ -176,63 +178,71 @@ class VEAModel(SteeredModel):
         return arguments
 
     # ------------------------------------------------------------- answering
-    def respond_grid(
-        self,
-        batch: PreparedBatch,
-        settings: GenerationSettings,
-        points: list[VEAParams],
-        share_neutral: bool = False,
+    def answer(
+        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
     ) -> list[Response]:
         """Answers under each (smooth, highlight, denoise) setting: one attribution pass for all of them (the layers
-        are the model's), then one highlighted pass per setting. Prompts without images are answered once, as by the
+        are the runner's), then one highlighted pass per setting. Prompts without images are answered once, as by the
         baseline. ``share_neutral`` changes nothing here: a neutral setting's pass is the plain one already."""
         if "pixel_values" not in batch.inputs:
-            response = VLM.respond(self, batch, settings)
+            with engine.steering(batch):
+                response = engine.generate(batch, settings)
             return [response] + [response.rows(0, batch.size) for _ in points[1:]]
-        grids = self.evidence(batch)
+        grids = self.evidence(engine, batch)
         responses = []
         for params in points:
-            highlighted = self.highlight(batch, grids, params)
-            with self.steering(highlighted):
-                response = self.generate(highlighted, settings)
-            response.extras = self._extras(batch, grids, highlighted.inputs["pixel_values"], params)
+            highlighted = self.highlight(engine, batch, grids, params)
+            with engine.steering(highlighted):
+                response = engine.generate(highlighted, settings)
+            response.extras = self._extras(engine, batch, grids, highlighted.inputs["pixel_values"], params)
             responses.append(response)
         return responses
 
-    def evidence(self, batch: PreparedBatch) -> list[list[torch.Tensor]]:
+    def whole_prompt(
+        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: VEAParams
+    ) -> Response:
+        """VEA shares no prefix: its answer is already made of whole-prompt passes."""
+        return self.answer(engine, batch, settings, [point], share_neutral=False)[0]
+
+    def evidence(self, engine: Any, batch: PreparedBatch) -> list[list[torch.Tensor]]:
         """Per sequence, per image: the layer-mean last-row attention grid ``[grid_h, grid_w]`` (one fused prefill)."""
-        attention = record_image_attention(self.model, batch.inputs, batch.image_token_mask, self.layers)
+        attention = record_image_attention(engine.model, batch.inputs, batch.image_token_mask, self.layers)
         return [evidence_grids(attention[b], batch.image_grids[b]) for b in range(batch.size)]
 
     def highlight(
-        self, batch: PreparedBatch, grids: list[list[torch.Tensor]], params: VEAParams | None = None
+        self, engine: Any, batch: PreparedBatch, grids: list[list[torch.Tensor]], params: VEAParams | None = None
     ) -> PreparedBatch:
         """The batch the model answers in pass 2: every image highlighted by its evidence map."""
         params = params or self.params
         pixel_maps = [
-            evidence_pixel_map(grid.to(self.device), params, self.layout.token_pixels).float()
+            evidence_pixel_map(grid.to(engine.device), params, self.layout.token_pixels).float()
             for sequence_grids in grids
             for grid in sequence_grids
         ]
         pixel_values = self.layout.highlight(
             batch.inputs["pixel_values"], batch.inputs.get("image_grid_thw"), pixel_maps, params.highlight_strength
         )
-        return self.highlighted_batch(batch, pixel_values)
+        return self.highlighted_batch(engine, batch, pixel_values)
 
-    def highlighted_batch(self, batch: PreparedBatch, pixel_values: torch.Tensor) -> PreparedBatch:
+    def highlighted_batch(self, engine: Any, batch: PreparedBatch, pixel_values: torch.Tensor) -> PreparedBatch:
         """The batch with highlighted ``pixel_values`` (and, with ``hint``, the hint appended to each prompt)."""
         if self.hint:
             contexts = [f"{context}\n{HINT}" for context in batch.contexts]
-            batch = self.prepare_batch(contexts, batch.visuals, batch.doc_ids, batch.task_names)
+            batch = engine.prepare(contexts, batch.visuals, batch.doc_ids, batch.task_names)
         inputs = {key: value for key, value in batch.inputs.items()}
         inputs["pixel_values"] = pixel_values
         return dataclasses.replace(batch, inputs=inputs)
 
     def _extras(
-        self, batch: PreparedBatch, grids: list[list[torch.Tensor]], pixel_values: torch.Tensor, params: VEAParams
+        self,
+        engine: Any,
+        batch: PreparedBatch,
+        grids: list[list[torch.Tensor]],
+        pixel_values: torch.Tensor,
+        params: VEAParams,
     ) -> list[dict]:
         decision = {"layers": list(self.layers)}
-        if self.attention_logger is None:
+        if engine.attention_log is None:
             return [{"decision": decision} for _ in range(batch.size)]
         images = iter(self.layout.images(pixel_values, batch.inputs.get("image_grid_thw")))
         extras = []

@@ -2,7 +2,7 @@
 
 Tuned on rows that fine-tuning never saw (``vsr_<type>_heldout``), so that dev and test stay untouched until
 the final evaluation; dev and test are refused unless ``--allow_eval_split`` says otherwise. The expensive part
-is shared across the grid through the models' ``respond_grid`` seam: AdaptVis and CLVS answer every setting
+is shared across the grid through the engine's ``answer`` (``models.engine``): AdaptVis and CLVS answer every setting
 from one prefix forward per batch (the settings run together, the batch repeated once per setting), VEA runs
 one attribution pass per batch for all its settings. The neutral setting of the method is always evaluated:
 it is the baseline of the paired comparisons.

@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     from models import model_class
 
     wrapper = model_class(args.model).create_from_arg_string(args.model_args)
-    wrapper.grid_rows = args.grid_rows
+    wrapper.engine.grid_rows = args.grid_rows
     wrapper.task_dict = {task.name: task.task.dataset}
-    base = wrapper.params
+    base = wrapper.method.params
     neutral = dict(method.neutral)
     try:
         check(args.model, base, all_settings + [neutral])

@@ -2,7 +2,7 @@
 
 Batches are lmms-eval's own (the model's ``request_batches``), so a setting's answers equal, exactly, those of an
 ``lmms-eval`` run of the model with that setting and the same ``batch_size``. Each batch is answered for all
-settings by the model's ``respond_grid`` and its raw answers are appended to ``raw_answers.rank{R}.jsonl`` (flushed
+settings by the engine's ``answer`` and its raw answers are appended to ``raw_answers.rank{R}.jsonl`` (flushed
 per batch: an interrupted sweep keeps every finished batch). A rerun skips the batches already answered; under
 ``accelerate launch`` process R answers batches R, R + W, ... and rank 0 merges.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from models.vlm import truncate_at_stops
+from models.batch import truncate_at_stops
 
 RAW_PATTERN = "raw_answers.rank*.jsonl"
 
@@ -62,8 +62,7 @@ def answer_all(
             start = time.perf_counter()
             batch = wrapper.prepare_chunk(chunk)
             settings = wrapper.chunk_settings(chunk)
-            wrapper.check_settings(settings)
-            responses = wrapper.respond_grid(batch, settings, list(points), share_neutral=True)
+            responses = wrapper.engine.answer(batch, settings, list(points), share_neutral=True)
             lines = []
             for index, response in enumerate(responses):
                 for doc_id, text in zip(batch.doc_ids, response.texts):

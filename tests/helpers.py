@@ -85,7 +85,7 @@ def evaluation_prompt(checkpoint: Path, caption: str, image: Path) -> tuple[str,
     Through the path lmms-eval takes: the task's ``doc_to_text`` and ``doc_to_visual``, then the baseline
     wrapper's ``prepare_batch`` (images placed by ``families.turns``, the chat template, the processor).
     """
-    from families.turns import images_first
+    from families.turns import images_first, render_user_turn
     from models.registered import Qwen3VLBaseline as Qwen3VL
     from vsr_tasks.utils import vsr_doc_to_text
 
@@ -93,8 +93,8 @@ def evaluation_prompt(checkpoint: Path, caption: str, image: Path) -> tuple[str,
     with Image.open(image) as opened:
         visual = [opened.convert("RGB")]
     context = vsr_doc_to_text({"caption": caption})
-    batch = wrapper.prepare_batch([context], [visual], [0], ["vsr_random_dev"])
-    text = wrapper.chat_text_from_content(images_first(context, visual).content)
+    batch = wrapper.engine.prepare([context], [visual], [0], ["vsr_random_dev"])
+    text = render_user_turn(wrapper.engine.processor, images_first(context, visual).content)
     return text, batch.inputs["input_ids"][0]
 
 

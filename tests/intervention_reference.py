@@ -78,7 +78,7 @@ def prepare(wrapper, with_images: tuple[bool, bool] = (True, True)):
     """A left-padded batch of the two prompts through the wrapper's own ``prepare_batch``."""
     images = sample_images()
     visuals = [[image] if use else [] for image, use in zip(images, with_images)]
-    return wrapper.prepare_batch(list(CONTEXTS), visuals, [0, 1], ["unit", "unit"])
+    return wrapper.engine.prepare(list(CONTEXTS), visuals, [0, 1], ["unit", "unit"])
 
 
 def image_positions(batch) -> list[list[int]]:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from interventions.adaptvis import AdaptVis, first_token_confidence
+from models.batch import GenerationSettings
 from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
-from models.vlm import GenerationSettings
 from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import (
     adaptvis_row_fn,
@@ -36,8 +36,8 @@ def reference(checkpoint):
 
 
 def _steered_logits(wrapper, batch, alphas, layers) -> torch.Tensor:
-    with wrapper.steering(batch, AdaptVis(torch.tensor(alphas), layers)):
-        return wrapper.prefill_logits(batch)
+    with wrapper.engine.steering(batch, AdaptVis(torch.tensor(alphas), layers)):
+        return wrapper.engine.prefill_logits(batch)
 
 
 def test_neutral_weights_reproduce_the_baseline(checkpoint):
@@ -45,11 +45,13 @@ def test_neutral_weights_reproduce_the_baseline(checkpoint):
     neutral = AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2, sharpen_weight=1, smoothen_weight=1)
     settings = GenerationSettings(max_new_tokens=6)
     batch = prepare(baseline)
-    expected = baseline.respond(batch, settings)
-    got = neutral.respond(prepare(neutral), settings)
+    expected = baseline.engine.respond(batch, settings)
+    got = neutral.engine.respond(prepare(neutral), settings)
     assert got.texts == expected.texts
     torch.testing.assert_close(got.first_token_probs, expected.first_token_probs, atol=1e-6, rtol=0)
-    torch.testing.assert_close(neutral.prefill_logits(batch), baseline.prefill_logits(batch), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        neutral.engine.prefill_logits(batch), baseline.engine.prefill_logits(batch), atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,7 +90,7 @@ def test_each_sequence_picks_its_branch_from_its_confidence(checkpoint, referenc
             sharpen_weight=1.7,
             smoothen_weight=0.3,
         )
-        response = wrapper.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
+        response = wrapper.engine.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
         weights = {"sharpen": 1.7, "smoothen": 0.3}
         assert [extra["decision"]["alpha"] for extra in response.extras] == [weights[name] for name in branches]
         got_confidence = [extra["decision"]["confidence"] for extra in response.extras]
@@ -101,7 +103,7 @@ def test_each_sequence_picks_its_branch_from_its_confidence(checkpoint, referenc
 
 def test_layers_argument_is_parsed_and_refused_by_name(checkpoint):
     wrapper = AdaptVisModel(pretrained=str(checkpoint), device="cpu", layers="[0-1,3]")
-    assert wrapper.layers == [0, 1, 3]
+    assert wrapper.method.layers == [0, 1, 3]
     with pytest.raises(ValueError, match="layers"):
         AdaptVisModel(pretrained=str(checkpoint), device="cpu", layers="[0-x]")
     with pytest.raises(ValueError, match="layers.*out of range"):

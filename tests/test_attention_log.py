@@ -50,7 +50,7 @@ def _requests(docs: list[dict]) -> list[Instance]:
 
 def test_log_is_off_by_default_and_costs_nothing(tiny_checkpoint):
     model = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu")
-    assert model.attention_logger is None
+    assert model.engine.attention_log is None
     assert model.model.config.text_config._attn_implementation == "sdpa"
 
 
@@ -90,7 +90,7 @@ def test_baseline_log_equals_eager_reference(family_checkpoint, tmp_path, family
         total = np.array(record["image_mass"]) + np.array(record["text_mass"])
         np.testing.assert_allclose(total, np.ones(4), atol=1e-5)
 
-        single = model.prepare_batch([doc["context"]], [doc["images"]], [doc_id], ["logtest"])
+        single = model.engine.prepare([doc["context"]], [doc["images"]], [doc_id], ["logtest"])
         with torch.no_grad():
             reference(**single.inputs)
         keys = single.image_token_mask[0]

@@ -9,9 +9,9 @@ from transformers import AutoModelForImageTextToText
 
 from interventions import SteeringState, steer
 from interventions.clvs import unbiased_position_ids
+from models.batch import GenerationSettings
 from models.registered import VLMCLVS as CLVSModel
 from models.registered import VLMBaseline as VLM
-from models.vlm import GenerationSettings
 from testbed.tiny import build_tiny_checkpoint
 from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import (
@@ -29,9 +29,9 @@ def _clvs(checkpoint, **kwargs) -> CLVSModel:
 
 
 def _steered(wrapper: CLVSModel, batch):
-    method = wrapper.method_for(batch)
+    method = wrapper.method.method_for(wrapper.engine, batch)
     with steer(wrapper.model, SteeringState(batch.image_token_mask, method=method)):
-        logits = wrapper.prefill_logits(batch)
+        logits = wrapper.engine.prefill_logits(batch)
     return logits, method
 
 
@@ -55,21 +55,22 @@ def test_neutral_parameters_reproduce_the_baseline(checkpoint):
     neutral = _clvs(checkpoint, smoothing=1, position_unbiased=False)
     settings = GenerationSettings(max_new_tokens=6)
     batch = prepare(baseline)
-    expected = baseline.respond(batch, settings)
-    got = neutral.respond(prepare(neutral), settings)
+    expected = baseline.engine.respond(batch, settings)
+    got = neutral.engine.respond(prepare(neutral), settings)
     assert got.texts == expected.texts
     torch.testing.assert_close(got.first_token_probs, expected.first_token_probs, atol=1e-6, rtol=0)
     logits, _ = _steered(neutral, batch)
-    torch.testing.assert_close(logits, baseline.prefill_logits(batch), atol=1e-6, rtol=0)
+    torch.testing.assert_close(logits, baseline.engine.prefill_logits(batch), atol=1e-6, rtol=0)
 
 
 def test_unbiased_positions_collapse_each_image_to_one_position(checkpoint):
     wrapper = _clvs(checkpoint)
     one, two = sample_images()
-    two_images = wrapper.prepare_batch(["Two images here."], [[one, two]], [0], ["unit"])
+    two_images = wrapper.engine.prepare(["Two images here."], [[one, two]], [0], ["unit"])
     for batch, images_per_sequence in ((prepare(wrapper), [1, 1]), (two_images, [2])):
         inputs = batch.inputs
-        positions = wrapper.family.rope_positions(wrapper.family.prompt_positions(wrapper.model, inputs)[0])
+        family = wrapper.engine.family
+        positions = family.rope_positions(family.prompt_positions(wrapper.model, inputs)[0])
         got = unbiased_position_ids(positions, batch.image_token_mask, inputs["attention_mask"])
         expected = independent_unbiased_positions(batch, wrapper.model.config.model_type)
         assert got.shape == expected.shape == positions.shape
@@ -149,7 +150,7 @@ def test_stops_where_the_logit_lens_entropy_first_drops(tmp_path_factory, family
         assert [row[b].item() for b in active] == pytest.approx([entropies[layer][b] for b in active], abs=1e-6)
     expected, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, expected_stops)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-    response = wrapper.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
+    response = wrapper.engine.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
     assert [extra["decision"]["stop_layer"] for extra in response.extras] == expected_stops
 
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from families import FAMILIES, family_for
+from models.batch import GenerationSettings
 from models.registered import VLMCLVS as CLVSModel
 from models.registered import VLMVEA as VEAModel
 from models.registered import Qwen3VLAdaptVis
 from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
-from models.vlm import GenerationSettings
 from tests.conftest import FAMILY_TYPES
 from tests.intervention_reference import prepare
 
@@ -41,7 +41,7 @@ def test_every_family_has_exactly_one_tiny_checkpoint_builder():
 def test_each_checkpoint_is_detected_from_its_config(checkpoint):
     model_type = json.loads((checkpoint / "config.json").read_text())["model_type"]
     assert family_for(str(checkpoint)).model_type == model_type
-    assert VLM(pretrained=str(checkpoint), device="cpu").family.model_type == model_type
+    assert VLM(pretrained=str(checkpoint), device="cpu").engine.family.model_type == model_type
 
 
 @pytest.mark.parametrize("model", [AdaptVisModel, CLVSModel, VEAModel])
@@ -52,8 +52,8 @@ def test_neutral_settings_reproduce_the_baseline_bit_for_bit(checkpoint, model):
         neutral["position_unbiased"] = False
     baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
     wrapper = model(pretrained=str(checkpoint), device="cpu", batch_size=2, **neutral)
-    expected = baseline.respond(prepare(baseline), SETTINGS)
-    got = wrapper.respond(prepare(wrapper), SETTINGS)
+    expected = baseline.engine.respond(prepare(baseline), SETTINGS)
+    got = wrapper.engine.respond(prepare(wrapper), SETTINGS)
     assert got.texts == expected.texts
     assert torch.equal(got.first_token_logits, expected.first_token_logits)
 
@@ -61,11 +61,11 @@ def test_neutral_settings_reproduce_the_baseline_bit_for_bit(checkpoint, model):
 def test_the_shared_prefix_equals_the_whole_prompt_passes(checkpoint):
     adaptvis = AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2, confidence_threshold=0.0)
     batch = prepare(adaptvis)
-    new, old = adaptvis.respond(batch, SETTINGS), adaptvis.respond_two_pass(batch, SETTINGS)
+    new, old = adaptvis.engine.respond(batch, SETTINGS), adaptvis.engine.answer_whole_prompt(batch, SETTINGS)
     assert new.texts == old.texts
     torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)
     clvs = CLVSModel(pretrained=str(checkpoint), device="cpu", batch_size=2, uncertainty_threshold=0.0)
-    new, old = clvs.respond(batch, SETTINGS), clvs.respond_whole_prompt(batch, SETTINGS)
+    new, old = clvs.engine.respond(batch, SETTINGS), clvs.engine.answer_whole_prompt(batch, SETTINGS)
     assert new.texts == old.texts
     torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)
 
@@ -154,5 +154,5 @@ def test_vea_is_refused_where_an_image_token_has_no_cell_and_the_other_methods_r
     adaptvis = AdaptVisModel(pretrained=str(folder), device="cpu", batch_size=2)
     batch = prepare(adaptvis)
     assert [int(n) for n in batch.image_token_mask.sum(dim=1)] == [65, 65]  # 8 x 8 patches and the class token
-    new, old = adaptvis.respond(batch, SETTINGS), adaptvis.respond_two_pass(batch, SETTINGS)
+    new, old = adaptvis.engine.respond(batch, SETTINGS), adaptvis.engine.answer_whole_prompt(batch, SETTINGS)
     torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)

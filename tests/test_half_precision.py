@@ -20,9 +20,9 @@ import torch
 from interventions import SteeringState, steer
 from interventions.state import RowEdit
 from models.attention_log import read_attention_log
+from models.batch import GenerationSettings
 from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from models.registered import Qwen3VLBaseline as Qwen3VL
-from models.vlm import GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,
@@ -48,7 +48,9 @@ def half_precision_bound(checkpoint, docs, model, eager, dtype) -> float:
     """2 x the plain model's deviation from float32 in this dtype, plus float32's tolerance."""
     plain = Qwen3VL(pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype)
     batch = batch_of(plain, docs)
-    deviation = (plain.respond(batch, ONE_TOKEN).first_token_logits - eager_logits(model, eager, batch)).abs().max()
+    deviation = (
+        (plain.engine.respond(batch, ONE_TOKEN).first_token_logits - eager_logits(model, eager, batch)).abs().max()
+    )
     assert 0 < float(deviation) < 0.5  # half precision really ran, and stayed sane
     return 2 * float(deviation) + 1e-5
 
@@ -57,7 +59,7 @@ def half_precision_bound(checkpoint, docs, model, eager, dtype) -> float:
 def test_neutral_settings_reproduce_qwen3vl_exactly(setup, dtype):
     checkpoint, docs, _, _ = setup
     baseline = Qwen3VL(pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype)
-    expected = baseline.respond(batch_of(baseline, docs), GenerationSettings(max_new_tokens=4))
+    expected = baseline.engine.respond(batch_of(baseline, docs), GenerationSettings(max_new_tokens=4))
     neutral = {
         Qwen3VLAdaptVis: {"sharpen_weight": 1, "smoothen_weight": 1},
         Qwen3VLCLVS: {"smoothing": 1, "position_unbiased": False},
@@ -66,7 +68,7 @@ def test_neutral_settings_reproduce_qwen3vl_exactly(setup, dtype):
     for klass, arguments in neutral.items():
         wrapper = klass(pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype, **arguments)
         assert wrapper.model.dtype == getattr(torch, dtype)
-        got = wrapper.respond(batch_of(wrapper, docs), GenerationSettings(max_new_tokens=4))
+        got = wrapper.engine.respond(batch_of(wrapper, docs), GenerationSettings(max_new_tokens=4))
         assert got.texts == expected.texts, klass.__name__
         assert torch.equal(got.first_token_logits, expected.first_token_logits), klass.__name__
 
@@ -81,7 +83,7 @@ def test_adaptvis_agrees_with_the_eager_reference(setup, dtype):
         pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype, smoothen_weight=0.05, sharpen_weight=4.0
     )
     batch = batch_of(wrapper, docs)
-    response = wrapper.respond(batch, ONE_TOKEN)
+    response = wrapper.engine.respond(batch, ONE_TOKEN)
     alphas = [extra["decision"]["alpha"] for extra in response.extras]
     assert {a for a, ids in zip(alphas, image_positions(batch)) if ids} == {0.05, 4.0}  # both branches, as in float32
     expected = eager_logits(model, eager, batch, adaptvis_row_fn(alphas, set(range(8)), image_positions(batch)))
@@ -99,7 +101,7 @@ def test_clvs_agrees_with_the_eager_reference(setup, dtype):
     bound = half_precision_bound(checkpoint, docs, model, eager, dtype)
     wrapper = Qwen3VLCLVS(pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype)
     batch = batch_of(wrapper, docs)
-    response = wrapper.respond(batch, ONE_TOKEN)
+    response = wrapper.engine.respond(batch, ONE_TOKEN)
     stops = [extra["decision"]["stop_layer"] for extra in response.extras]
     assert stops == [5, 5, 5, None]  # as in float32: the three image prompts stop after layer 5
     expected, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, stops)
@@ -116,8 +118,8 @@ def test_attention_log_agrees_with_the_eager_reference(setup, dtype, tmp_path):
             pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype, attention_log=str(tmp_path / name)
         )
         batch = batch_of(wrapper, docs)
-        response = wrapper.respond(batch, ONE_TOKEN)
-        wrapper.finish_batch(batch, response, response.texts)
+        response = wrapper.engine.respond(batch, ONE_TOKEN)
+        wrapper.engine.finish(batch, response, response.texts)
         alphas = [extra.get("decision", {}).get("alpha", 1.0) for extra in response.extras]
         eager_logits(model, eager, batch, adaptvis_row_fn(alphas, set(range(8)), image_positions(batch)))
         images = image_positions(batch)
@@ -161,7 +163,7 @@ def test_the_edited_row_is_computed_in_float32_and_cast_once(setup):
     ]
     try:
         with steer(wrapper.model, SteeringState(batch.image_token_mask, method=Uniform())):
-            wrapper.prefill_logits(batch)
+            wrapper.engine.prefill_logits(batch)
     finally:
         for handle in handles:
             handle.remove()

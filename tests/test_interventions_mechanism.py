@@ -46,7 +46,7 @@ def reference(checkpoint):
 def test_steered_attention_without_state_is_sdpa(baseline, adaptvis):
     batch = prepare(baseline)
     assert adaptvis.model.config.text_config._attn_implementation != "sdpa"
-    assert torch.equal(adaptvis.prefill_logits(batch), baseline.prefill_logits(batch))
+    assert torch.equal(adaptvis.engine.prefill_logits(batch), baseline.engine.prefill_logits(batch))
 
 
 def test_recorder_equals_eager_last_row(adaptvis, reference):
@@ -55,7 +55,7 @@ def test_recorder_equals_eager_last_row(adaptvis, reference):
     reference_logits(model, batch)  # captures every layer's last row
     recorder = LastRowRecorder()
     with steer(adaptvis.model, SteeringState(batch.image_token_mask, observers=[recorder])):
-        adaptvis.prefill_logits(batch)
+        adaptvis.engine.prefill_logits(batch)
     assert recorder.recorded_layers == [0, 1, 2, 3]
     images = image_positions(batch)
     for layer in range(4):
@@ -76,16 +76,16 @@ def test_recorder_equals_eager_last_row(adaptvis, reference):
 def test_sequence_without_image_is_untouched(checkpoint, baseline, adaptvis):
     batch = prepare(baseline, with_images=(True, False))
     assert batch.image_token_mask[1].sum() == 0 and batch.image_token_mask[0].sum() > 0
-    plain = baseline.prefill_logits(batch)
+    plain = baseline.engine.prefill_logits(batch)
     state = SteeringState(batch.image_token_mask, method=AdaptVis([0.2, 0.2], range(4)))
     with steer(adaptvis.model, state):
-        steered = adaptvis.prefill_logits(batch)
+        steered = adaptvis.engine.prefill_logits(batch)
     assert torch.equal(steered[1], plain[1])
     assert (steered[0] - plain[0]).abs().max() > 1e-4
     clvs = CLVSModel(pretrained=str(checkpoint), device="cpu", batch_size=2, uncertainty_threshold=0.0)
-    method = clvs.method_for(batch)
+    method = clvs.method.method_for(clvs.engine, batch)
     with steer(clvs.model, SteeringState(batch.image_token_mask, method=method)):
-        steered = clvs.prefill_logits(batch)
+        steered = clvs.engine.prefill_logits(batch)
     assert torch.equal(steered[1], plain[1]) and method.stop_layer == [None, None]
     assert (steered[0] - plain[0]).abs().max() > 1e-4
 
@@ -152,7 +152,7 @@ def test_clvs_edits_the_prefill_only(checkpoint, reference):
     model, eager = reference
     clvs = CLVSModel(pretrained=str(checkpoint), device="cpu", batch_size=2, uncertainty_threshold=0.0)
     batch = prepare(clvs)
-    method = clvs.method_for(batch)
+    method = clvs.method.method_for(clvs.engine, batch)
     state = SteeringState(batch.image_token_mask, method=method)
     with steer(clvs.model, state):
         got = _generate(clvs.model, batch)

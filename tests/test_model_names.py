@@ -59,10 +59,10 @@ def test_generated_classes_carry_their_name_families_and_method():
 
 
 def test_a_base_class_cannot_be_instantiated_without_a_registered_name():
-    from models.adaptvis import AdaptVisModel
+    from models.vlm import VLM
 
     with pytest.raises(TypeError, match="base class: instantiate a registered model"):
-        AdaptVisModel(pretrained="unused")
+        VLM(pretrained="unused")
 
 
 @pytest.mark.parametrize(

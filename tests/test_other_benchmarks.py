@@ -215,7 +215,7 @@ def test_interleaved_mmmu_puts_each_image_at_its_placeholder(task_folder, tiny_c
     assert "<image 2>" in contexts[0] and "<image 1>" in contexts[0]
     pad, start = "<|vision_start|><|image_pad|>", "<|vision_start|>"
     interleaved = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", interleave_visuals=True)
-    batch = interleaved.prepare_batch(contexts[:1], visuals[:1], [0], ["local_mmmu_val"])
+    batch = interleaved.engine.prepare(contexts[:1], visuals[:1], [0], ["local_mmmu_val"])
     text = interleaved.tokenizer.decode(batch.inputs["input_ids"][0])
     before, after = text.split("Compare ", 1)[1].split(" with ", 1)
     assert before.startswith(pad) and after.startswith(pad)  # image 2, then image 1, where the question names them
@@ -223,7 +223,7 @@ def test_interleaved_mmmu_puts_each_image_at_its_placeholder(task_folder, tiny_c
     # the image named first (image 2, 64 x 128 px) is the first grid: the grids follow the prompt order
     assert batch.image_grids[0] == [(2, 4), (2, 2)]
     flat = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu")
-    plain = flat.tokenizer.decode(flat.prepare_batch(contexts[:1], visuals[:1], [0], ["t"]).inputs["input_ids"][0])
+    plain = flat.tokenizer.decode(flat.engine.prepare(contexts[:1], visuals[:1], [0], ["t"]).inputs["input_ids"][0])
     assert "<image" not in plain and plain.index(start) < plain.index("Compare")  # default: images first, tags removed
 
 
@@ -242,7 +242,7 @@ def test_a_placeholder_without_an_image_is_refused_with_the_doc_id(tiny_checkpoi
     wrapper = Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", interleave_visuals=True)
     image = Image.new("RGB", (64, 64))
     with pytest.raises(ValueError, match=re.escape("task mmmu, doc 17: the prompt has the placeholder '<image 3>'")):
-        wrapper.prepare_batch(["See <image 1> and <image 3>."], [[image, image]], [17], ["mmmu"])
+        wrapper.engine.prepare(["See <image 1> and <image 3>."], [[image, image]], [17], ["mmmu"])
     with pytest.raises(ValueError, match="interleave_visuals must be true or false"):
         Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", interleave_visuals="yes")
 

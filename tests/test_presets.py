@@ -7,9 +7,9 @@ import json
 import pytest
 from loguru import logger
 
+from models.batch import GenerationSettings
 from models.presets import PRESETS_FILE, presets, resolve
 from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
-from models.vlm import GenerationSettings
 from tests.intervention_reference import prepare
 
 
@@ -48,17 +48,25 @@ def test_models_expand_a_preset_and_explicit_arguments_win(tiny_checkpoint, tmp_
         vea = Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_zeroshot", layers="[1,3]")
     finally:
         logger.remove(sink)
-    assert (adaptvis.params.confidence_threshold, adaptvis.params.sharpen_weight) == (0.8, 1.2)
-    assert adaptvis.params.smoothen_weight == 0.1
-    assert (clvs.params.smoothing, clvs.params.window_memory_size, clvs.params.uncertainty_threshold) == (0.9, 0.8, 0.5)
-    assert (vea.params.smooth_strength, vea.params.highlight_strength, vea.layers) == (0.8, 0.2, [1, 3])
+    assert (adaptvis.method.params.confidence_threshold, adaptvis.method.params.sharpen_weight) == (0.8, 1.2)
+    assert adaptvis.method.params.smoothen_weight == 0.1
+    assert (
+        clvs.method.params.smoothing,
+        clvs.method.params.window_memory_size,
+        clvs.method.params.uncertainty_threshold,
+    ) == (0.9, 0.8, 0.5)
+    assert (vea.method.params.smooth_strength, vea.method.params.highlight_strength, vea.method.layers) == (
+        0.8,
+        0.2,
+        [1, 3],
+    )
     announced = [m for m in messages if "preset" in m]
     assert any("qwen3vl_adaptvis: preset seed_zeroshot set confidence_threshold, sharpen_weight, smoothen_weight" in m
                and "smoothen_weight=0.1" in m for m in announced)  # fmt: skip
     assert any("qwen3vl_clvs: preset seed_random set uncertainty_threshold, window_memory_size" in m for m in announced)
-    response = adaptvis.respond(prepare(adaptvis), GenerationSettings(max_new_tokens=1))
+    response = adaptvis.engine.respond(prepare(adaptvis), GenerationSettings(max_new_tokens=1))
     batch = prepare(adaptvis)
-    adaptvis.finish_batch(batch, response, response.texts)
+    adaptvis.engine.finish(batch, response, response.texts)
     record = json.loads((tmp_path / "a" / "records.rank0.jsonl").read_text().splitlines()[0])
     assert record["model_args"]["preset"] == "seed_zeroshot" and record["model_args"]["smoothen_weight"] == 0.1
 
@@ -109,5 +117,5 @@ def test_a_paper_preset_on_a_checkpoint_of_another_depth_takes_explicit_layers(f
     with pytest.raises(ValueError, match="not for one with 4 decoder layers: pass the setting it lacks explicitly"):
         VEAModel(pretrained=checkpoint, device="cpu", preset="vea_paper")
     model = VEAModel(pretrained=checkpoint, device="cpu", preset="vea_paper", layers="[2,3]")
-    assert model.arguments["denoise_lambda"] == 10 and model.arguments["layer_top_fraction"] == 0.1
-    assert list(model.layers) == [2, 3]
+    assert model.method.values["denoise_lambda"] == 10 and model.method.values["layer_top_fraction"] == 0.1
+    assert list(model.method.layers) == [2, 3]

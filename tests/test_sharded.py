@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from models.batch import GenerationSettings
 from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.sharding import parse_max_memory, parse_placement
-from models.vlm import GenerationSettings
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
 
 # settings that change answers on the tiny model (each method really edits something)
@@ -38,9 +38,9 @@ def offloaded(tmp_path_factory, tiny_checkpoint):
 
 
 def _answers(model, images):
-    batch = model.prepare_batch(["Describe the picture.", "What is in it?"], [[images[0]], [images[1]]], [0, 1],
+    batch = model.engine.prepare(["Describe the picture.", "What is in it?"], [[images[0]], [images[1]]], [0, 1],
                                 ["t", "t"])  # fmt: skip
-    response = model.respond(batch, GenerationSettings(max_new_tokens=6))
+    response = model.engine.respond(batch, GenerationSettings(max_new_tokens=6))
     return response.texts, response.first_token_logits
 
 

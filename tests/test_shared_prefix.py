@@ -20,10 +20,10 @@ from PIL import Image
 from interventions import prefix as prefix_module
 from interventions.prefix import PrefixUnsupported, compute_prefix, next_token_logits
 from models.attention_log import read_attention_log
+from models.batch import GenerationSettings
 from models.registered import VLMCLVS as CLVSModel
 from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
-from models.vlm import GenerationSettings
 from tests.intervention_reference import (
     adaptvis_row_fn,
     clvs_reference_logits,
@@ -65,7 +65,7 @@ def documents(data) -> list[tuple[str, list[Image.Image]]]:
 
 def batch_of(wrapper, docs):
     contexts, visuals = zip(*docs)
-    return wrapper.prepare_batch(list(contexts), list(visuals), list(range(len(docs))), ["unit"] * len(docs))
+    return wrapper.engine.prepare(list(contexts), list(visuals), list(range(len(docs))), ["unit"] * len(docs))
 
 
 def assert_same_answers(new, old) -> None:
@@ -104,14 +104,14 @@ def docs(trained_model):
 def test_prefix_logits_equal_the_whole_prompt_forward(checkpoint, docs):
     baseline = VLM(pretrained=checkpoint, device="cpu", batch_size=4)
     batch = batch_of(baseline, docs)
-    prefix = compute_prefix(baseline.model, batch.inputs, baseline.family)
+    prefix = compute_prefix(baseline.model, batch.inputs, baseline.engine.family)
     assert prefix.cache.get_seq_length() == batch.inputs["input_ids"].shape[1] - 1
-    expected = baseline.prefill_logits(batch)
+    expected = baseline.engine.prefill_logits(batch)
     for _ in range(2):  # the cache is rewound: a second pass on the same prefix gives the same logits
         torch.testing.assert_close(next_token_logits(baseline.model, prefix), expected, atol=1e-5, rtol=0)
         assert prefix.cache.get_seq_length() == batch.inputs["input_ids"].shape[1] - 1
-    plain = baseline.respond(batch, SETTINGS)
-    continued = baseline.generate(batch, SETTINGS, prefix=prefix)
+    plain = baseline.engine.respond(batch, SETTINGS)
+    continued = baseline.engine.generate(batch, SETTINGS, prefix=prefix)
     assert continued.texts == plain.texts
     torch.testing.assert_close(continued.first_token_logits, plain.first_token_logits, atol=1e-5, rtol=0)
 
@@ -121,8 +121,8 @@ def test_prefix_logits_equal_the_whole_prompt_forward(checkpoint, docs):
 def test_adaptvis_one_prefix_equals_two_passes(checkpoint, docs, threshold, size):
     wrapper = AdaptVisModel(pretrained=checkpoint, device="cpu", batch_size=4, confidence_threshold=threshold)
     batch = batch_of(wrapper, docs[:size])
-    new = wrapper.respond(batch, SETTINGS)
-    old = wrapper.respond_two_pass(batch, SETTINGS)
+    new = wrapper.engine.respond(batch, SETTINGS)
+    old = wrapper.engine.answer_whole_prompt(batch, SETTINGS)
     assert_same_answers(new, old)
     alphas = [extra["decision"]["alpha"] for extra in new.extras]
     if threshold == 0.8 and size == 4:  # the fine-tuned checkpoint: both branches within one batch of images
@@ -136,7 +136,7 @@ def test_adaptvis_mixed_branches_equal_the_eager_reference(checkpoint, docs):
     model, eager = load_reference_model(checkpoint)
     wrapper = AdaptVisModel(pretrained=checkpoint, device="cpu", batch_size=4)
     batch = batch_of(wrapper, docs)
-    response = wrapper.respond(batch, GenerationSettings(max_new_tokens=1))
+    response = wrapper.engine.respond(batch, GenerationSettings(max_new_tokens=1))
     confidence = torch.softmax(eager_logits(model, eager, batch, None), dim=-1).max(dim=-1).values
     alphas = [0.2 if float(c) < 0.8 else 1.2 for c in confidence]
     assert alphas == [extra["decision"]["alpha"] for extra in response.extras]
@@ -152,8 +152,8 @@ def test_adaptvis_mixed_branches_equal_the_eager_reference(checkpoint, docs):
 def test_clvs_one_prefix_equals_the_whole_prompt(checkpoint, docs, unbiased, size):
     wrapper = CLVSModel(pretrained=checkpoint, device="cpu", batch_size=4, position_unbiased=unbiased)
     batch = batch_of(wrapper, docs[:size])
-    new = wrapper.respond(batch, SETTINGS)
-    old = wrapper.respond_whole_prompt(batch, SETTINGS)
+    new = wrapper.engine.respond(batch, SETTINGS)
+    old = wrapper.engine.answer_whole_prompt(batch, SETTINGS)
     assert_same_answers(new, old)
     stops = [extra["decision"]["stop_layer"] for extra in new.extras]
     assert stops[0] == 5  # the default threshold stops the fine-tuned model mid-stack (checks after layers 5-7)
@@ -176,7 +176,7 @@ def test_clvs_mid_stack_stop_equals_the_eager_reference(checkpoint, docs):
         expected.append(stop if images[b] else None)
     assert 5 in expected and any(stop != 5 for stop, ids in zip(expected, images) if ids)
     wrapper = CLVSModel(pretrained=checkpoint, device="cpu", batch_size=4, uncertainty_threshold=threshold)
-    response = wrapper.respond(batch, GenerationSettings(max_new_tokens=1))
+    response = wrapper.engine.respond(batch, GenerationSettings(max_new_tokens=1))
     assert [extra["decision"]["stop_layer"] for extra in response.extras] == expected
     reference, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, expected)
     torch.testing.assert_close(response.first_token_logits, reference, atol=1e-5, rtol=0)
@@ -191,14 +191,14 @@ def test_attention_log_from_the_prefix_equals_the_whole_prompt_log(checkpoint, d
     new_wrapper = klass(pretrained=checkpoint, device="cpu", batch_size=4, attention_log=str(tmp_path / "new"))
     old_wrapper = klass(pretrained=checkpoint, device="cpu", batch_size=4, attention_log=str(tmp_path / "old"))
     batch = batch_of(new_wrapper, docs)
-    new = new_wrapper.respond(batch, SETTINGS)
-    new_wrapper.finish_batch(batch, new, new.texts)
+    new = new_wrapper.engine.respond(batch, SETTINGS)
+    new_wrapper.engine.finish(batch, new, new.texts)
     old = (
-        old_wrapper.respond_two_pass(batch, SETTINGS)
+        old_wrapper.engine.answer_whole_prompt(batch, SETTINGS)
         if name == "adaptvis"
-        else old_wrapper.respond_whole_prompt(batch, SETTINGS)
+        else old_wrapper.engine.answer_whole_prompt(batch, SETTINGS)
     )
-    old_wrapper.finish_batch(batch, old, old.texts)
+    old_wrapper.engine.finish(batch, old, old.texts)
     new_records, old_records = read_attention_log(tmp_path / "new"), read_attention_log(tmp_path / "old")
     assert len(new_records) == len(old_records) == 4
     for got, expected in zip(new_records, old_records):
@@ -221,9 +221,9 @@ def test_sampling_continues_from_the_steered_distribution(checkpoint, docs):
     batch = batch_of(wrapper, docs)
     settings = GenerationSettings(max_new_tokens=6, temperature=1.5)
     torch.manual_seed(7)
-    new = wrapper.respond(batch, settings)
+    new = wrapper.engine.respond(batch, settings)
     torch.manual_seed(7)
-    old = wrapper.respond_two_pass(batch, settings)
+    old = wrapper.engine.answer_whole_prompt(batch, settings)
     assert_same_answers(new, old)
 
 
@@ -237,10 +237,12 @@ def test_a_cache_that_cannot_be_cropped_falls_back_to_whole_prompt_passes(checkp
     try:
         adaptvis = AdaptVisModel(pretrained=checkpoint, device="cpu", batch_size=4)
         batch = batch_of(adaptvis, docs)
-        assert_same_answers(adaptvis.respond(batch, SETTINGS), adaptvis.respond_two_pass(batch, SETTINGS))
-        adaptvis.respond(batch, SETTINGS)
+        assert_same_answers(
+            adaptvis.engine.respond(batch, SETTINGS), adaptvis.engine.answer_whole_prompt(batch, SETTINGS)
+        )
+        adaptvis.engine.respond(batch, SETTINGS)
         clvs = CLVSModel(pretrained=checkpoint, device="cpu", batch_size=4)
-        assert_same_answers(clvs.respond(batch, SETTINGS), clvs.respond_whole_prompt(batch, SETTINGS))
+        assert_same_answers(clvs.engine.respond(batch, SETTINGS), clvs.engine.answer_whole_prompt(batch, SETTINGS))
     finally:
         logger.remove(sink)
     warnings = [m for m in messages if "whole-prompt passes instead of a shared prefix" in m]
@@ -252,8 +254,8 @@ def test_beam_search_is_refused_before_any_work(checkpoint):
     for klass in (AdaptVisModel, CLVSModel):
         wrapper = klass(pretrained=checkpoint, device="cpu")
         with pytest.raises(ValueError, match="num_beams > 1, is not supported under steering or the attention log"):
-            wrapper.check_settings(GenerationSettings(num_beams=2))
-    VLM(pretrained=checkpoint, device="cpu").check_settings(GenerationSettings(num_beams=2))  # plain: allowed
+            wrapper.engine.check(GenerationSettings(num_beams=2))
+    VLM(pretrained=checkpoint, device="cpu").engine.check(GenerationSettings(num_beams=2))  # plain: allowed
 
 
 def test_prompt_ending_in_an_image_token_is_refused_by_the_prefix(checkpoint, docs):
@@ -261,6 +263,6 @@ def test_prompt_ending_in_an_image_token_is_refused_by_the_prefix(checkpoint, do
     batch = batch_of(wrapper, docs[:1])
     inputs = dict(batch.inputs)
     inputs["input_ids"] = inputs["input_ids"].clone()
-    inputs["input_ids"][:, -1] = wrapper.image_token_id
+    inputs["input_ids"][:, -1] = wrapper.engine.image_token_id
     with pytest.raises(PrefixUnsupported, match="last position is an image"):
-        compute_prefix(wrapper.model, inputs, wrapper.family)
+        compute_prefix(wrapper.model, inputs, wrapper.engine.family)

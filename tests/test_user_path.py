@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from models.attention_log import read_attention_log
+from models.batch import GenerationSettings
 from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from models.registered import Qwen3VLBaseline as Qwen3VL
-from models.vlm import GenerationSettings
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_module, vsr_accuracy_from_samples
 from tests.intervention_reference import CONTEXTS, sample_images
 from tests.test_finetune_training import colour_vsr_set, train
@@ -102,15 +102,15 @@ def test_finetune_runs_and_saves_a_loadable_checkpoint(tmp_path, qwen_checkpoint
     reloaded = Qwen3VL(pretrained=str(tmp_path / "out" / "checkpoint-2"), device="cpu")
     assert reloaded.tokenizer.convert_tokens_to_ids("<|im_end|>") == 151645
     assert (
-        reloaded.processor.chat_template
-        == Qwen3VL(pretrained=str(qwen_checkpoint), device="cpu").processor.chat_template
+        reloaded.engine.processor.chat_template
+        == Qwen3VL(pretrained=str(qwen_checkpoint), device="cpu").engine.processor.chat_template
     )
 
 
 def _batch(wrapper):
     one, two = sample_images()
     visuals = [[one], [two, one], []]
-    return wrapper.prepare_batch([CONTEXTS[0], CONTEXTS[1], CONTEXTS[1]], visuals, [0, 1, 2], ["unit"] * 3)
+    return wrapper.engine.prepare([CONTEXTS[0], CONTEXTS[1], CONTEXTS[1]], visuals, [0, 1, 2], ["unit"] * 3)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ def test_neutral_settings_reproduce_qwen3vl_exactly(qwen_checkpoint, klass, argu
     baseline = Qwen3VL(pretrained=str(qwen_checkpoint), device="cpu", batch_size=3)
     method = klass(pretrained=str(qwen_checkpoint), device="cpu", batch_size=3, **arguments)
     settings = GenerationSettings(max_new_tokens=5)
-    expected = baseline.respond(_batch(baseline), settings)
-    got = method.respond(_batch(method), settings)
+    expected = baseline.engine.respond(_batch(baseline), settings)
+    got = method.engine.respond(_batch(method), settings)
     assert got.texts == expected.texts
     assert torch.equal(got.first_token_logits, expected.first_token_logits)

@@ -12,10 +12,10 @@ import torch
 
 from interventions.vea import VEAParams, evidence_pixel_map
 from models.attention_log import read_attention_log
+from models.batch import GenerationSettings
 from models.registered import VLMVEA as VEAModel
 from models.registered import VLMBaseline as VLM
 from models.vea import HINT
-from models.vlm import GenerationSettings
 from tests.conftest import FAMILY_TYPES
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, vsr_accuracy_from_samples
 from tests.intervention_reference import image_positions, load_reference_model, prepare, reference_logits
@@ -55,7 +55,7 @@ def test_fused_evidence_equals_the_eager_reference(vea, reference):
     batch = prepare(vea)
     assert batch.inputs["attention_mask"][0].all() != batch.inputs["attention_mask"][1].all()  # one is padded
     expected = eager_evidence(reference, batch, LAYERS)
-    got = vea.evidence(batch)
+    got = vea.method.evidence(vea.engine, batch)
     assert [len(g) for g in got] == [1, 1]
     for b in range(2):
         assert got[b][0].shape == batch.image_grids[b][0]
@@ -67,15 +67,15 @@ def test_pass_two_answers_on_the_images_highlighted_from_the_evidence(vea, refer
     model, _ = reference
     batch = prepare(vea)
     params = VEAParams()
-    token = vea.layout.token_pixels
+    token = vea.method.layout.token_pixels
     maps = [evidence_pixel_map(grid, params, token) for grid in eager_evidence(reference, batch, LAYERS)]
-    expected_pixels = vea.layout.highlight(
+    expected_pixels = vea.method.layout.highlight(
         batch.inputs["pixel_values"], batch.inputs.get("image_grid_thw"), maps, params.highlight_strength
     )
-    highlighted = vea.highlight(batch, vea.evidence(batch))
+    highlighted = vea.method.highlight(vea.engine, batch, vea.method.evidence(vea.engine, batch))
     torch.testing.assert_close(highlighted.inputs["pixel_values"], expected_pixels, atol=1e-5, rtol=0)
     assert not torch.allclose(expected_pixels, batch.inputs["pixel_values"])  # the highlight changed the image
-    response = vea.respond(batch, GenerationSettings(max_new_tokens=3))
+    response = vea.engine.respond(batch, GenerationSettings(max_new_tokens=3))
     expected_logits = reference_logits(model, highlighted)
     torch.testing.assert_close(response.first_token_probs, torch.softmax(expected_logits, -1), atol=1e-5, rtol=0)
     assert [extra["decision"] for extra in response.extras] == [{"layers": LAYERS}] * 2
@@ -85,8 +85,8 @@ def test_highlight_strength_one_reproduces_the_baseline_exactly(checkpoint):
     baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
     neutral = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers="all", highlight_strength=1)
     settings = GenerationSettings(max_new_tokens=6)
-    expected = baseline.respond(prepare(baseline), settings)
-    got = neutral.respond(prepare(neutral), settings)
+    expected = baseline.engine.respond(prepare(baseline), settings)
+    got = neutral.engine.respond(prepare(neutral), settings)
     assert got.texts == expected.texts
     assert torch.equal(got.first_token_probs, expected.first_token_probs)
 
@@ -95,8 +95,8 @@ def test_highlight_strength_one_reproduces_the_baseline_exactly(checkpoint):
 def test_prompts_without_images_pass_through(checkpoint, vea, with_images):
     baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
     settings = GenerationSettings(max_new_tokens=4)
-    expected = baseline.respond(prepare(baseline, with_images), settings)
-    got = vea.respond(prepare(vea, with_images), settings)
+    expected = baseline.engine.respond(prepare(baseline, with_images), settings)
+    got = vea.engine.respond(prepare(vea, with_images), settings)
     assert got.texts[1] == expected.texts[1]
     torch.testing.assert_close(got.first_token_probs[1], expected.first_token_probs[1], atol=1e-6, rtol=0)
     if with_images == (False, False):
@@ -106,7 +106,7 @@ def test_prompts_without_images_pass_through(checkpoint, vea, with_images):
 def test_hint_appends_a_sentence_and_keeps_the_image_tokens(checkpoint):
     hinted = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers=LAYERS, hint=True)
     batch = prepare(hinted)
-    highlighted = hinted.highlight(batch, hinted.evidence(batch))
+    highlighted = hinted.method.highlight(hinted.engine, batch, hinted.method.evidence(hinted.engine, batch))
     assert all(context.endswith("\n" + HINT) for context in highlighted.contexts)
     text = hinted.tokenizer.decode(highlighted.inputs["input_ids"][0])
     assert HINT in text and HINT not in hinted.tokenizer.decode(batch.inputs["input_ids"][0])
@@ -143,8 +143,8 @@ def test_an_attention_spike_on_one_token_brightens_exactly_that_tokens_cell(vea)
     rest dimmed to black: the highlighted image keeps exactly that token's cell (the family's token_pixels square
     at that row and column of the grid) as the model saw it, and nothing else."""
     batch = prepare(vea)
-    token = vea.layout.token_pixels
-    expected_token = {"qwen3_vl": 32, "qwen3_vl_moe": 32, "qwen2_5_vl": 28, "llava": 14}[vea.family.model_type]
+    token = vea.method.layout.token_pixels
+    expected_token = {"qwen3_vl": 32, "qwen3_vl_moe": 32, "qwen2_5_vl": 28, "llava": 14}[vea.engine.family.model_type]
     assert token == expected_token
     grids = []
     spikes = []
@@ -156,10 +156,10 @@ def test_an_attention_spike_on_one_token_brightens_exactly_that_tokens_cell(vea)
         grids.append([grid])
         spikes.append((row, column))
     params = VEAParams(smooth_strength=0.0, highlight_strength=0.0, denoise_lambda=10.0)
-    highlighted = vea.highlight(batch, grids, params)
+    highlighted = vea.method.highlight(vea.engine, batch, grids, params)
     grid_thw = batch.inputs.get("image_grid_thw")
-    before = vea.layout.images(batch.inputs["pixel_values"], grid_thw)
-    after = vea.layout.images(highlighted.inputs["pixel_values"], grid_thw)
+    before = vea.method.layout.images(batch.inputs["pixel_values"], grid_thw)
+    after = vea.method.layout.images(highlighted.inputs["pixel_values"], grid_thw)
     for b, (row, column) in enumerate(spikes):
         (h, w) = batch.image_grids[b][0]
         assert before[b].shape[-2:] == (h * token, w * token)

@@ -1,0 +1,160 @@
+"""A method as the engine runs it: its arguments resolved, its setting, and how it answers a batch.
+
+A :class:`MethodRunner` is built from the model arguments before any weight is loaded (an explicit argument wins over
+the preset, the preset over the registry's default; a bad value is refused by name), finishes what needs the loaded
+model in :meth:`MethodRunner.set_up`, and answers a batch under any number of settings (``points``). An evaluation is
+a grid of one point, so an evaluation and a sweep run the same code.
+
+:class:`LastRowRunner` is the grid for the methods that edit the prompt's last row (AdaptVis, CLVS): the shared
+prefix is computed once, the settings run together with the batch repeated once per setting, and a method supplies
+only its plan (what it decides from the prefix), its row editor for a group of settings, its decisions for the log and
+its whole-prompt fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from loguru import logger
+
+from models.arguments import is_unset
+from models.batch import GenerationSettings, PreparedBatch, Response
+from models.checkpoint import Checkpoint
+from models.methods import MethodSpec
+from models.presets import resolve
+
+
+class MethodRunner:
+    """One method's runtime: :attr:`params` (its own setting), :meth:`answer` and :meth:`whole_prompt`."""
+
+    SPEC: ClassVar[MethodSpec]
+    steers: ClassVar[bool] = True  # whether answers come from a steered last row (no beam search then)
+
+    def __init__(self, model_name: str, checkpoint: Checkpoint, arguments: dict[str, Any]) -> None:
+        spec = self.SPEC
+        preset = arguments.get("preset")
+        names = set(spec.defaults())
+        given = {name: (None if is_unset(arguments.get(name)) else arguments.get(name)) for name in names}
+        self.name = model_name
+        self.refuse_unsupported(checkpoint)
+        values, self.from_preset = resolve(
+            spec.name,
+            preset,
+            given,
+            spec.defaults(),
+            exclusive=spec.exclusive,
+            model_type=checkpoint.model_type,
+            depth=checkpoint.depth,
+        )
+        self.preset = None if is_unset(preset) else preset
+        self.values = values
+        fields = [field.name for field in dataclasses.fields(spec.params)]
+        self.params = spec.params(**{name: values[name] for name in fields})  # validates the numbers
+        self.check_arguments(values)  # before the checkpoint is loaded
+
+    def refuse_unsupported(self, checkpoint: Checkpoint) -> None:
+        """A method that cannot run on this checkpoint is refused before any weight is loaded, saying why."""
+        if self.SPEC.needs_image_grid:
+            problem = checkpoint.grid_problem()
+            if problem is not None:
+                raise ValueError(
+                    f"{self.name}: {self.SPEC.title} maps each image token to its cell of the image, but "
+                    f"{problem}; AdaptVis and CLVS run on it"
+                )
+
+    def check_arguments(self, values: dict[str, Any]) -> None:
+        """Refuse a malformed method argument before any weight is loaded (the numbers are checked already)."""
+
+    def set_up(self, model: Any, checkpoint: Checkpoint, rank: int, wait: Callable[[], None]) -> None:
+        """Finish what needs the loaded model (layer indices against its depth, its pixel layout)."""
+
+    def arguments(self) -> dict:
+        """The method's arguments that shape an answer (the attention log's ``model_args``)."""
+        shown = {"preset": self.preset} if self.preset is not None else {}
+        shown.update(dataclasses.asdict(self.params))
+        return shown
+
+    def announce_preset(self) -> None:
+        """Log, at start-up, what a ``preset=`` expanded to (explicit arguments won over it)."""
+        if self.preset is None:
+            return
+        chosen = ", ".join(f"{key}={value}" for key, value in self.arguments().items() if key != "preset")
+        taken = ", ".join(sorted(self.from_preset)) or "nothing (every argument was given explicitly)"
+        logger.info(f"{self.name}: preset {self.preset} set {taken}; the method runs with {chosen}")
+
+    def answer(
+        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
+    ) -> list[Response]:
+        raise NotImplementedError
+
+    def whole_prompt(self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
+        """The answers without a shared prefix: the fallback, and the tests' reference."""
+        raise NotImplementedError
+
+
+@dataclass
+class Plan:
+    """What a last-row method decided from the shared prefix: one key per setting (settings with equal keys share a
+    generation) and whatever its editors need (AdaptVis: the confidence; CLVS: the unbiased positions)."""
+
+    keys: list[Hashable]
+    context: Any = None
+
+
+class LastRowRunner(MethodRunner):
+    """AdaptVis and CLVS: every setting answered from one shared prefix, the settings together in batched passes."""
+
+    def keeps_layer0_keys(self, points: list) -> bool:
+        """Whether the prefix must keep layer 0's pre-RoPE keys (CLVS' position-unbiased layer 0)."""
+        return False
+
+    def neutral(self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
+        """A setting that changes nothing, answered as the baseline is (one whole-prompt pass, in any dtype)."""
+        return self.whole_prompt(engine, batch, settings, point)
+
+    def plan(self, engine: Any, batch: PreparedBatch, prefix: Any, points: list) -> Plan:
+        raise NotImplementedError
+
+    def editor(self, engine: Any, batch: PreparedBatch, prefix: Any, keys: list, plan: Plan) -> Any:
+        """The row editor for the settings ``keys``, the batch repeated once per key (setting-major)."""
+        raise NotImplementedError
+
+    def annotate(self, response: Response, batch: PreparedBatch, keys: list, editor: Any, plan: Plan) -> None:
+        """Each row's decision for the attention log (``response.extras``)."""
+
+    def answer(
+        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
+    ) -> list[Response]:
+        """Neutral settings take the baseline's pass (unless ``share_neutral``); the others share one prefix and run
+        together, at most ``engine.grid_rows`` rows (sequences x settings) at a time; without a shareable cache,
+        whole-prompt passes."""
+        responses: list[Response | None] = [None] * len(points)
+        steered = [i for i, point in enumerate(points) if share_neutral or not point.neutral]
+        for i in (i for i in range(len(points)) if i not in steered):
+            responses[i] = self.neutral(engine, batch, settings, points[i])
+        if not steered:
+            return responses
+        prefix = engine.prompt_prefix(batch, keep_layer0_keys=self.keeps_layer0_keys([points[i] for i in steered]))
+        if prefix is None:
+            for i in steered:
+                responses[i] = self.whole_prompt(engine, batch, settings, points[i])
+            return responses
+        plan = self.plan(engine, batch, prefix, [points[i] for i in steered])
+        by_key: dict[Hashable, list[int]] = {}
+        for i, key in zip(steered, plan.keys):
+            by_key.setdefault(key, []).append(i)
+        distinct = list(by_key)
+        per_pass = max(1, engine.grid_rows // batch.size)
+        for start in range(0, len(distinct), per_pass):
+            group = distinct[start : start + per_pass]
+            expanded = prefix.expanded(len(group))
+            editor = self.editor(engine, batch, expanded, group, plan)
+            response = engine.generate_steered(batch, settings, expanded, editor, copies=len(group))
+            self.annotate(response, batch, group, editor, plan)
+            for k, key in enumerate(group):
+                for i in by_key[key]:
+                    responses[i] = response.rows(k * batch.size, (k + 1) * batch.size)
+        return responses
