@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis.attention import AttentionLogError
 from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES
 from analysis.runs import RunError, load_runs
 from analysis.stats import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, DEFAULT_SEED
+from models.attention_log import AttentionLogError
 
 # The drawing modules (matplotlib) are imported inside the commands: `view` first points matplotlib's
 # config folder into its cache folder, which must happen before matplotlib is imported.

@@ -22,10 +22,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from analysis.attention import AttentionLog, describe_layers, layer_selection
+from analysis.attention import describe_layers, layer_selection
 from analysis.runs import Document, Run
 from analysis.tables import excerpt
 from analysis.visuals import task_images
+from models.attention_log import AttentionLog
 from vsr_tasks import data
 
 _VSR_TASK = re.compile(r"^vsr_(random|zeroshot)_(train|dev|test)$")
@@ -85,6 +86,9 @@ def resolve_image(task: str, document: Document) -> tuple[Path | None, str]:
         return None, str(error)
 
 
+NO_IMAGE = "the document has no image"
+
+
 def document_pictures(task: str, document: Document, include_path: Sequence[str] = ()) -> tuple[list[np.ndarray], str]:
     """The document's images and, when there are none, why: a VSR document's file (``input_media`` or its split's
     row), any other task's images through its own ``doc_to_visual``."""
@@ -93,7 +97,7 @@ def document_pictures(task: str, document: Document, include_path: Sequence[str]
         return ([load_image(path)] if path is not None else []), missing
     images, why = task_images(task, [document.doc_id], include_path)
     pictures = [np.asarray(image) for image in images.get(document.doc_id, [])]
-    return pictures, why or ("" if pictures else "the document has no image")
+    return pictures, why or ("" if pictures else NO_IMAGE)
 
 
 def mean_map(maps: dict[str, np.ndarray], layers: list[int], key: str = "after_0") -> np.ndarray | None:

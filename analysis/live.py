@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from analysis.attention import layer_selection, read_attention_log
+from analysis.attention import layer_selection
 from analysis.heatmaps import Panel, draw_panels, load_image, mean_map
+from models.attention_log import read_attention_log
 
 
 class LiveError(ValueError):

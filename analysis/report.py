@@ -10,24 +10,24 @@ tables, and the report lists every plot it did not draw with the reason, so noth
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from analysis import tables
-from analysis.attention import AttentionLog, AttentionLogError, read_attention_log
 from analysis.comparison import TaskComparison, baseline_for, baseline_runs, compare_runs
 from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES  # noqa: E402  (re-exported)
-from analysis.heatmaps import choose_examples, document_figure
+from analysis.heatmaps import NO_IMAGE, choose_examples, document_figure, document_pictures
 from analysis.plots import OUTCOMES, MassSet, forest_figure, layer_mass_figure
 from analysis.reference import Reference
 from analysis.render import Block, Bullets, Heading, Paragraph, Picture, TableBlock, to_html, to_markdown
 from analysis.runs import Run, load_runs
-from analysis.stats import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, DEFAULT_SEED, compare, summarise
-from analysis.visuals import task_images, write_thumbnail
+from analysis.stats import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, DEFAULT_SEED
+from analysis.visuals import write_thumbnail
+from models.attention_log import AttentionLog, AttentionLogError, read_attention_log
 
 CHANGED_SHOWN = 10  # documents listed per direction of change
 
@@ -126,14 +126,6 @@ class _ReportBuilder:
         self.figures: list[str] = []
         self.summary: dict = {"settings": asdict(settings), "runs": [], "tasks": {}}
         self.vsr_tasks = [t for t in self.tasks if all(run.tasks[t].is_vsr for run in runs if t in run.tasks)]
-        self.summaries = {
-            task: {
-                run.label: summarise([d.record for d in run.tasks[task].ordered()], settings.bootstrap, settings.seed)
-                for run in runs
-                if task in run.tasks
-            }
-            for task in self.vsr_tasks
-        }
         self.comparisons = {
             c.task: c
             for c in compare_runs(
@@ -155,17 +147,13 @@ class _ReportBuilder:
             candidates = baseline_runs(task_runs, task, self.settings.baseline)
             self.summary["tasks"][task] = {"metrics": _metrics_dict(self.comparisons[task])}
             self.blocks.append(Heading(2, f"Task `{task}`"))
-            if task not in self.vsr_tasks:
-                self._task_metrics(self.comparisons[task])
-                self._against_reference(task, task_runs)
-                self._changed_documents(task, task_runs, self.comparisons[task])
-                continue
-            self._results(task, task_runs)
-            self._comparisons(task, task_runs, candidates)
+            self._task_metrics(self.comparisons[task])
             self._against_reference(task, task_runs)
-            self._breakdowns(task, task_runs)
-            self._layer_plots(task, task_runs, candidates)
-            self._heatmaps(task, task_runs, candidates)
+            self._changed_documents(task, task_runs, self.comparisons[task])
+            if task in self.vsr_tasks:  # VSR adds its breakdowns and the attention figures
+                self._breakdowns(task, task_runs)
+                self._layer_plots(task, task_runs, candidates)
+                self._heatmaps(task, task_runs, candidates)
         self.blocks.append(Heading(2, "Notes"))
         self.blocks.append(Bullets(self.notes) if self.notes else Paragraph("None: every run's documents matched."))
         self.blocks.append(Heading(2, "Skipped plots"))
@@ -240,78 +228,6 @@ class _ReportBuilder:
             self.figures.append("forest.png")
         else:
             self.skipped.append("forest plot: no paired comparison with a baseline in any task")
-
-    def _results(self, task: str, task_runs: list[Run]) -> None:
-        rows, results = [], {}
-        for run in task_runs:
-            s = self.summaries[task][run.label]
-            rows.append((run.label, s))
-            reported = run.tasks[task].metrics.get("accuracy,none")
-            results[run.label] = {**asdict(s), "results_json_accuracy": reported}
-            if isinstance(reported, (int, float)) and not math.isclose(
-                reported, s.accuracy, rel_tol=1e-9, abs_tol=1e-12
-            ):
-                self.notes.append(
-                    f"{run.label} on {task}: accuracy from the samples ({s.accuracy:.6f}) differs from the "
-                    f"results JSON ({reported:.6f})"
-                )
-        self.summary["tasks"][task]["results"] = results
-        self.blocks += [Heading(3, "Results"), TableBlock(*tables.results_table(rows))]
-        if len({s.n for _, s in rows}) > 1:
-            self.blocks.append(
-                Paragraph("The runs answered different numbers of documents (see n); comparisons use the shared ones.")
-            )
-
-    def _comparisons(self, task: str, task_runs: list[Run], candidates: list[Run]) -> None:
-        rows, comparisons = [], {}
-        for method in (run for run in task_runs if run not in candidates):
-            baseline = baseline_for(method, candidates)
-            if baseline is None:
-                continue
-            base_docs, method_docs = baseline.tasks[task].documents, method.tasks[task].documents
-            matched = sorted(set(base_docs) & set(method_docs))
-            only_base = sorted(set(base_docs) - set(method_docs))
-            only_method = sorted(set(method_docs) - set(base_docs))
-            pair = f"{method.label} vs {baseline.label} on {task}"
-            if only_base or only_method:
-                self.notes.append(
-                    f"{pair}: document sets differ; compared on the {len(matched)} shared documents; "
-                    f"only in baseline: {_ids(only_base)}; only in run: {_ids(only_method)}"
-                )
-            if not matched:
-                self.notes.append(f"{pair}: no shared documents, no comparison")
-                continue
-            c = compare(
-                [base_docs[i].correct for i in matched],
-                [method_docs[i].correct for i in matched],
-                self.settings.bootstrap,
-                self.settings.seed,
-            )
-            rows.append((method.label, baseline.label, c, len(only_base), len(only_method)))
-            comparisons[method.label] = {
-                **asdict(c),
-                "baseline": baseline.label,
-                "only_in_baseline": only_base,
-                "only_in_run": only_method,
-            }
-        self.summary["tasks"][task]["comparisons"] = comparisons
-        self.blocks.append(Heading(3, "Paired comparison with the baseline"))
-        name = self.settings.baseline
-        if rows:
-            self.blocks.append(TableBlock(*tables.comparison_table(rows)))
-        elif not candidates:
-            self.blocks.append(
-                Paragraph(
-                    f"No baseline run (`{name}`) on this task: no paired comparison (choose one with `--baseline`)."
-                )
-            )
-        else:
-            self.blocks.append(
-                Paragraph(
-                    f"Every run on this task matches the baseline `{name}`: nothing to compare "
-                    "(name one run as the baseline with `--baseline LABEL`)."
-                )
-            )
 
     def _against_reference(self, task: str, task_runs: list[Run]) -> None:
         """Ours beside the published numbers of the same method and checkpoint, with our paired comparison to the
@@ -451,7 +367,6 @@ class _ReportBuilder:
                 self.blocks.append(Picture(name, f"attention heatmaps, {task} doc {doc_id}"))
                 self.figures.append(name)
 
-    # ------------------------------------------------------------------ any task
     def _task_metrics(self, comparison: TaskComparison) -> None:
         headers, rows = tables.metric_table(comparison)
         self.blocks += [Heading(3, "Metrics"), TableBlock(headers, rows)]
@@ -467,7 +382,12 @@ class _ReportBuilder:
                     f"{pairing.run} vs {pairing.baseline}: compared on the {len(pairing.matched)} shared documents; "
                     f"only in the baseline: {_ids(pairing.only_baseline)}; only in the run: {_ids(pairing.only_run)}"
                 )
-        if not comparison.pairings:
+        if not comparison.pairings and comparison.baselines and len(comparison.baselines) == len(comparison.runs):
+            notes.append(
+                f"Every run on this task matches the baseline `{self.settings.baseline}`: nothing to compare "
+                "(name one run as the baseline with `--baseline LABEL`)."
+            )
+        elif not comparison.pairings:
             notes.append(f"no baseline run (`{self.settings.baseline}`) among this task's runs: no paired comparison")
         if notes:
             self.blocks.append(Bullets(notes))
@@ -488,7 +408,12 @@ class _ReportBuilder:
             self.blocks.append(Paragraph(f"Not listed: {why}."))
             return
         shown = {doc_id for f in flips.values() for doc_id in (f.worse[:CHANGED_SHOWN] + f.better[:CHANGED_SHOWN])}
-        images, why_not = task_images(task, sorted(shown), self.settings.include_path)
+        documents = {doc_id: d for run in task_runs for doc_id, d in run.tasks[task].documents.items()}
+        images, why_not = {}, ""
+        for doc_id in sorted(shown):  # VSR: the image file; any other task: its own doc_to_visual
+            pictures, missing = document_pictures(task, documents[doc_id], self.settings.include_path)
+            images[doc_id] = [Image.fromarray(picture) for picture in pictures]
+            why_not = why_not or (missing if not pictures and missing != NO_IMAGE else "")
         if why_not:
             self.skipped.append(f"thumbnails on {task}: {why_not}")
         for label, f in flips.items():

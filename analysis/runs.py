@@ -11,13 +11,11 @@ holds ``{prediction, label, correct, relation, category}``): the properties of :
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RESULTS_SUFFIX = "_results.json"
-_STATEMENT = re.compile(r"Statement:\s*(.*?)\s*(?:\n|$)")
 NOT_METRICS = ("alias", "samples")
 LOG_SAMPLES_FIX = "rerun lmms-eval with --log_samples (the analysis reads each document's answer and score)"
 VSR_METRIC = "accuracy,none"
@@ -75,8 +73,9 @@ class Document:
 
     @property
     def caption(self) -> str | None:
-        found = _STATEMENT.search(self.input or "")
-        return found.group(1) if found else None
+        """The statement, as VSR's record logged it (None in logs written before the record carried it)."""
+        caption = (self.vsr or {}).get("caption")
+        return str(caption) if caption is not None else None
 
     @property
     def image(self) -> str | None:

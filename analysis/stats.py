@@ -1,4 +1,4 @@
-"""Statistics for paired accuracy comparisons: bootstrap intervals and the exact McNemar test.
+"""Statistics for paired comparisons of any task's metrics: bootstrap intervals, exact McNemar, permutation tests.
 
 Interventions change a handful of answers out of hundreds, so every number comes with its
 uncertainty. All runs of a task are resampled with the same document indices (same seed, documents
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from vsr_tasks import scoring
 
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 10_000
@@ -73,74 +71,6 @@ def mcnemar_exact(broken: int, fixed: int) -> float:
         return 1.0
     tail = sum(math.comb(n, k) for k in range(min(broken, fixed) + 1))
     return min(1.0, 2 * tail / 2**n)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """One run on one task: the results table's row cell."""
-
-    n: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    f1_true: float
-    unparseable_rate: float
-
-
-def summarise(records: Sequence[dict], n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> Summary:
-    """Accuracy with its bootstrap interval, F1 of True and the unparseable rate of VSR records.
-
-    ``records`` must be in doc_id order so that runs share resampled document sets.
-    """
-    correct = np.array([bool(r["correct"]) for r in records], dtype=np.float64)
-    low, high = bootstrap_interval(correct, n_resamples, seed)
-    return Summary(
-        n=len(records),
-        accuracy=scoring.accuracy(records),
-        ci_low=low,
-        ci_high=high,
-        f1_true=scoring.f1_true(records),
-        unparseable_rate=scoring.unparseable_rate(records),
-    )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A method against the baseline on the documents both answered."""
-
-    n: int  # matched documents
-    difference: float  # accuracy(method) - accuracy(baseline)
-    ci_low: float
-    ci_high: float
-    fixed: int  # baseline wrong, method right
-    broken: int  # baseline right, method wrong
-    p_value: float  # exact McNemar
-
-
-def compare(
-    baseline_correct: Sequence[bool],
-    method_correct: Sequence[bool],
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
-) -> Comparison:
-    """Paired comparison on matched documents (same order in both sequences)."""
-    base = np.asarray(baseline_correct, dtype=bool)
-    method = np.asarray(method_correct, dtype=bool)
-    if base.shape != method.shape or base.ndim != 1 or base.size == 0:
-        raise ValueError("paired comparison needs two non-empty sequences of the same length")
-    difference = method.astype(np.float64) - base.astype(np.float64)
-    low, high = bootstrap_interval(difference, n_resamples, seed)
-    fixed = int(np.sum(~base & method))
-    broken = int(np.sum(base & ~method))
-    return Comparison(
-        n=int(base.size),
-        difference=float(difference.mean()),
-        ci_low=low,
-        ci_high=high,
-        fixed=fixed,
-        broken=broken,
-        p_value=mcnemar_exact(broken, fixed),
-    )
 
 
 # --------------------------------------------------------------------------- any task's metrics

@@ -6,7 +6,6 @@ import math
 from collections.abc import Callable
 
 from analysis.runs import Document, Run
-from analysis.stats import Comparison, Summary
 from vsr_tasks.categories import META_CATEGORIES
 
 Table = tuple[list[str], list[list[str]]]
@@ -118,47 +117,6 @@ def metric_table(comparison) -> Table:
                     (p_value(row.holm_p[label]) + (" *" if row.significant(label) else "")) if paired else "–",
                 ]
             )
-    return headers, body
-
-
-def results_table(rows: list[tuple[str, Summary]]) -> Table:
-    """One row per run on a task: accuracy with its 95% bootstrap interval, F1 of True, unparseable rate, n."""
-    headers = ["run", "accuracy", "95% CI", "F1 (True)", "unparseable", "n"]
-    body = [
-        [
-            label,
-            number(s.accuracy),
-            f"[{number(s.ci_low)}, {number(s.ci_high)}]",
-            number(s.f1_true),
-            number(s.unparseable_rate),
-            str(s.n),
-        ]
-        for label, s in rows
-    ]
-    return headers, body
-
-
-def comparison_table(rows: list[tuple[str, str, Comparison, int, int]]) -> Table:
-    """One row per method: (method, baseline, comparison, docs only in baseline, docs only in method)."""
-    headers = ["run", "baseline", "Δ accuracy", "95% CI", "McNemar p", "fixed", "broken", "matched n", "unmatched docs"]
-    body = []
-    for label, baseline, c, only_base, only_method in rows:
-        unmatched = (
-            "none" if not (only_base or only_method) else f"{only_base} only in baseline, {only_method} only in run"
-        )
-        body.append(
-            [
-                label,
-                baseline,
-                signed(c.difference),
-                f"[{signed(c.ci_low)}, {signed(c.ci_high)}]",
-                p_value(c.p_value),
-                str(c.fixed),
-                str(c.broken),
-                str(c.n),
-                unmatched,
-            ]
-        )
     return headers, body
 
 

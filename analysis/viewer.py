@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from analysis.attention import AttentionLog, layer_selection
+from analysis.attention import layer_selection
 from analysis.comparison import DocumentScores, Flips, baseline_runs, document_scores_of, flips_of, pair_runs
 from analysis.heatmaps import caption_of, document_figure, document_pictures, resolve_image
 from analysis.metrics import task_definition
 from analysis.plots import document_layer_figure
 from analysis.runs import Document, Run
 from models.arguments import DEFAULT_MAX_NEW_TOKENS
+from models.attention_log import AttentionLog
 from models.names import DEFAULT_BASELINE
 
 ALL = "all documents"

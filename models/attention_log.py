@@ -1,23 +1,35 @@
-"""The attention log (``--model_args attention_log=FOLDER``), format in docs/ATTENTION_LOG.md.
+"""The attention log (``--model_args attention_log=FOLDER``), format in docs/ATTENTION_LOG.md: its writer and its
+reader, the one place that knows the format.
 
-Why here and not in ``interventions/``: the log is keyed by lmms-eval's task and
-doc id, which the attention code must not know about. The recording itself is
-:class:`interventions.recording.LastRowRecorder`, an observer of the steered
-attention; this writer turns one batch's recording into ``maps/{task}/{doc_id}.npz``
-files and one JSON line per sample in ``records.rank{R}.jsonl``. A line is written
-only after its ``.npz`` is complete and the file is flushed after every batch, so a
-crash keeps every finished sample. Nothing of this runs when the log is off.
+Why here and not in ``interventions/``: the log is keyed by lmms-eval's task and doc id, which the attention code must
+not know about. The recording itself is :class:`interventions.recording.LastRowRecorder`, an observer of the steered
+attention; the writer turns one batch's recording into ``maps/{task}/{doc_id}.npz`` files and one JSON line per
+sample in ``records.rank{R}.jsonl``. A line is written only after its ``.npz`` is complete and the file is flushed
+after every batch, so a crash keeps every finished sample. Nothing of this runs when the log is off. The reader
+(:func:`read_attention_log`, used by ``analysis``) merges the ranks; a folder may be shared by several models, so
+records are filtered by model name, and a sample logged twice keeps its last line. This module imports no torch.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from interventions.recording import LastRowRecorder
+RECORDS_GLOB = "records.rank*.jsonl"
+
+
+def records_file(folder: Path, rank: int) -> Path:
+    """One process rank's record lines."""
+    return folder / f"records.rank{rank}.jsonl"
+
+
+def maps_file(task: str, doc_id: int) -> Path:
+    """A sample's ``.npz`` maps, relative to the log's folder."""
+    return Path("maps") / task / f"{doc_id}.npz"
 
 
 class AttentionLogWriter:
@@ -26,15 +38,17 @@ class AttentionLogWriter:
     def __init__(self, folder: str | Path, rank: int, model_name: str, num_layers: int, model_args: dict) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.records_path = self.folder / f"records.rank{rank}.jsonl"
+        self.records_path = records_file(self.folder, rank)
         self.model_name = model_name
         self.num_layers = num_layers
         self.model_args = dict(model_args)
-        self._recorder: LastRowRecorder | None = None
+        self._recorder: Any = None  # interventions.recording.LastRowRecorder
         self._method_active = False
 
-    def start(self, method_active: bool) -> LastRowRecorder:
+    def start(self, method_active: bool) -> Any:
         """A fresh recorder for the next batch's steered generation (all layers)."""
+        from interventions.recording import LastRowRecorder
+
         self._recorder = LastRowRecorder(layers=None)
         self._method_active = method_active
         return self._recorder
@@ -53,7 +67,7 @@ class AttentionLogWriter:
             handle.flush()
         self._recorder = None
 
-    def _record(self, recorder: LastRowRecorder, batch: Any, b: int, extras: dict, answer: str, response: Any) -> dict:
+    def _record(self, recorder: Any, batch: Any, b: int, extras: dict, answer: str, response: Any) -> dict:
         task, doc_id = batch.task_names[b], int(batch.doc_ids[b])
         grids = [list(grid) for grid in batch.image_grids[b]]
         has_before = self._method_active and bool(grids)
@@ -81,7 +95,7 @@ class AttentionLogWriter:
 
     def _write_maps(
         self,
-        recorder: LastRowRecorder,
+        recorder: Any,
         b: int,
         task: str,
         doc_id: int,
@@ -89,7 +103,7 @@ class AttentionLogWriter:
         has_before: bool,
         extra_maps: dict[str, np.ndarray],
     ) -> str:
-        relative = Path("maps") / task / f"{doc_id}.npz"
+        relative = maps_file(task, doc_id)
         path = self.folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
@@ -113,9 +127,104 @@ class AttentionLogWriter:
         return relative.as_posix()
 
 
-def read_attention_log(folder: str | Path) -> list[dict]:
-    """Every record of every rank in ``folder`` (for tests and quick looks; ``analysis/`` has its own reader)."""
-    records = []
-    for path in sorted(Path(folder).glob("records.rank*.jsonl")):
-        records.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return records
+def read_records(folder: str | Path) -> list[dict]:
+    """Every record line of every rank in ``folder``, as written (for tests and quick looks)."""
+    return [
+        json.loads(line)
+        for path in sorted(Path(folder).glob(RECORDS_GLOB))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+
+
+# ------------------------------------------------------------------ reading, typed (the analysis)
+class AttentionLogError(RuntimeError):
+    """The attention log cannot be used; the message is shown in the report as the reason."""
+
+
+@dataclass
+class AttentionRecord:
+    """One sample's line of ``records.rank{R}.jsonl``."""
+
+    task: str
+    doc_id: int
+    model: str
+    num_layers: int
+    image_mass: np.ndarray  # [L]
+    text_mass: np.ndarray  # [L]
+    image_mass_before: np.ndarray | None
+    text_mass_before: np.ndarray | None
+    decision: dict = field(default_factory=dict)
+    answer: str = ""
+    maps_file: str | None = None
+    image_regions: list[list[float]] | None = None  # per image, the part of the original its grid covers
+
+
+@dataclass
+class AttentionLog:
+    """The records of one model in one attention-log folder, keyed by (task, doc_id)."""
+
+    folder: Path
+    records: dict[tuple[str, int], AttentionRecord]
+
+    def get(self, task: str, doc_id: int) -> AttentionRecord | None:
+        return self.records.get((task, doc_id))
+
+    def maps(self, record: AttentionRecord) -> dict[str, np.ndarray]:
+        """The record's npz arrays (``after_k``, ``before_k``, VEA's ``evidence_k`` / ``highlighted_k``); {} if absent."""
+        if not record.maps_file:
+            return {}
+        path = self.folder / record.maps_file
+        if not path.is_file():
+            return {}
+        with np.load(path) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+
+
+def _floats(values: object) -> np.ndarray | None:
+    if values is None:
+        return None
+    return np.asarray(values, dtype=np.float64)
+
+
+def read_attention_log(folder: str | Path, model: str | None = None) -> AttentionLog:
+    """The log in ``folder``, restricted to ``model``'s records when given."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AttentionLogError(f"attention log folder {folder} does not exist")
+    files = sorted(folder.glob(RECORDS_GLOB))
+    if not files:
+        raise AttentionLogError(f"no records.rank*.jsonl in {folder}")
+    records: dict[tuple[str, int], AttentionRecord] = {}
+    other_models: set[str] = set()
+    for path in files:
+        with path.open(encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    raw = json.loads(line)
+                    if model is not None and raw.get("model") != model:
+                        other_models.add(str(raw.get("model")))
+                        continue
+                    record = AttentionRecord(
+                        task=str(raw["task"]),
+                        doc_id=int(raw["doc_id"]),
+                        model=str(raw.get("model", "")),
+                        num_layers=int(raw["num_layers"]),
+                        image_mass=_floats(raw["image_mass"]),
+                        text_mass=_floats(raw["text_mass"]),
+                        image_mass_before=_floats(raw.get("image_mass_before")),
+                        text_mass_before=_floats(raw.get("text_mass_before")),
+                        decision=dict(raw.get("decision") or {}),
+                        answer=str(raw.get("answer", "")),
+                        maps_file=raw.get("maps_file"),
+                        image_regions=raw.get("image_regions"),
+                    )
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                    raise AttentionLogError(f"{path}:{line_number}: not a valid attention record ({error})") from None
+                records[(record.task, record.doc_id)] = record
+    if not records:
+        found = f" (it holds records of {', '.join(sorted(other_models))})" if other_models else ""
+        raise AttentionLogError(f"no records of model {model} in {folder}{found}")
+    return AttentionLog(folder=folder, records=records)

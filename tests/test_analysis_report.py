@@ -16,6 +16,7 @@ from analysis.__main__ import main
 from analysis.heatmaps import document_figure, mean_map, panels_for
 from analysis.report import ReportSettings, attention_source, build_report
 from analysis.runs import load_runs
+from analysis.visuals import THUMBNAIL_SIDE
 from tests.test_analysis_support import make_documents, write_attention_log, write_images, write_run
 
 TASK = "vsr_random_dev"
@@ -89,26 +90,27 @@ def report(tmp_path_factory):
 
 
 def test_table_accuracies_equal_the_results_json(report):
+    metrics = report["summary"]["tasks"][TASK]["metrics"]
     for name, label in (("base", "qwen3vl"), ("adapt", "qwen3vl_adaptvis")):
         reported = json.loads(report[name].read_text())["results"][TASK]["accuracy,none"]
-        assert report["summary"]["tasks"][TASK]["results"][label]["accuracy"] == reported
-        row = next(r for r in _table_rows(report["md"], "### Results") if r[0] == label)
-        assert row[1] == f"{reported:.4f}"
-        assert row[5] == "12"
+        assert metrics["accuracy,none"]["runs"][label]["value"] == reported
+        assert metrics["accuracy,none"]["runs"][label]["n"] == 12
+        row = next(r for r in _table_rows(report["md"], "### Metrics") if r[:2] == ["accuracy (primary)", label])
+        assert row[2].startswith(f"{reported:.4f} [") and row[3] == f"{reported:.4f}"
         overview = _table_rows(report["md"], "## Results overview")
         assert [row[:2] for row in overview] == [[TASK, "accuracy"]]
         column = ["qwen3vl", "qwen3vl_adaptvis"].index(label) + 2
         assert overview[0][column].startswith(f"{reported:.4f} [") and overview[0][column].endswith("(n=12)")
     # hand counts: baseline 6/12 right, adaptvis 6 + 3 - 1 = 8/12; F1 and unparseable of the baseline
-    base = report["summary"]["tasks"][TASK]["results"]["qwen3vl"]
-    assert base["accuracy"] == 0.5 and base["unparseable_rate"] == pytest.approx(1 / 12)
+    base = {key: metric["runs"]["qwen3vl"]["value"] for key, metric in metrics.items()}
+    assert base["accuracy,none"] == 0.5 and base["unparseable_rate,none"] == pytest.approx(1 / 12)
     # baseline True predictions: docs 0, 2, 4 (right), 7, 9 (label 0, wrong) -> tp 3, fp 2, fn 3 (docs 6, 8, 10)
-    assert base["f1_true"] == pytest.approx(6 / 11)
-    assert report["summary"]["tasks"][TASK]["results"]["qwen3vl_adaptvis"]["accuracy"] == pytest.approx(8 / 12)
+    assert base["f1_true,none"] == pytest.approx(6 / 11)
+    assert metrics["accuracy,none"]["runs"]["qwen3vl_adaptvis"]["value"] == pytest.approx(8 / 12)
 
 
 def test_paired_comparison_counts_and_mcnemar(report):
-    comparison = report["summary"]["tasks"][TASK]["comparisons"]["qwen3vl_adaptvis"]
+    comparison = report["summary"]["tasks"][TASK]["metrics"]["accuracy,none"]["comparisons"]["qwen3vl_adaptvis"]
     assert (comparison["fixed"], comparison["broken"], comparison["n"]) == (3, 1, 12)
     assert comparison["p_value"] == pytest.approx(2 * (1 + 4) / 16)
     assert comparison["difference"] == pytest.approx(2 / 12)
@@ -116,10 +118,22 @@ def test_paired_comparison_counts_and_mcnemar(report):
     # the overview holds the same comparison, with its McNemar p and Holm's (one comparison: the same)
     overview = report["summary"]["overview"][0]["comparisons"]["qwen3vl_adaptvis"]
     assert overview["p_value"] == pytest.approx(comparison["p_value"]) and overview["test"] == "exact McNemar"
-    assert overview["holm_p"] == pytest.approx(comparison["p_value"]) and overview["significant"] is False
+    # Holm over every comparison in the report (here: accuracy, F1 of True, the unparseable rate), by hand
+    p_values = sorted(
+        c["p_value"]
+        for metric in report["summary"]["tasks"][TASK]["metrics"].values()
+        for c in metric["comparisons"].values()
+    )
+    steps = [min(1.0, (len(p_values) - k) * p) for k, p in enumerate(p_values)]
+    holm = [max(steps[: k + 1]) for k in range(len(steps))]
+    assert overview["holm_p"] == pytest.approx(holm[p_values.index(comparison["p_value"])])
+    assert overview["significant"] is False
     assert _table_rows(report["md"], "## Results overview")[0][4].startswith("+0.1667 [")
-    row = _table_rows(report["md"], "### Paired comparison with the baseline")[0]
-    assert row[:3] == ["qwen3vl_adaptvis", "qwen3vl", "+0.1667"] and row[4:9] == ["0.625", "3", "1", "12", "none"]
+    row = next(
+        r for r in _table_rows(report["md"], "### Metrics") if r[:2] == ["accuracy (primary)", "qwen3vl_adaptvis"]
+    )
+    assert row[4].startswith("+0.1667 [") and row[5:7] == ["0.625", "exact McNemar"]
+    assert (comparison["baseline"], comparison["only_in_baseline"], comparison["only_in_run"]) == ("qwen3vl", [], [])
 
 
 def test_breakdown_by_category_and_relation(report):
@@ -141,14 +155,21 @@ def test_every_png_exists_and_the_html_parses(report):
     assert len(layer_plots) == 2
     # the documents adaptvis changed (0, 6, 7, 8) come first; examples=4 takes exactly those
     assert heatmaps == [f"heatmap_{TASK}_doc{i}.png" for i in (0, 6, 7, 8)]
+    thumbnails = [n for n in names if n.startswith("thumbs/")]
+    assert thumbnails == [f"thumbs/{TASK}_doc{i}_0.png" for i in (0, 6, 7, 8)]  # broken (0) first, then fixed
     for name in names:
         with Image.open(report["out"] / name) as image:
-            assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
+            if name in thumbnails:
+                # the fixture's 128 x 96 images fit in a thumbnail as they are
+                assert image.format == "PNG" and image.size == (128, 96) and max(image.size) <= THUMBNAIL_SIDE
+            else:
+                assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
             image.verify()
     parser = _HTMLCounter()
     parser.feed((report["out"] / "report.html").read_text())
     parser.close()
-    assert parser.tags["table"] == 6 and parser.tags["html"] == 1  # runs, overview, results, comparison, 2 breakdowns
+    # runs, overview, metrics, the documents AdaptVis broke (1) and fixed (3), 2 breakdowns
+    assert parser.tags["table"] == 7 and parser.tags["html"] == 1
     assert len(parser.images) == len(names)
     for src, name in zip(parser.images, names):
         assert src.startswith("data:image/png;base64,")
@@ -181,8 +202,9 @@ def test_missing_attention_log_still_builds_the_tables(tmp_path):
     out = tmp_path / "report"
     summary = build_report([runs], out, ReportSettings(bootstrap=500))
     markdown = (out / "report.md").read_text()
-    assert [r[1] for r in _table_rows(markdown, "### Results")] == ["0.5000", "0.6667"]
-    assert _table_rows(markdown, "### Paired comparison with the baseline")[0][5:7] == ["3", "1"]
+    assert [r[3] for r in _table_rows(markdown, "### Metrics") if r[0] == "accuracy (primary)"] == ["0.5000", "0.6667"]
+    comparison = summary["tasks"][TASK]["metrics"]["accuracy,none"]["comparisons"]["qwen3vl_adaptvis"]
+    assert (comparison["fixed"], comparison["broken"]) == (3, 1)
     skipped = markdown.split("## Skipped plots", 1)[1]
     assert (
         f"layer plot of qwen3vl on {TASK}: no attention log (attention log folder {tmp_path / 'never_written'} does not exist)"
@@ -206,14 +228,14 @@ def test_differing_document_sets_are_reported(tmp_path):
     write_run(runs, "qwen3vl_adaptvis", "pretrained=/ckpt", {TASK: adapt_docs}, "20260101_000100")
     out = tmp_path / "report"
     summary = build_report([runs], out, ReportSettings(bootstrap=500))
-    comparison = summary["tasks"][TASK]["comparisons"]["qwen3vl_adaptvis"]
+    comparison = summary["tasks"][TASK]["metrics"]["accuracy,none"]["comparisons"]["qwen3vl_adaptvis"]
     assert comparison["n"] == 11 and comparison["only_in_baseline"] == [0] and comparison["only_in_run"] == [12]
     assert (comparison["fixed"], comparison["broken"]) == (3, 0)  # the broken doc 0 is not shared
     markdown = (out / "report.md").read_text()
     assert (
-        _table_rows(markdown, "### Paired comparison with the baseline")[0][-1] == "1 only in baseline, 1 only in run"
+        "qwen3vl_adaptvis vs qwen3vl: compared on the 11 shared documents; only in the baseline: 0; only in the run: 12"
+        in markdown
     )
-    assert "document sets differ; compared on the 11 shared documents; only in baseline: 0; only in run: 12" in markdown
 
 
 def test_cli_report_with_an_attention_log_switched_off(two_runs, capsys):
@@ -268,12 +290,12 @@ def test_runs_group_by_model_args_and_the_baseline_can_be_any_run(tmp_path):
     assert (a.label, b.label) == ("qwen3vl (pretrained=a)", "qwen3vl (pretrained=b)")
     assert sorted(a.tasks) == [TASK, "vsr_zeroshot_dev"] and sorted(b.tasks) == [TASK]
     summary = build_report([runs], tmp_path / "out", ReportSettings(baseline="qwen3vl (pretrained=a)", bootstrap=200))
-    comparison = summary["tasks"][TASK]["comparisons"]["qwen3vl (pretrained=b)"]
+    comparison = summary["tasks"][TASK]["metrics"]["accuracy,none"]["comparisons"]["qwen3vl (pretrained=b)"]
     assert (comparison["baseline"], comparison["fixed"], comparison["broken"]) == ("qwen3vl (pretrained=a)", 3, 1)
-    assert summary["tasks"]["vsr_zeroshot_dev"]["results"]["qwen3vl (pretrained=a)"]["n"] == 5
+    assert summary["tasks"]["vsr_zeroshot_dev"]["metrics"]["accuracy,none"]["runs"]["qwen3vl (pretrained=a)"]["n"] == 5
     # the default baseline name matches both qwen3vl runs: nothing to compare, and the report says so
     summary = build_report([runs], tmp_path / "out_default", ReportSettings(bootstrap=200))
-    assert summary["tasks"][TASK]["comparisons"] == {}
+    assert summary["tasks"][TASK]["metrics"]["accuracy,none"]["comparisons"] == {}
     assert (
         "Every run on this task matches the baseline `qwen3vl`: nothing to compare"
         in (tmp_path / "out_default" / "report.md").read_text()

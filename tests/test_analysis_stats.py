@@ -7,7 +7,8 @@ import pytest
 
 from analysis.attention import layer_selection
 from analysis.runs import Run, assign_labels, parse_model_args
-from analysis.stats import bootstrap_interval, bootstrap_means, compare, mcnemar_exact, summarise
+from analysis.stats import bootstrap_interval, bootstrap_means, mcnemar_exact, paired_metric, summarise_metric
+from vsr_tasks import scoring
 
 
 @pytest.mark.parametrize(
@@ -59,39 +60,47 @@ def test_bootstrap_resamples_are_paired_across_runs():
     np.testing.assert_allclose(difference, bootstrap_means(b - a, 1000, 7), atol=1e-12)
 
 
-def test_summary_by_hand():
+def mean_score(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def test_vsr_metrics_by_hand():
+    """VSR's metrics through the report's generic path: accuracy is a mean (resampled scores), F1 is not."""
     records = [
         {"prediction": True, "label": 1, "correct": True},  # tp
         {"prediction": True, "label": 0, "correct": False},  # fp
         {"prediction": False, "label": 1, "correct": False},  # fn
         {"prediction": None, "label": 0, "correct": False},  # unparseable
     ]
-    s = summarise(records, n_resamples=500, seed=0)
-    assert (s.n, s.accuracy, s.f1_true, s.unparseable_rate) == (4, 0.25, 2 * 1 / (2 * 1 + 1 + 1), 0.25)
-    assert s.ci_low <= 0.25 <= s.ci_high
+    accuracy = summarise_metric(records, scoring.accuracy, n_resamples=500, seed=0)
+    assert (accuracy.n, accuracy.value, accuracy.kind) == (4, 0.25, "mean")
+    assert accuracy.ci_low <= 0.25 <= accuracy.ci_high
+    f1 = summarise_metric(records, scoring.f1_true, n_resamples=500, seed=0)
+    assert (f1.value, f1.kind) == (2 * 1 / (2 * 1 + 1 + 1), "aggregate")
+    assert summarise_metric(records, scoring.unparseable_rate, n_resamples=500, seed=0).value == 0.25
 
 
 def test_identical_runs_give_p_one_and_zero_difference():
-    correct = [True, False, True, True, False]
-    c = compare(correct, correct, n_resamples=1000, seed=0)
+    correct = [1.0, 0.0, 1.0, 1.0, 0.0]
+    c = paired_metric(correct, correct, mean_score, n_resamples=1000, seed=0)
     assert (c.difference, c.ci_low, c.ci_high, c.fixed, c.broken, c.p_value) == (0.0, 0.0, 0.0, 0, 0, 1.0)
 
 
 def test_paired_comparison_of_a_known_table():
     # 10 documents: 3 both right, 1 both wrong, 5 fixed (baseline wrong -> right), 1 broken
-    baseline = [True] * 3 + [False] + [False] * 5 + [True]
-    method = [True] * 3 + [False] + [True] * 5 + [False]
-    c = compare(baseline, method, n_resamples=2000, seed=0)
-    assert (c.n, c.fixed, c.broken) == (10, 5, 1)
+    baseline = [1.0] * 3 + [0.0] + [0.0] * 5 + [1.0]
+    method = [1.0] * 3 + [0.0] + [1.0] * 5 + [0.0]
+    c = paired_metric(baseline, method, mean_score, n_resamples=2000, seed=0)
+    assert (c.n, c.fixed, c.broken, c.test) == (10, 5, 1, "exact McNemar")
     assert c.difference == pytest.approx(0.4)
     assert c.p_value == pytest.approx(14 / 64)
     assert c.ci_low <= 0.4 <= c.ci_high
     assert c.ci_low > -0.2 and c.ci_high < 1.0  # per-document differences lie in {-1, 0, 1}, mostly +1
 
 
-def test_compare_refuses_unpaired_input():
+def test_a_paired_comparison_refuses_unpaired_input():
     with pytest.raises(ValueError):
-        compare([True, False], [True], n_resamples=10)
+        paired_metric([1.0, 0.0], [1.0], mean_score, n_resamples=10)
 
 
 def test_model_args_are_split_like_lmms_eval():

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from analysis.attention import read_attention_log
 from analysis.runs import load_runs
+from models.attention_log import read_attention_log
 
 RELATIONS = [("left of", "Projective"), ("near", "Proximity"), ("on", "Topological"), ("facing", "Orientation")]
 
@@ -36,6 +36,14 @@ def make_documents(labels: list[int], predictions: list[bool | None]) -> list[di
             }
         )
     return documents
+
+
+def _f1_true(documents: list[dict]) -> float:
+    """F1 of the True class, counted by hand (an unparseable answer is "not True")."""
+    tp = sum(d["prediction"] is True and d["label"] == 1 for d in documents)
+    fp = sum(d["prediction"] is True and d["label"] == 0 for d in documents)
+    fn = sum(d["prediction"] is not True and d["label"] == 1 for d in documents)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def write_run(
@@ -61,6 +69,7 @@ def write_run(
                 "correct": correct,
                 "relation": d["relation"],
                 "category": d["category"],
+                "caption": d["caption"],
             }
             answer = {True: "True", False: "False", None: "maybe"}[d["prediction"]]
             lines.append(
@@ -80,6 +89,8 @@ def write_run(
             "alias": task,
             "accuracy,none": sum(correct_flags) / len(correct_flags),
             "accuracy_stderr,none": "N/A",
+            "f1_true,none": _f1_true(documents),
+            "unparseable_rate,none": sum(d["prediction"] is None for d in documents) / len(documents),
         }
     payload = {
         "results": results,

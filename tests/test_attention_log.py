@@ -9,7 +9,7 @@ import pytest
 import torch
 from lmms_eval.api.instance import Instance
 
-from models.attention_log import read_attention_log
+from models.attention_log import read_records
 from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.registered import VLMBaseline as VLM
 from tests.conftest import FAMILY_TYPES
@@ -75,7 +75,7 @@ def test_baseline_log_equals_eager_reference(family_checkpoint, tmp_path, family
     model.task_dict = {"logtest": {"test": docs}}
     answers = model.generate_until(_requests(docs))
 
-    records = {record["doc_id"]: record for record in read_attention_log(tmp_path)}
+    records = {record["doc_id"]: record for record in read_records(tmp_path)}
     assert sorted(records) == [0, 1, 2] and len(list(tmp_path.glob("records.rank0.jsonl"))) == 1
     reference, eager = load_reference_model(checkpoint)
     for doc_id, doc in enumerate(docs):
@@ -123,7 +123,7 @@ def _cli_run(tmp_path, checkpoint, data_dir, model: str, *model_args: str, subpr
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     results, samples = find_results(tmp_path / "out")
-    records = read_attention_log(log)
+    records = read_records(log)
     assert sorted(record["doc_id"] for record in records) == list(range(8))
     responses = {sample["doc_id"]: sample["filtered_resps"] for sample in samples["vsr_random_dev"]}
     for record in records:

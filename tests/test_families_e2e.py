@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from analysis.live import LiveModel
-from models.attention_log import read_attention_log
+from models.attention_log import read_records
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval, run_module, vsr_accuracy_from_samples
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def test_the_four_models_answer_and_log_every_document(evaluated):
         assert len(samples[TASK]) == LIMIT
         if model not in LOGGED:
             continue
-        records = read_attention_log(log)
+        records = read_records(log)
         assert sorted(record["doc_id"] for record in records) == list(range(LIMIT))
         for record in records:
             image = json.loads(
@@ -88,11 +88,11 @@ def test_the_four_models_answer_and_log_every_document(evaluated):
 def test_the_report_compares_the_runs_and_draws_every_figure(evaluated):
     report = evaluated["report"]
     summary = json.loads((report / "summary.json").read_text())
-    results = summary["tasks"][TASK]["results"]
-    assert set(results) == set(MODELS)
+    accuracy = summary["tasks"][TASK]["metrics"]["accuracy,none"]
+    assert set(accuracy["runs"]) == set(MODELS)
     for model, (_, _, (json_results, _)) in evaluated["runs"].items():
-        assert results[model]["accuracy"] == json_results["results"][TASK]["accuracy,none"]
-    comparisons = summary["tasks"][TASK]["comparisons"]
+        assert accuracy["runs"][model]["value"] == json_results["results"][TASK]["accuracy,none"]
+    comparisons = accuracy["comparisons"]
     assert set(comparisons) == {"vlm_adaptvis", "vlm_clvs", "vlm_vea"}
     assert all(c["baseline"] == "vlm_baseline" and c["n"] == LIMIT for c in comparisons.values())
     names = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (report / "report.md").read_text())

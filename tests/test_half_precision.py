@@ -19,7 +19,7 @@ import torch
 
 from interventions import SteeringState, steer
 from interventions.state import RowEdit
-from models.attention_log import read_attention_log
+from models.attention_log import read_records
 from models.batch import GenerationSettings
 from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from models.registered import Qwen3VLBaseline as Qwen3VL
@@ -124,7 +124,7 @@ def test_attention_log_agrees_with_the_eager_reference(setup, dtype, tmp_path):
         eager_logits(model, eager, batch, adaptvis_row_fn(alphas, set(range(8)), image_positions(batch)))
         images = image_positions(batch)
         worst = 0.0
-        for record in read_attention_log(tmp_path / name):
+        for record in read_records(tmp_path / name):
             b = record["doc_id"]
             expected = [float(eager.captured[layer].mean(dim=1)[b, images[b]].sum()) for layer in range(8)]
             worst = max(worst, max(abs(x - y) for x, y in zip(record["image_mass"], expected)))

@@ -16,7 +16,7 @@ import pytest
 from lmms_eval.api.instance import Instance
 from PIL import Image
 
-from models.attention_log import read_attention_log
+from models.attention_log import read_records
 from models.registered import Qwen3VLAdaptVis
 from models.registered import Qwen3VLBaseline as Qwen3VL
 from tests.helpers import find_results, lmms_eval_env, run_lmms_eval
@@ -233,7 +233,7 @@ def test_interleaved_mmmu_through_the_cli_with_an_intervention_and_the_log(task_
     )
     results, samples = find_results(output)
     assert "mmmu_acc,none" in results["results"]["local_mmmu_val"]
-    records = [r for r in read_attention_log(tmp_path / "log_qwen3vl_adaptvis_bs3") if r["task"] == "local_mmmu_val"]
+    records = [r for r in read_records(tmp_path / "log_qwen3vl_adaptvis_bs3") if r["task"] == "local_mmmu_val"]
     assert len(records) == DOCS and all(r["image_grids"] == [[2, 4], [2, 2]] for r in records)
     assert all(r["image_mass_before"] is not None for r in records)  # the intervention ran on the interleaved prompt
 
@@ -269,7 +269,7 @@ def test_stop_strings_end_generation_per_sequence(tiny_checkpoint, tmp_path):
     requests, task_dict = _instances(contexts, images, ["<never>"], settings_tokens)
     model.task_dict = task_dict
     free = model.generate_until(requests)
-    free_tokens = {r["doc_id"]: r["generated_tokens"] for r in read_attention_log(tmp_path)}
+    free_tokens = {r["doc_id"]: r["generated_tokens"] for r in read_records(tmp_path)}
     assert free_tokens == {0: settings_tokens, 1: settings_tokens}  # a random model never ends its turn
     # a stop string that the first answer provokes after its first character, and the second answer never contains
     stop = next(
@@ -280,7 +280,7 @@ def test_stop_strings_end_generation_per_sequence(tiny_checkpoint, tmp_path):
     (tmp_path / "records.rank0.jsonl").unlink()
     requests, _ = _instances(contexts, images, [stop], settings_tokens)
     stopped = model.generate_until(requests)
-    tokens = {r["doc_id"]: r["generated_tokens"] for r in read_attention_log(tmp_path)}
+    tokens = {r["doc_id"]: r["generated_tokens"] for r in read_records(tmp_path)}
     assert stopped[0] == free[0].split(stop)[0]  # the same answer, cut at the stop string
     assert tokens[0] < settings_tokens  # ... and generation stopped there
     assert stopped[1] == free[1] and tokens[1] == settings_tokens  # the other sequence of the batch went on

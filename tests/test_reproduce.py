@@ -166,7 +166,7 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
         assert set(models) == {"qwen3vl", *INTERVENTIONS}
         for model, entry in models.items():
             assert entry["reported"] == study[task][model]
-        comparisons = summary["tasks"][task]["comparisons"]
+        comparisons = summary["tasks"][task]["metrics"]["accuracy,none"]["comparisons"]
         pretrained = {run["label"]: run["model_args"] for run in summary["runs"]}
         assert len(comparisons) == 3 and all(c["n"] == 3 for c in comparisons.values())
         for label, comparison in comparisons.items():  # each method against the baseline of its own checkpoint
@@ -183,8 +183,9 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
     pope = summary["tasks"]["local_pope"]["metrics"]["pope_accuracy,none"]
     assert len(pope["runs"]) == 8 and len(pope["comparisons"]) == 6
     for label, comparison in pope["comparisons"].items():
-        assert comparison["n"] == 3 and comparison["baseline"] == summary["tasks"]["vsr_random_dev" if
-            str(setup["random"]) in pretrained[label] else "vsr_zeroshot_dev"]["comparisons"][label]["baseline"]  # fmt: skip
+        vsr_task = "vsr_random_dev" if str(setup["random"]) in pretrained[label] else "vsr_zeroshot_dev"
+        vsr_comparisons = summary["tasks"][vsr_task]["metrics"]["accuracy,none"]["comparisons"]
+        assert comparison["n"] == 3 and comparison["baseline"] == vsr_comparisons[label]["baseline"]
     assert [row["task"] for row in summary["overview"]] == ["local_pope", "vsr_random_dev", "vsr_zeroshot_dev"]
     again = reproduce(
         setup, out, "--limit", "3", "--batch_size", "2", "--profile_samples", "4", *benchmarks, in_process=True

@@ -19,7 +19,7 @@ from PIL import Image
 
 from interventions import prefix as prefix_module
 from interventions.prefix import PrefixUnsupported, compute_prefix, next_token_logits
-from models.attention_log import read_attention_log
+from models.attention_log import read_records
 from models.batch import GenerationSettings
 from models.registered import VLMCLVS as CLVSModel
 from models.registered import VLMAdaptVis as AdaptVisModel
@@ -199,7 +199,7 @@ def test_attention_log_from_the_prefix_equals_the_whole_prompt_log(checkpoint, d
         else old_wrapper.engine.answer_whole_prompt(batch, SETTINGS)
     )
     old_wrapper.engine.finish(batch, old, old.texts)
-    new_records, old_records = read_attention_log(tmp_path / "new"), read_attention_log(tmp_path / "old")
+    new_records, old_records = read_records(tmp_path / "new"), read_records(tmp_path / "old")
     assert len(new_records) == len(old_records) == 4
     for got, expected in zip(new_records, old_records):
         assert same_decision(got["decision"], expected["decision"])

@@ -130,3 +130,19 @@ def test_the_yaml_names_one_accuracy_metric_per_meta_category_in_the_tables_orde
     expected = ["accuracy", "f1_true", "unparseable_rate", *(f"accuracy_{c.lower()}" for c in META_CATEGORIES)]
     assert [metric for metric, _ in metrics] == expected
     assert all(function == f"vsr_aggregate_{metric}" for metric, function in metrics)
+
+
+def test_the_logged_record_carries_the_caption_that_the_analysis_reads():
+    """VSR's per-document record holds the statement; ``analysis.runs.Document.caption`` reads it from there."""
+    from analysis.runs import Document
+    from vsr_tasks.utils import adaptvis_process_results, vsr_process_results
+
+    doc = {"caption": "The cat is left of the dog.", "label": 1, "relation": "left of", "meta_category": "Projective"}
+    assert vsr_process_results(doc, ["True"])["accuracy"] == {
+        "prediction": True, "label": 1, "correct": True, "relation": "left of", "category": "Projective",
+        "caption": "The cat is left of the dog.",
+    }  # fmt: skip
+    for process in (vsr_process_results, adaptvis_process_results):
+        metrics = process(doc, ["True"])
+        document = Document(doc_id=0, values={f"{key},none": value for key, value in metrics.items()})
+        assert document.caption == "The cat is left of the dog."

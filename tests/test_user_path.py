@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 
-from models.attention_log import read_attention_log
+from models.attention_log import read_records
 from models.batch import GenerationSettings
 from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from models.registered import Qwen3VLBaseline as Qwen3VL
@@ -62,7 +62,7 @@ def test_four_models_answer_through_the_cli_with_the_attention_log(evaluated):
         metrics = results["results"][TASK]
         assert metrics["accuracy,none"] == vsr_accuracy_from_samples(samples[TASK])
         assert len(samples[TASK]) == LIMIT
-        records = read_attention_log(log)
+        records = read_records(log)
         assert sorted(record["doc_id"] for record in records) == list(range(LIMIT))
         for record in records:
             assert record["model"] == model and record["num_layers"] == 4
@@ -79,16 +79,16 @@ def test_vea_profiled_its_layers_on_the_train_boxes(evaluated):
     profile = json.loads(cached[0].read_text())
     assert profile["split"] == "train" and profile["samples_used"] == 4
     assert profile["layers"] == [profile["layers"][0]] and 0 <= profile["layers"][0] < 4  # top 10% of 4 -> 1
-    decisions = {record["decision"]["layers"][0] for record in read_attention_log(runs["qwen3vl_vea"][1])}
+    decisions = {record["decision"]["layers"][0] for record in read_records(runs["qwen3vl_vea"][1])}
     assert decisions == set(profile["layers"])
 
 
 def test_report_over_the_four_runs(evaluated):
     _, runs, report = evaluated
     summary = json.loads((report / "summary.json").read_text())
-    table = summary["tasks"][TASK]["results"]
+    table = summary["tasks"][TASK]["metrics"]["accuracy,none"]["runs"]
     for model in MODELS:
-        assert table[model]["accuracy"] == runs[model][2][0]["results"][TASK]["accuracy,none"]
+        assert table[model]["value"] == runs[model][2][0]["results"][TASK]["accuracy,none"]
         assert table[model]["n"] == LIMIT
     assert any(name.startswith("layers_") for name in (p.name for p in report.glob("*.png")))
 

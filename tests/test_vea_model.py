@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from interventions.vea import VEAParams, evidence_pixel_map
-from models.attention_log import read_attention_log
+from models.attention_log import read_records
 from models.batch import GenerationSettings
 from models.registered import VLMVEA as VEAModel
 from models.registered import VLMBaseline as VLM
@@ -184,7 +184,7 @@ def _check_run(output, log_folder, expected_layers):
     accuracy = results["results"]["vsr_random_dev"]["accuracy,none"]
     assert accuracy == vsr_accuracy_from_samples(samples["vsr_random_dev"])
     assert len(samples["vsr_random_dev"]) == 8
-    records = read_attention_log(log_folder)
+    records = read_records(log_folder)
     assert sorted(r["doc_id"] for r in records) == sorted(s["doc_id"] for s in samples["vsr_random_dev"])
     for record in records:
         assert record["model"] == "qwen3vl_vea" and record["decision"] == {"layers": expected_layers}

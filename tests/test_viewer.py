@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.attention import read_attention_log
 from analysis.heatmaps import document_figure
 from analysis.live import LiveError, LiveModel, check_checkpoint
 from analysis.report import attention_source
 from analysis.runs import load_runs
 from analysis.viewer import ALL, BASELINE_WRONG, CHANGED, Viewer
+from models.attention_log import read_attention_log
 from tests.browser import browser, free_port, reachable, requested, wait
 from tests.helpers import REPO_ROOT, lmms_eval_env, run_lmms_eval, run_module
 from vsr_tasks.synthetic import generate

@@ -90,6 +90,7 @@ def vsr_doc_to_target(doc: dict) -> str:
 
 def vsr_process_results(doc: dict, results: list[str]) -> dict:
     record = scoring.score_record(results[0], doc["label"], doc["relation"], doc["meta_category"])
+    record["caption"] = doc["caption"]  # the analysis reads the statement from the logged record
     metrics = {"accuracy": record, "f1_true": record, "unparseable_rate": record}
     metrics.update({f"accuracy_{category.lower()}": record for category in META_CATEGORIES})
     return metrics
@@ -101,6 +102,7 @@ def adaptvis_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = Non
 
 def adaptvis_process_results(doc: dict, results: list[str]) -> dict:
     record = adaptvis_protocol.score_record(results[0], doc["label"], doc["relation"], doc["meta_category"])
+    record["caption"] = doc["caption"]
     return {"accuracy": record, "tpr_tnr_harmonic_mean": record, "f1_true": record, "unparseable_rate": record}
 
 
