@@ -27,7 +27,7 @@ from benchmarks.interventions import share_weights
 from benchmarks.shapes import build_checkpoint
 from models.methods import METHODS
 from sweep.engine import answer_all
-from sweep.grid import point, settings
+from sweep.points import point, settings
 from sweep.tasks import load_task
 
 GRIDS = {  # 27 points per method, around the defaults

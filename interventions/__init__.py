@@ -1,4 +1,5 @@
-"""Attention interventions on Qwen3-VL's fused attention (AdaptVis, CLVS; VEA reads attention).
+"""Attention interventions on a vision-language model's fused attention (AdaptVis, CLVS; VEA reads attention), for
+every supported family: the math here knows no family (``families`` adapts each model to it).
 
 The mechanism: :mod:`interventions.attention` (one registered attention function),
 :mod:`interventions.state` (the scoped per-forward state), :mod:`interventions.recording`

@@ -3,7 +3,7 @@
 Registered with transformers' ``AttentionInterface`` (and the SDPA mask function
 with ``AttentionMaskInterface``, without which transformers would build no padding
 mask for an unknown implementation name) under :data:`ATTENTION_NAME`.
-:func:`use_steered_attention` switches a loaded Qwen3-VL's *text* model to it (the
+:func:`use_steered_attention` switches a loaded model's *text* decoder to it (the
 vision tower keeps SDPA).
 
 Outside a :func:`steer` block, and in every decode step, the function is exactly
@@ -33,7 +33,7 @@ ATTENTION_NAME = "vsr_steered_sdpa"
 
 
 def text_config(model: torch.nn.Module):
-    """The text (decoder) config of a Qwen3-VL model, or the model's config for a text-only model."""
+    """The text (decoder) config of a vision-language model, or the model's config for a text-only model."""
     return getattr(model.config, "text_config", None) or model.config
 
 

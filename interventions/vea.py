@@ -200,7 +200,7 @@ def evidence_grids(
     """One sequence's recorded attention ``[L_recorded, n_image_tokens]`` -> per image its layer-mean grid.
 
     ``layers`` picks rows of ``attention`` (default all); tokens are in prompt order, image by image,
-    row-major within an image (how Qwen3-VL lays out merged visual tokens).
+    row-major within an image (how every supported family lays out an image's tokens).
     """
     rows = attention if layers is None else attention[list(layers)]
     mean = rows.double().mean(dim=0)

@@ -56,7 +56,7 @@ class Engine:
         self.system_prompt = system_prompt
         self.interleave_visuals = interleave_visuals
         self.name = name
-        self.grid_rows = 64  # at most this many rows (sequences x settings) in one steered pass
+        self.rows_per_pass = 64  # at most this many rows (sequences x settings) in one steered pass
         self.image_token_id = self.family.image_token_id(model)
         self.num_layers = self.family.text_config(model).num_hidden_layers
         self._warned_prefix = False

@@ -129,7 +129,7 @@ class LastRowRunner(MethodRunner):
         self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
     ) -> list[Response]:
         """Neutral settings take the baseline's pass (unless ``share_neutral``); the others share one prefix and run
-        together, at most ``engine.grid_rows`` rows (sequences x settings) at a time; without a shareable cache,
+        together, at most ``engine.rows_per_pass`` rows (sequences x settings) at a time; without a shareable cache,
         whole-prompt passes."""
         responses: list[Response | None] = [None] * len(points)
         steered = [i for i, point in enumerate(points) if share_neutral or not point.neutral]
@@ -147,7 +147,7 @@ class LastRowRunner(MethodRunner):
         for i, key in zip(steered, plan.keys):
             by_key.setdefault(key, []).append(i)
         distinct = list(by_key)
-        per_pass = max(1, engine.grid_rows // batch.size)
+        per_pass = max(1, engine.rows_per_pass // batch.size)
         for start in range(0, len(distinct), per_pass):
             group = distinct[start : start + per_pass]
             expanded = prefix.expanded(len(group))

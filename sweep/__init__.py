@@ -7,7 +7,7 @@ from one prefix forward per batch (the settings run together, the batch repeated
 one attribution pass per batch for all its settings. The neutral setting of the method is always evaluated:
 it is the baseline of the paired comparisons.
 
-Modules: :mod:`sweep.grid` (parsing and checking ``--grid``), :mod:`sweep.tasks` (documents and scoring through
+Modules: :mod:`sweep.points` (parsing and checking ``--grid``), :mod:`sweep.tasks` (documents and scoring through
 lmms-eval's own task machinery), :mod:`sweep.engine` (answering, resumable, one share of the batches per
 process), :mod:`sweep.results` (statistics and the output files), :mod:`sweep.cli` (the command line).
 """

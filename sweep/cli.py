@@ -23,7 +23,7 @@ from lmms_eval import utils as lmms_utils
 from loguru import logger
 
 from sweep.engine import answer_all, read_raw_answers
-from sweep.grid import GridError, check, method_grid, parse_grid, point, settings
+from sweep.points import PointsError, check, parse_points, point, settings, swept_method
 from sweep.results import summarise, write_outputs
 from sweep.tasks import TaskError, load_task
 
@@ -63,7 +63,7 @@ def _fixed_arguments(text: str) -> dict:
     fixed = lmms_utils.simple_parse_args_string(text) if text else {}
     refused = [name for name in REFUSED_ARGUMENTS if name in fixed]
     if refused:
-        raise GridError(f"--model_args {', '.join(refused)}: not supported in a sweep (it records one setting)")
+        raise PointsError(f"--model_args {', '.join(refused)}: not supported in a sweep (it records one setting)")
     return fixed
 
 
@@ -89,15 +89,15 @@ def _check_state(out: Path, state: dict) -> None:
     changed = [key for key in state if previous.get(key) != state[key]]
     if changed:
         details = "; ".join(f"{key}: was {previous.get(key)!r}, now {state[key]!r}" for key in changed)
-        raise GridError(f"{out} holds a different sweep ({details}); use another --out, or delete it to start over")
+        raise PointsError(f"{out} holds a different sweep ({details}); use another --out, or delete it to start over")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        method = method_grid(args.model)
+        method = swept_method(args.model)
         fixed = _fixed_arguments(args.model_args)
-        grid = parse_grid(args.grid, args.model, fixed)
+        grid = parse_points(args.grid, args.model, fixed)
         all_settings = settings(grid)
         check(args.model, method.params(), all_settings)  # out-of-range values, before any model is loaded
         task = load_task(args.task, args.limit, args.metric, args.include_path)
@@ -110,20 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         state = {"model": args.model, "model_args": args.model_args, "task": args.task, "grid": grid}
         state.update(limit=args.limit)
         _check_state(args.out, state)
-    except (GridError, TaskError) as error:
+    except (PointsError, TaskError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     from models import model_class
 
     wrapper = model_class(args.model).create_from_arg_string(args.model_args)
-    wrapper.engine.grid_rows = args.grid_rows
+    wrapper.engine.rows_per_pass = args.grid_rows
     wrapper.task_dict = {task.name: task.task.dataset}
     base = wrapper.method.params
     neutral = dict(method.neutral)
     try:
         check(args.model, base, all_settings + [neutral])
-    except GridError as error:
+    except PointsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     points = [point(base, setting) for setting in all_settings]

@@ -21,6 +21,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from testbed.vocabulary import TINY_TEXT, VOCAB_SIZE, word_corpus
+
 LLAVA_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 CROP = 112  # the released checkpoints: 336
 PATCH = 14
@@ -73,13 +75,9 @@ def build_llava(
     """The model (random weights) and its processor; text as the Qwen tiny models (hidden 64, 4 / 2 heads)."""
     text = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
+        **TINY_TEXT,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         head_dim=16,
-        max_position_embeddings=4096,
         rope_theta=10000.0,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -123,7 +121,6 @@ def build_llava(
 
 def build(kind: str, num_layers: int, seed: int) -> tuple:
     """``(model, processor, tokenizer, vision position embedding)`` (the caller seeded torch)."""
-    from testbed.vocabulary import VOCAB_SIZE, word_corpus
 
     tokenizer = build_llava_tokenizer(kind, word_corpus(), VOCAB_SIZE)
     model, processor = build_llava(tokenizer, num_layers, VOCAB_SIZE)

@@ -12,6 +12,8 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
+from testbed.vocabulary import CHAT_TEMPLATE, TINY_TEXT, VOCAB_SIZE, build_tokenizer
+
 TOKEN_PIXELS = 28  # patch 14 x merge 2
 CLIP_NORMALISATION = {
     "image_mean": [0.48145466, 0.4578275, 0.40821073],
@@ -26,12 +28,8 @@ def build_qwen2_5_vl(
     token_id = tokenizer.convert_tokens_to_ids
     text_config = {
         "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
+        **TINY_TEXT,
         "num_hidden_layers": num_layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
         "pad_token_id": token_id("<|endoftext|>"),
         "bos_token_id": token_id("<|endoftext|>"),
@@ -71,7 +69,6 @@ def build_qwen2_5_vl(
 
 def build(kind: str, num_layers: int, seed: int) -> tuple:
     """``(model, processor, tokenizer, None)``: Qwen2.5-VL's tower has no learned position embedding."""
-    from testbed.vocabulary import CHAT_TEMPLATE, VOCAB_SIZE, build_tokenizer
 
     tokenizer = build_tokenizer(kind)
     model, processor = build_qwen2_5_vl(tokenizer, num_layers, VOCAB_SIZE, CHAT_TEMPLATE)

@@ -13,23 +13,20 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-from testbed.vocabulary import CHAT_TEMPLATE, VOCAB_SIZE, build_tokenizer
+from testbed.vocabulary import CHAT_TEMPLATE, TINY_TEXT, VOCAB_SIZE, build_tokenizer
 
 
 def build_config(
     tokenizer: PreTrainedTokenizerFast, num_layers: int = 4, vocab_size: int = VOCAB_SIZE
 ) -> Qwen3VLConfig:
-    """Config as in DESIGN.md: text hidden 64, 4 heads / 2 KV heads, vision 2 layers hidden 32."""
+    """The tiny sizes (``testbed.vocabulary.TINY_TEXT``: text hidden 64, 4 heads / 2 KV heads), vision 2 layers of
+    hidden 32, M-RoPE sections [4, 2, 2] for head_dim 16."""
     token_id = tokenizer.convert_tokens_to_ids
     text_config = {
         "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
+        **TINY_TEXT,
         "num_hidden_layers": num_layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
         "head_dim": 16,
-        "max_position_embeddings": 4096,
         "rope_parameters": {
             "rope_type": "default",
             "rope_theta": 10000.0,

@@ -41,6 +41,14 @@ CHAT_TEMPLATE = (
 
 
 TOKENIZERS = ("bytes", "words", "qwen")
+# every family's tiny language model: text hidden 64, 4 heads / 2 key-value heads, head_dim 16
+TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
+}
 VOCAB_SIZE = 384  # room for either tokenizer: 256 bytes (+ up to 121 word merges) + 7 special tokens
 WORD_MERGES = VOCAB_SIZE - len(SPECIAL_TOKENS)
 
@@ -58,7 +66,7 @@ def word_corpus() -> list[str]:
 def build_tokenizer(kind: str = "bytes") -> PreTrainedTokenizerFast:
     """A byte-level tokenizer with the Qwen special tokens; every string round-trips, as in a real model.
 
-    ``bytes``: one token per byte (DESIGN.md's recipe; prompts are ~180 tokens). ``words``: byte-level BPE with
+    ``bytes``: one token per byte (the test bed's default; prompts are ~180 tokens). ``words``: byte-level BPE with
     merges learned from the VSR prompt and the synthetic captions, so those words are single tokens as in a
     real Qwen tokenizer (prompts are ~50 tokens: the demo trains ~1.5x faster, and the image is a larger
     share of what the model attends to). Both are deterministic.

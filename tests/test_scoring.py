@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.helpers import shared_vsr_dir
+from tests.helpers import reference_answer, shared_vsr_dir
 from vsr_tasks import scoring
 from vsr_tasks.categories import META_CATEGORIES, RELATION_TO_CATEGORY, meta_category
 
@@ -40,6 +40,8 @@ PARSE_CASES = [
 @pytest.mark.parametrize(("text", "expected"), PARSE_CASES)
 def test_parse_answer(text, expected):
     assert scoring.parse_answer(text) is expected
+    # the tests' own reading of the rule (tests.helpers.reference_answer) agrees on every case
+    assert reference_answer(text) is expected
 
 
 def _records():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,8 +69,13 @@ def test_four_models_answer_through_the_cli_with_the_attention_log(evaluated):
             assert record["model"] == model and record["num_layers"] == 4
             grid_h, grid_w = record["image_grids"][0]
             assert grid_h * grid_w * 32 * 32 >= 65536  # the released minimum pixel budget applies
-            assert (log / record["maps_file"]).is_file()
-            assert sum(record["image_mass"]) > 0 and len(record["image_mass"]) == 4
+            # the maps hold the head-mean last row on the image's tokens: per layer they sum to the image mass, and
+            # image and text mass sum to 1 (the row is a distribution)
+            with np.load(log / record["maps_file"]) as maps:
+                after = maps["after_0"].astype(np.float64)
+            assert after.shape == (4, grid_h, grid_w) and len(record["image_mass"]) == 4
+            np.testing.assert_allclose(after.sum(axis=(1, 2)), record["image_mass"], rtol=5e-3, atol=1e-4)
+            np.testing.assert_allclose(np.add(record["image_mass"], record["text_mass"]), 1.0, atol=1e-5)
 
 
 def test_vea_profiled_its_layers_on_the_train_boxes(evaluated):
