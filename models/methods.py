@@ -1,5 +1,5 @@
 """Every method declared once; the models, the sweep, the viewer, the benchmarks, the demo and the reproduction read
-this registry, and the docs' argument tables are checked against it (``tests/test_docs.py``).
+this registry, and the docs' argument tables are checked against it (``tests/e2e/test_docs.py``).
 
 A method's declaration holds: its parameter object (``interventions``: the numbers that shape an answer, with their
 defaults, their validation and the neutral setting that changes nothing), what each argument means, its other model
@@ -217,7 +217,7 @@ def shown_default(argument: Argument) -> str:
 
 
 def argument_table(rows: list[Argument]) -> str:
-    """A docs table of model arguments (what ``tests/test_docs.py`` compares the README's tables with)."""
+    """A docs table of model arguments (what ``tests/e2e/test_docs.py`` compares the README's tables with)."""
     lines = ["| argument | default | meaning |", "|---|---|---|"]
     lines += [f"| `{row.name}` | {shown_default(row)} | {row.meaning} |" for row in rows]
     return "\n".join(lines)

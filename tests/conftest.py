@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 # Read once, at import, by huggingface_hub and datasets: set before any test module imports them, so that the
-# command lines the tests run in this process (tests.inprocess) see the environment a subprocess would.
+# command lines the tests run in this process (tests.support.inprocess) see the environment a subprocess would.
 os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 if "HF_DATASETS_CACHE" not in os.environ:
     _DATASETS_CACHE = tempfile.mkdtemp(prefix="vsr-tests-datasets-")
@@ -23,15 +23,9 @@ if "HF_DATASETS_CACHE" not in os.environ:
 
 import pytest
 
-from families import FAMILIES
-from tests.helpers import (
-    build_trained_checkpoint,
-    build_vsr_data_dir,
-    built_once,
-    missing_shared_vsr_message,
-    require,
-    shared_vsr_dir,
-)
+from tests.support.data import build_vsr_data_dir
+from tests.support.environment import built_once, missing_shared_vsr_message, require, shared_vsr_dir
+from tests.support.training import build_trained_checkpoint
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,9 +46,6 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def vsr_data_dir(tmp_path_factory) -> Path:
     """Real VSR splits; images exist for the first 16 rows of dev/test and 64 of train."""
     return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data", shared_vsr_dir())
-
-
-FAMILY_TYPES = tuple(FAMILIES)  # every supported family (each has a tiny checkpoint builder: testbed.tiny)
 
 
 @pytest.fixture(scope="session")

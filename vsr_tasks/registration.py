@@ -6,7 +6,7 @@ after the index is built. Its model registry, however, loads our
 ``lmms_eval.models`` entry point before any ``TaskManager`` exists (the CLI
 imports ``lmms_eval.models`` through the evaluator). That hook calls
 :func:`register_task_folder`, which adds our folder to every TaskManager's
-search path. ``tests/test_tasks.py`` (``test_lmms_eval_still_has_the_method_registration_wraps``) fails
+search path. ``tests/unit/vsr_tasks/test_tasks.py`` (``test_lmms_eval_still_has_the_method_registration_wraps``) fails
 loudly if lmms-eval changes the method this relies on.
 """
 

@@ -1,0 +1,91 @@
+"""AdaptVis on the fused attention equals an eager reference of METHODS.md, per sequence, prefill only; on every
+model family (Qwen3-VL, Qwen2.5-VL, LLaVA-1.5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interventions.adaptvis import AdaptVis, first_token_confidence
+from models.batch import GenerationSettings
+from models.registered import VLMAdaptVis as AdaptVisModel
+from tests.support.environment import FAMILY_TYPES
+from tests.support.reference import adaptvis_row_fn, image_positions, load_reference_model, prepare, reference_logits
+
+
+@pytest.fixture(scope="module", params=FAMILY_TYPES)
+def checkpoint(request, family_checkpoint):
+    return family_checkpoint(request.param)
+
+
+@pytest.fixture(scope="module")
+def adaptvis(checkpoint):
+    return AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint):
+    return load_reference_model(checkpoint)
+
+
+def _steered_logits(wrapper, batch, alphas, layers) -> torch.Tensor:
+    with wrapper.engine.steering(batch, AdaptVis(torch.tensor(alphas), layers)):
+        return wrapper.engine.prefill_logits(batch)
+
+
+@pytest.mark.parametrize(
+    "alphas, layers",
+    [([0.2, 1.2], [0, 1, 2, 3]), ([1.5, 0.4], [1, 3]), ([0.0, 2.0], [0]), ([1.0, 0.5], [2, 3])],
+)
+def test_scaled_row_equals_eager_reference(adaptvis, reference, alphas, layers):
+    model, eager = reference
+    batch = prepare(adaptvis)
+    assert batch.inputs["attention_mask"][0].all() != batch.inputs["attention_mask"][1].all()  # one is padded
+    eager.row_fn = adaptvis_row_fn(alphas, set(layers), image_positions(batch))
+    expected = reference_logits(model, batch)
+    eager.row_fn = None
+    got = _steered_logits(adaptvis, batch, alphas, layers)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    # the intervention did change the answer, by well over the tolerance (10x; a random tiny model is not sensitive)
+    assert (got - reference_logits(model, batch)).abs().max() > 1e-4
+
+
+def test_each_sequence_picks_its_branch_from_its_confidence(checkpoint, reference):
+    model, eager = reference
+    probe = AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2)
+    batch = prepare(probe)
+    confidence = first_token_confidence(reference_logits(model, batch))
+    assert not torch.isclose(confidence[0], confidence[1])
+    between = float(confidence.mean())
+    low = int(torch.argmin(confidence))
+    cases = {0.0: ["sharpen", "sharpen"], 1.01: ["smoothen", "smoothen"], between: ["sharpen", "sharpen"]}
+    cases[between][low] = "smoothen"
+    for threshold, branches in cases.items():
+        wrapper = AdaptVisModel(
+            pretrained=str(checkpoint),
+            device="cpu",
+            batch_size=2,
+            confidence_threshold=threshold,
+            sharpen_weight=1.7,
+            smoothen_weight=0.3,
+        )
+        response = wrapper.engine.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
+        weights = {"sharpen": 1.7, "smoothen": 0.3}
+        assert [extra["decision"]["alpha"] for extra in response.extras] == [weights[name] for name in branches]
+        got_confidence = [extra["decision"]["confidence"] for extra in response.extras]
+        torch.testing.assert_close(torch.tensor(got_confidence), confidence, atol=1e-6, rtol=0)
+        eager.row_fn = adaptvis_row_fn([weights[name] for name in branches], set(range(4)), image_positions(batch))
+        expected = torch.softmax(reference_logits(model, batch), dim=-1)
+        eager.row_fn = None
+        torch.testing.assert_close(response.first_token_probs, expected, atol=1e-6, rtol=0)
+
+
+def test_layers_argument_is_parsed_and_refused_by_name(checkpoint):
+    wrapper = AdaptVisModel(pretrained=str(checkpoint), device="cpu", layers="[0-1,3]")
+    assert wrapper.method.layers == [0, 1, 3]
+    with pytest.raises(ValueError, match="layers"):
+        AdaptVisModel(pretrained=str(checkpoint), device="cpu", layers="[0-x]")
+    with pytest.raises(ValueError, match="layers.*out of range"):
+        AdaptVisModel(pretrained=str(checkpoint), device="cpu", layers="[2,9]")
+    with pytest.raises(ValueError, match="sharpen_weight"):
+        AdaptVisModel(pretrained=str(checkpoint), device="cpu", sharpen_weight="big")

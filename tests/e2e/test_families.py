@@ -1,0 +1,119 @@
+"""Every family end to end: the four family-detecting models through lmms-eval's CLI code on VSR rows with the
+attention log, then ``analysis report`` with its layer plots and heatmaps, and a live re-run in the viewer.
+
+Qwen3-VL runs the same path under the study's names in ``test_analysis_e2e`` and ``test_user_path``; here the
+other families, whose heatmaps sit on the part of the image their grid covers (LLaVA-1.5: the centre crop).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from analysis.live import LiveModel
+from models.attention_log import read_records
+from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_module
+from tests.support.scoring import vsr_accuracy_from_samples
+
+pytestmark = pytest.mark.slow
+TASK = "vsr_random_dev"
+LIMIT = 4
+MODELS = ("vlm_baseline", "vlm_adaptvis", "vlm_clvs", "vlm_vea")
+LOGGED = ("vlm_baseline", "vlm_adaptvis", "vlm_vea")
+
+
+@pytest.fixture(scope="module", params=("qwen2_5_vl", "llava"))
+def evaluated(request, family_checkpoint, tmp_path_factory, vsr_data_dir):
+    family = request.param
+    checkpoint = family_checkpoint(family)
+    root = tmp_path_factory.mktemp(f"e2e_{family}")
+    runs = {}
+    for model in MODELS:
+        output, log = root / f"out_{model}", root / f"attn_{model}"
+        args = f"pretrained={checkpoint},batch_size=2" + (f",attention_log={log}" if model in LOGGED else "")
+        args += ",layers=[1,3]" if model == "vlm_vea" else ""
+        completed = run_lmms_eval(
+            ["--model", model, "--model_args", args, "--tasks", TASK, "--limit", str(LIMIT), "--log_samples"]
+            + ["--output_path", str(output)],
+            lmms_eval_env(vsr_data_dir),
+        )
+        assert list(output.rglob("*_results.json")), f"{family} {model}: no results\n{completed.stdout[-3000:]}"
+        runs[model] = (output, log, find_results(output))
+    report = root / "report"
+    completed = run_module(
+        "analysis",
+        ["report", *(str(runs[m][0]) for m in MODELS), "--out", str(report), "--baseline", "vlm_baseline"],
+        lmms_eval_env(vsr_data_dir),
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return {"family": family, "checkpoint": checkpoint, "runs": runs, "report": report, "data": vsr_data_dir}
+
+
+def test_the_four_models_answer_and_log_every_document(evaluated):
+    family = evaluated["family"]
+    for model, (_, log, (results, samples)) in evaluated["runs"].items():
+        assert results["config"]["model"] == model
+        assert results["results"][TASK]["accuracy,none"] == vsr_accuracy_from_samples(samples[TASK])
+        assert len(samples[TASK]) == LIMIT
+        if model not in LOGGED:
+            continue
+        records = read_records(log)
+        assert sorted(record["doc_id"] for record in records) == list(range(LIMIT))
+        for record in records:
+            image = json.loads(
+                (evaluated["data"] / "splits" / "random" / "dev.jsonl").read_text().splitlines()[record["doc_id"]]
+            )["image"]
+            with Image.open(evaluated["data"] / "images" / image) as opened:
+                width, height = opened.size
+            side = min(width, height)
+            expected = (
+                [(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2]
+                if family == "llava"
+                else [0, 0, width, height]
+            )
+            assert record["image_regions"] == [pytest.approx(expected, abs=0.01)]
+            [(grid_h, grid_w)] = record["image_grids"]
+            if family == "llava":  # the 112 px crop of the tiny model, 14 px patches
+                assert (grid_h, grid_w) == (8, 8)
+            with np.load(log / record["maps_file"]) as maps:
+                assert maps["after_0"].shape == (4, grid_h, grid_w)
+                if model == "vlm_vea":
+                    token = 14 if family == "llava" else 28
+                    assert maps["highlighted_0"].shape == (grid_h * token, grid_w * token, 3)
+
+
+def test_the_report_compares_the_runs_and_draws_every_figure(evaluated):
+    report = evaluated["report"]
+    summary = json.loads((report / "summary.json").read_text())
+    accuracy = summary["tasks"][TASK]["metrics"]["accuracy,none"]
+    assert set(accuracy["runs"]) == set(MODELS)
+    for model, (_, _, (json_results, _)) in evaluated["runs"].items():
+        assert accuracy["runs"][model]["value"] == json_results["results"][TASK]["accuracy,none"]
+    comparisons = accuracy["comparisons"]
+    assert set(comparisons) == {"vlm_adaptvis", "vlm_clvs", "vlm_vea"}
+    assert all(c["baseline"] == "vlm_baseline" and c["n"] == LIMIT for c in comparisons.values())
+    names = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (report / "report.md").read_text())
+    assert sum(name.startswith("layers_") for name in names) == len(LOGGED)  # one plot per logged run
+    assert sum(name.startswith("heatmap_") for name in names) == LIMIT
+    assert not any(task_line.startswith("heatmap") for task_line in summary["skipped"]), summary["skipped"]
+
+
+def test_a_live_re_run_answers_through_the_family_detecting_models(evaluated, tmp_path):
+    live = LiveModel(evaluated["checkpoint"], tmp_path / "cache", device="cpu")
+    assert set(live.models) == {"vlm_adaptvis", "vlm_clvs", "vlm_vea"}
+    row = json.loads((evaluated["data"] / "splits" / "random" / "dev.jsonl").read_text().splitlines()[0])
+    from vsr_tasks.prompt import build_prompt
+
+    image = evaluated["data"] / "images" / row["image"]
+    result = live.run(
+        "vlm_adaptvis", {"sharpen_weight": 1.5}, TASK, 0, build_prompt(row["caption"]), [image], max_new_tokens=8
+    )
+    assert set(result.decision) == {"confidence", "alpha"} and result.heatmap is not None
+    again = live.run(
+        "vlm_adaptvis", {"sharpen_weight": 1.5}, TASK, 0, build_prompt(row["caption"]), [image], max_new_tokens=8
+    )
+    assert again.cached and again.answer == result.answer and live.calls == 1

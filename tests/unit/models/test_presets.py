@@ -1,0 +1,121 @@
+"""``preset=NAME``: the study's per-split settings from models/presets.json, explicit arguments winning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from loguru import logger
+
+from models.batch import GenerationSettings
+from models.presets import PRESETS_FILE, presets, resolve
+from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from tests.support.reference import prepare
+
+
+def test_the_data_file_holds_the_studys_settings():
+    data = json.loads(PRESETS_FILE.read_text())
+    assert sorted(data) == ["adaptvis_paper", "clvs_paper", "seed_random", "seed_zeroshot", "vea_paper"]
+    random, zeroshot = data["seed_random"], data["seed_zeroshot"]
+    assert random["adaptvis"] == {"confidence_threshold": 0.8, "sharpen_weight": 1.2, "smoothen_weight": 0.2}
+    assert zeroshot["adaptvis"]["smoothen_weight"] == 0.1
+    assert random["vea"] == {"smooth_strength": 0.5, "highlight_strength": 0.5, "layers": [17, 20, 24]}
+    assert zeroshot["vea"] == {"smooth_strength": 0.8, "highlight_strength": 0.2, "layers": [17, 20, 10]}
+    for preset in (random, zeroshot):
+        assert preset["clvs"] == {"smoothing": 0.7, "window_memory_size": 0.8, "uncertainty_threshold": 0.5}
+
+
+def test_precedence_explicit_then_preset_then_default():
+    defaults = {"smooth_strength": 0.5, "highlight_strength": 0.5, "denoise_lambda": 10.0}
+    given = {"smooth_strength": None, "highlight_strength": 0.9, "denoise_lambda": None, "layers": None}
+    values, from_preset = resolve("vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
+    assert values == {"smooth_strength": 0.8, "highlight_strength": 0.9, "denoise_lambda": 10.0, "layers": [17, 20, 10]}
+    assert from_preset == {"smooth_strength": 0.8, "layers": [17, 20, 10]}
+    given = {**given, "layers_file": "mine.json"}  # an explicit layer source replaces the preset's layers
+    values, from_preset = resolve("vea", "seed_zeroshot", given, defaults, exclusive=("layers", "layers_file"))
+    assert "layers" not in values and values["layers_file"] == "mine.json"
+    assert resolve("clvs", None, {"smoothing": None}, {"smoothing": 0.7}) == ({"smoothing": 0.7}, {})
+
+
+def test_models_expand_a_preset_and_explicit_arguments_win(tiny_checkpoint, tmp_path):
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(str(message)), level="INFO")
+    try:
+        adaptvis = Qwen3VLAdaptVis(
+            pretrained=str(tiny_checkpoint), device="cpu", preset="seed_zeroshot", attention_log=str(tmp_path / "a")
+        )
+        clvs = Qwen3VLCLVS(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random", smoothing=0.9)
+        vea = Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_zeroshot", layers="[1,3]")
+    finally:
+        logger.remove(sink)
+    assert (adaptvis.method.params.confidence_threshold, adaptvis.method.params.sharpen_weight) == (0.8, 1.2)
+    assert adaptvis.method.params.smoothen_weight == 0.1
+    assert (
+        clvs.method.params.smoothing,
+        clvs.method.params.window_memory_size,
+        clvs.method.params.uncertainty_threshold,
+    ) == (0.9, 0.8, 0.5)
+    assert (vea.method.params.smooth_strength, vea.method.params.highlight_strength, vea.method.layers) == (
+        0.8,
+        0.2,
+        [1, 3],
+    )
+    announced = [m for m in messages if "preset" in m]
+    assert any("qwen3vl_adaptvis: preset seed_zeroshot set confidence_threshold, sharpen_weight, smoothen_weight" in m
+               and "smoothen_weight=0.1" in m for m in announced)  # fmt: skip
+    assert any("qwen3vl_clvs: preset seed_random set uncertainty_threshold, window_memory_size" in m for m in announced)
+    response = adaptvis.engine.respond(prepare(adaptvis), GenerationSettings(max_new_tokens=1))
+    batch = prepare(adaptvis)
+    adaptvis.engine.finish(batch, response, response.texts)
+    record = json.loads((tmp_path / "a" / "records.rank0.jsonl").read_text().splitlines()[0])
+    assert record["model_args"]["preset"] == "seed_zeroshot" and record["model_args"]["smoothen_weight"] == 0.1
+
+
+def test_the_study_layers_apply_when_no_layer_source_is_given(tiny_checkpoint):
+    with pytest.raises(ValueError, match=r"layers: layer\(s\) \[17, 20, 24\] out of range for a model with 4 layers"):
+        Qwen3VLVEA(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random")
+
+
+@pytest.mark.parametrize("klass", [Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA])
+def test_an_unknown_preset_is_refused_with_the_known_ones(tiny_checkpoint, klass):
+    with pytest.raises(
+        ValueError,
+        match="unknown preset 'seed_random_typo'; known presets: adaptvis_paper, clvs_paper, seed_random, seed_zeroshot, vea_paper",
+    ):
+        klass(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random_typo", layers="[1]")
+    assert set(presets()) == {"seed_random", "seed_zeroshot", "adaptvis_paper", "clvs_paper", "vea_paper"}
+
+
+def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
+    from models.presets import preset_arguments, preset_source
+
+    # AdaptVis run.sh:4: --weight1 0.5 (uncertain: smoothen) --weight2 1.5 --threshold 0.4
+    assert preset_arguments("adaptvis_paper", "adaptvis", "llava", 32) == {
+        "confidence_threshold": 0.4, "smoothen_weight": 0.5, "sharpen_weight": 1.5}  # fmt: skip
+    assert "run.sh:4" in preset_source("adaptvis_paper", "adaptvis")
+    # CLVS scripts/all.sh: beta 0.8, gamma 0.8, delta 0.5; the logit lens without the final norm
+    assert preset_arguments("clvs_paper", "clvs", "qwen2_5_vl", 28) == {
+        "smoothing": 0.8, "window_memory_size": 0.8, "uncertainty_threshold": 0.5, "position_unbiased": True,
+        "logit_lens_norm": False}  # fmt: skip
+    assert "scripts/all.sh" in preset_source("clvs_paper", "clvs")
+    # VEA: one set of numbers, the pre-profiled layers by family and depth
+    vea = {"denoise_lambda": 10, "smooth_strength": 0.5, "highlight_strength": 0.5, "layer_top_fraction": 0.1}
+    assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 28) == {**vea, "layers": [18, 22, 24]}
+    assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 64)["layers"] == [49, 50, 51, 52, 53, 55, 56]
+    assert preset_arguments("vea_paper", "vea", "llava", 32)["layers"] == [14, 15, 17, 19]
+    assert "vea/config.py" in preset_source("vea_paper", "vea")
+    with pytest.raises(ValueError, match="has vea settings for 28-layer, 64-layer qwen2_5_vl checkpoints, not for one"):
+        preset_arguments("vea_paper", "vea", "qwen2_5_vl", 4)
+    with pytest.raises(ValueError, match="for llava, qwen2_5_vl checkpoints only, not for model_type 'qwen3_vl'"):
+        preset_arguments("vea_paper", "vea", "qwen3_vl", 28)
+
+
+def test_a_paper_preset_on_a_checkpoint_of_another_depth_takes_explicit_layers(family_checkpoint):
+    from models.registered import VLMVEA as VEAModel
+
+    checkpoint = str(family_checkpoint("qwen2_5_vl"))  # 4 layers: the preset has layers for 28 and 64
+    with pytest.raises(ValueError, match="not for one with 4 decoder layers: pass the setting it lacks explicitly"):
+        VEAModel(pretrained=checkpoint, device="cpu", preset="vea_paper")
+    model = VEAModel(pretrained=checkpoint, device="cpu", preset="vea_paper", layers="[2,3]")
+    assert model.method.values["denoise_lambda"] == 10 and model.method.values["layer_top_fraction"] == 0.1
+    assert list(model.method.layers) == [2, 3]
