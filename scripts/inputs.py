@@ -1,10 +1,12 @@
-"""Checks of a study's inputs, shared by the seed study (``reproduce.py``) and the papers' studies
-(``paper_studies.py``): each problem is one line naming what to fix, found before anything runs."""
+"""Every check of a study's inputs (``scripts/study.py``): each problem is one line naming what to fix, found before
+anything runs, so a run that would fail after an hour of GPU time does not start."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+COCO_FILES = ("instances_train2017.json", "instances_val2017.json")
 
 
 def env_path(variable: str) -> Path | None:
@@ -12,8 +14,72 @@ def env_path(variable: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def check_benchmarks(tasks: list[str], include_path: str | None, refuse_vsr: bool = True) -> list[str]:
-    """Every --benchmarks name must be a task or group lmms-eval knows (here, with --include_path)."""
+def check_data_variables(data: dict[str, str]) -> list[str]:
+    """Each environment variable a study names must point at a folder (``data``: variable -> what it holds)."""
+    problems = []
+    for variable, what in data.items():
+        value = os.environ.get(variable, "").strip()
+        if not value or not Path(value).expanduser().is_dir():
+            state = "is not set" if not value else f"={value} does not exist"
+            problems.append(f"{variable} {state}: export {variable}=/path/to/it ({what})")
+    return problems
+
+
+def check_vsr_data(folder: Path | None, dataset_types: list[str], splits: list[str], limit: int | None) -> list[str]:
+    """VSR's data folder: each dataset type's split files, and every evaluated row's image (train rows are read by
+    fine-tuning and profiling, which name a missing image themselves)."""
+    if folder is None or not folder.is_dir():
+        where = "is not set" if folder is None else f"={folder} does not exist"
+        return [
+            f"VSR_DATA_DIR {where}: clone cambridgeltl/visual-spatial-reasoning, follow its data/ README, then "
+            "export VSR_DATA_DIR=/path/to/visual-spatial-reasoning/data (or pass --vsr_data_dir)"
+        ]
+    from vsr_tasks import data as vsr
+
+    problems = []
+    try:
+        images = vsr.image_dir(folder)
+    except vsr.VSRDataError as error:
+        return [str(error)]
+    for dataset_type in dataset_types:
+        for split in splits:
+            path = vsr.split_path(folder, dataset_type, split)
+            if not path.is_file():
+                problems.append(f"{path} is missing: VSR_DATA_DIR must hold splits/{dataset_type}/{split}.jsonl")
+                continue
+            if split == "train":
+                continue
+            rows = vsr.read_rows(path)[:limit] if limit else vsr.read_rows(path)
+            missing = []
+            for row in rows:
+                try:
+                    vsr.image_path(row, images)
+                except vsr.VSRDataError:
+                    missing.append(row["image"])
+            if missing:
+                problems.append(
+                    f"{len(missing)} of the {len(rows)} {dataset_type}/{split} images are missing from {images} "
+                    f"(first: {missing[0]}): download them with VSR's data/ script or set VSR_IMAGE_DIR"
+                )
+    return problems
+
+
+def check_coco(folder: Path | None) -> list[str]:
+    """COCO's 2017 annotations, for VEA's layer profiling."""
+    missing = [name for name in COCO_FILES if not folder or not (folder / name).is_file()]
+    if not missing:
+        return []
+    return [
+        f"COCO_ANNOTATIONS_DIR {'is not set' if folder is None else f'={folder} lacks ' + ', '.join(missing)}: "
+        "download COCO 2017 annotations (cocodataset.org) and export COCO_ANNOTATIONS_DIR=/path/to/annotations, "
+        "or pass --vea_layers study to use the study's layers"
+    ]
+
+
+def check_benchmarks(
+    tasks: list[str], include_path: str | None, refuse_vsr: bool = True, flag: str = "--benchmarks"
+) -> list[str]:
+    """Every task name must be a task or group lmms-eval knows (here, with --include_path)."""
     if not tasks:
         return []
     from analysis.metrics import task_manager
@@ -21,9 +87,9 @@ def check_benchmarks(tasks: list[str], include_path: str | None, refuse_vsr: boo
     known = set(task_manager((include_path,) if include_path else ()).all_tasks)
     vsr = [t for t in tasks if t.startswith("vsr")] if refuse_vsr else []
     unknown = [t for t in tasks if t not in known]
-    problems = [f"--benchmarks {t}: VSR is evaluated anyway; name other tasks" for t in vsr]
+    problems = [f"{flag} {t}: VSR is evaluated anyway; name other tasks" for t in vsr]
     problems += [
-        f"--benchmarks {t}: not an lmms-eval task or group here (python -m lmms_eval --tasks list shows them"
+        f"{flag} {t}: not an lmms-eval task or group here (python -m lmms_eval --tasks list shows them"
         f"{'; is --include_path right?' if include_path else ', or pass --include_path FOLDER for your own'})"
         for t in unknown
         if t not in vsr
@@ -31,12 +97,14 @@ def check_benchmarks(tasks: list[str], include_path: str | None, refuse_vsr: boo
     return problems
 
 
-def check_hub(checkpoint: str, flag: str) -> list[str]:
-    """A local folder must be a checkpoint; a hub id must be cached or the hub reachable."""
+def check_hub(checkpoint: str, flag: str, assign: str = " ") -> list[str]:
+    """A local folder must be a checkpoint; a hub id must be cached or the hub reachable. ``flag`` and ``assign``
+    spell how a user passes a folder instead (``--random_checkpoint /path``, ``--checkpoint NAME=/path``)."""
+    folder = f"{flag}{assign}/path/to/folder"
     path = Path(checkpoint).expanduser()
     if path.exists() or checkpoint.startswith((".", "/", "~")):
         if not (path / "config.json").is_file():
-            return [f"{flag} {checkpoint}: no config.json there; pass a Qwen3-VL checkpoint folder"]
+            return [f"{flag}{assign}{checkpoint}: no config.json there; pass a checkpoint folder"]
         return []
     from huggingface_hub import model_info, try_to_load_from_cache
 
@@ -45,10 +113,10 @@ def check_hub(checkpoint: str, flag: str) -> list[str]:
         return []
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return [f"{checkpoint}: not in the local cache and HF_HUB_OFFLINE is set: unset it, or download it and "
-                f"pass {flag} /path/to/folder"]  # fmt: skip
+                f"pass {folder}"]  # fmt: skip
     try:
         model_info(checkpoint, timeout=15)
     except Exception as error:  # connection errors come in many types
         return [f"{checkpoint}: the hub cannot be reached ({type(error).__name__}): check the network, or download "
-                f"it elsewhere (huggingface-cli download {checkpoint}) and pass {flag} /path/to/folder"]  # fmt: skip
+                f"it elsewhere (huggingface-cli download {checkpoint}) and pass {folder}"]  # fmt: skip
     return []

@@ -149,6 +149,14 @@ def find_results(run_dir: Path) -> Path | None:
     return Path(found[-1]) if found else None
 
 
+def task_metric(results_file: Path, task: str, metric: str = "accuracy") -> float | None:
+    """A task's ``metric`` (its first filter's value) from a results JSON; None when the task has no such metric."""
+    metrics = json.loads(Path(results_file).read_text())["results"].get(task, {})
+    return next((float(value) for key, value in metrics.items() if key.split(",")[0] == metric), None)
+
+
 def task_accuracy(results_file: Path, task: str) -> float:
-    metrics = json.loads(Path(results_file).read_text())["results"][task]
-    return float(next(value for key, value in metrics.items() if key.split(",")[0] == "accuracy"))
+    accuracy = task_metric(results_file, task)
+    if accuracy is None:
+        raise KeyError(f"{results_file}: task {task} has no accuracy")
+    return accuracy

@@ -158,7 +158,8 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     summary = json.loads((out / "report" / "summary.json").read_text())
-    study = json.loads((REPO_ROOT / "scripts" / "study_results.json").read_text())["accuracy"]
+    seed = json.loads((REPO_ROOT / "scripts" / "studies" / "seed.json").read_text())["reference"]["results"]
+    study = {(entry["task"], entry["model"]): entry["value"] for entry in seed}
     for split in ("random", "zeroshot"):
         task = f"vsr_{split}_dev"
         reference = summary["tasks"][task]["reference"]
@@ -166,7 +167,7 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
         models = {entry["model"]: entry for entry in reference["runs"].values()}
         assert set(models) == {"qwen3vl", *INTERVENTIONS}
         for model, entry in models.items():
-            assert entry["reported"] == study[task][model]
+            assert entry["reported"] == study[(task, model)]
         comparisons = summary["tasks"][task]["metrics"]["accuracy,none"]["comparisons"]
         pretrained = {run["label"]: run["model_args"] for run in summary["runs"]}
         assert len(comparisons) == 3 and all(c["n"] == 3 for c in comparisons.values())

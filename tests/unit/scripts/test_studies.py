@@ -1,0 +1,55 @@
+"""Every study is a data file run by one runner: each file is complete, and every name in it resolves."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from models import model_classes
+from models.presets import presets
+from tests.support.environment import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from study import ARM, Study, study_names  # noqa: E402  (scripts/ is not a package)
+
+REQUIRED = ("study", "paper", "headline", "checkpoints", "baseline", "methods", "tasks", "model_args", "data",
+            "notes", "reference")  # fmt: skip
+
+
+def test_the_studies_are_the_files_with_the_seed_study_first():
+    files = sorted(path.stem for path in (REPO_ROOT / "scripts" / "studies").glob("*.json"))
+    assert study_names() == ("seed", *[name for name in files if name != "seed"])
+    assert set(study_names()) == {"seed", "adaptvis", "clvs", "vea"}
+
+
+@pytest.mark.parametrize("name", study_names())
+def test_every_name_in_a_study_file_resolves(name):
+    study = Study.load(name)
+    spec = study.spec
+    assert all(key in spec for key in REQUIRED) and spec["study"] == name
+    models = study.models()
+    assert set(models) <= set(model_classes())  # registered --model names
+    for arm in spec["checkpoints"]:
+        for model in spec["methods"]:
+            preset = study.preset(model, arm)
+            assert ARM not in preset and model.split("_", 1)[1] in presets()[preset]
+        assert all(ARM not in task for task in study.tasks(arm, test=True))
+    for entry in spec["reference"]["results"]:
+        assert entry["checkpoint"] in spec["checkpoints"] and entry["model"] in models and entry["source"]
+        assert entry["task"] in {task for arm in spec["checkpoints"] for task in study.tasks(arm, test=True)} | {
+            task for task in spec["tasks"]
+        } or entry["task"].startswith("whatsup_")  # WhatsUp's subsets belong to its group task
+
+
+def test_the_seed_study_resolves_each_split_to_its_own_preset_tasks_and_published_numbers():
+    study = Study.load("seed")
+    assert study.preset("qwen3vl_adaptvis", "random") == "seed_random"
+    assert study.preset("qwen3vl", "zeroshot") is None  # the baseline takes no preset
+    assert study.tasks("zeroshot") == ["vsr_zeroshot_dev"]
+    assert study.tasks("zeroshot", test=True) == ["vsr_zeroshot_dev", "vsr_zeroshot_test"]
+    reference = study.reference({"random": "/ckpt/random"})
+    assert reference["name"] == "reported by the study" and len(reference["results"]) == 4  # the random split's
+    assert {entry["pretrained"] for entry in reference["results"]} == {"/ckpt/random"}
+    assert json.loads(json.dumps(reference)) == reference
