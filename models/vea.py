@@ -4,7 +4,7 @@ Per batch: one fused prefill records the last row's head-mean image attention at
 (``interventions.recording``, no eager attention); each image's layer-mean evidence grid is
 denoised, upsampled, blurred and normalised into a pixel map, and the processed ``pixel_values``
 are highlighted in place (``interventions.vea``); generation then runs on the highlighted images.
-Prompts without images pass through as in ``qwen3vl``.
+Prompts without images pass through as in the baseline.
 
 Where the layers come from (exactly one):
 

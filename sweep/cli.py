@@ -35,7 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="qwen3vl_adaptvis, qwen3vl_clvs or qwen3vl_vea")
+    from models.methods import METHODS
+    from models.names import is_baseline, model_names
+
+    swept = [name for name in model_names(METHODS) if not is_baseline(name)]
+    parser.add_argument("--model", required=True, help=f"a method's model: {', '.join(swept)}")
     parser.add_argument("--model_args", default="", help="fixed model arguments, as for lmms-eval (pretrained=...)")
     parser.add_argument("--task", required=True, help="one lmms-eval generate_until task (vsr_random_heldout, ...)")
     parser.add_argument(

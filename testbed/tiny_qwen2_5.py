@@ -12,7 +12,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-from testbed.vocabulary import CHAT_TEMPLATE, TINY_TEXT, VOCAB_SIZE, build_tokenizer
+from testbed.vocabulary import CHAT_TEMPLATE, TINY_TEXT, VOCAB_SIZE, build_tokenizer, vision_token_ids
 
 TOKEN_PIXELS = 28  # patch 14 x merge 2
 CLIP_NORMALISATION = {
@@ -48,13 +48,7 @@ def build_qwen2_5_vl(
         "out_hidden_size": 64,
     }
     config = Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
-        tie_word_embeddings=False,
+        text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, **vision_token_ids(tokenizer)
     )
     size = {"shortest_edge": TOKEN_PIXELS**2, "longest_edge": TOKEN_PIXELS**2 * 64}
     geometry = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2, "size": size, **CLIP_NORMALISATION}

@@ -41,6 +41,19 @@ CHAT_TEMPLATE = (
 
 
 TOKENIZERS = ("bytes", "words", "qwen")
+
+
+def vision_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
+    """The Qwen configs' ids of the image, video and vision-bracket tokens, from the tokenizer."""
+    token_id = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": token_id("<|image_pad|>"),
+        "video_token_id": token_id("<|video_pad|>"),
+        "vision_start_token_id": token_id("<|vision_start|>"),
+        "vision_end_token_id": token_id("<|vision_end|>"),
+    }
+
+
 # every family's tiny language model: text hidden 64, 4 heads / 2 key-value heads, head_dim 16
 TINY_TEXT = {
     "hidden_size": 64,
