@@ -1,6 +1,7 @@
 """AdaptVis (Chen et al., ICML 2025): confidence-gated scaling of the last row's image logits.
 
-Pass 1 gives the confidence ``c`` (top-1 probability of the first token); pass 2 multiplies
+Pass 1 gives the confidence ``c`` (by default the top-1 probability of the first token; ``confidence_rule`` selects
+the authors' code's definitions instead); pass 2 multiplies
 the last row's pre-softmax logits on image keys by ``alpha`` (``smoothen_weight`` if
 ``c < confidence_threshold`` else ``sharpen_weight``, per sequence) in the selected
 layers, before the additive mask, then softmax as usual. See docs/METHODS.md.
@@ -26,6 +27,7 @@ class AdaptVisParams:
     confidence_threshold: float = 0.8
     sharpen_weight: float = 1.2
     smoothen_weight: float = 0.2
+    confidence_rule: str = "probability"
 
     def __post_init__(self) -> None:
         for name in ("confidence_threshold", "sharpen_weight", "smoothen_weight"):
@@ -34,6 +36,14 @@ class AdaptVisParams:
                 raise ValueError(f"{name} must be a number, got {value!r}")
         if self.sharpen_weight < 0 or self.smoothen_weight < 0:
             raise ValueError("sharpen_weight and smoothen_weight must be >= 0")
+        if self.confidence_rule not in CONFIDENCE_RULES:
+            raise ValueError(
+                f"confidence_rule must be one of {', '.join(CONFIDENCE_RULES)}, got {self.confidence_rule!r}"
+            )
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        """Each sequence's confidence under :attr:`confidence_rule`, from the first token's logits ``[B, V]``."""
+        return CONFIDENCE_RULES[self.confidence_rule](logits)
 
     @property
     def neutral(self) -> bool:
@@ -51,6 +61,23 @@ class AdaptVisParams:
 def first_token_confidence(logits: torch.Tensor) -> torch.Tensor:
     """Top-1 softmax probability of next-token logits ``[B, V]`` (a probability, not the raw max logit)."""
     return torch.softmax(logits.float(), dim=-1).max(dim=-1).values
+
+
+def rounded(values: torch.Tensor, decimals: int = 2) -> torch.Tensor:
+    """``numpy.round(values, decimals)`` in float64: scaled, rounded half to even, scaled back."""
+    scale = 10.0**decimals
+    return torch.round(values.double() * scale) / scale
+
+
+# How the confidence is read from the first token's logits. ``probability``: the project's (the paper's text, a
+# probability). The authors' code (shiqichen17/AdaptVis 3b41399, model_zoo/llava15.py) rounds to two decimals
+# (np.round(..., 2)) and on WhatsUp takes the top-1 softmax probability (line 386) but on VSR the top-1 raw logit
+# (output['scores'][0][0], line 522).
+CONFIDENCE_RULES = {
+    "probability": first_token_confidence,
+    "probability_rounded": lambda logits: rounded(first_token_confidence(logits)),
+    "max_logit_rounded": lambda logits: rounded(logits.float().max(dim=-1).values),
+}
 
 
 class AdaptVis:

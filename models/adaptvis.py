@@ -4,7 +4,7 @@ Two passes per batch over one shared prefix: the prompt's first N - 1 positions 
 once (``interventions.prefix``); a plain forward of the last position gives each sequence's confidence (top-1
 probability of the first token, the token greedy generation would emit first); the cache is cropped back and
 generation continues from a steered forward of the last position, the image logits of its row scaled by that
-sequence's ``alpha`` in the selected layers (``interventions.adaptvis``). Decode steps are untouched. Settings that
+sequence's ``alpha`` in the selected layers (``interventions.adaptvis``; the confidence as ``confidence_rule`` reads it). Decode steps are untouched. Settings that
 give every sequence the same ``alpha`` (whatever their threshold) share one generation. Cost: about one prefill, not
 two. Where the cache cannot be shared, :meth:`AdaptVisRunner.whole_prompt` runs the two whole-prompt passes instead.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from interventions.adaptvis import AdaptVis, AdaptVisParams, first_token_confidence
+from interventions.adaptvis import AdaptVis, AdaptVisParams
 from interventions.layers import parse_layers
 from interventions.prefix import next_token_logits
 from models.batch import GenerationSettings, PreparedBatch, Response
@@ -42,8 +42,14 @@ class AdaptVisRunner(LastRowRunner):
 
     def plan(self, engine: Any, batch: PreparedBatch, prefix: Any, points: list[AdaptVisParams]) -> Plan:
         """One confidence pass for every setting; settings with the same weights per sequence share a generation."""
-        confidence = first_token_confidence(next_token_logits(engine.model, prefix))
-        return Plan(keys=[tuple(point.alphas(confidence)) for point in points], context=confidence)
+        logits = next_token_logits(engine.model, prefix)
+        keys, confidences = [], {}
+        for point in points:
+            confidence = point.confidence(logits)
+            key = tuple(point.alphas(confidence))
+            keys.append(key)
+            confidences.setdefault(key, confidence)
+        return Plan(keys=keys, context=confidences)
 
     def editor(self, engine: Any, batch: PreparedBatch, prefix: Any, keys: list, plan: Plan) -> AdaptVis:
         return AdaptVis([alpha for alphas in keys for alpha in alphas], self.layers)
@@ -52,7 +58,7 @@ class AdaptVisRunner(LastRowRunner):
         response.extras = [
             {"decision": {"confidence": float(confidence), "alpha": float(alpha)}}
             for alphas in keys
-            for confidence, alpha in zip(plan.context, alphas)
+            for confidence, alpha in zip(plan.context[alphas], alphas)
         ]
 
     def whole_prompt(
@@ -60,20 +66,20 @@ class AdaptVisRunner(LastRowRunner):
     ) -> Response:
         """The same answers from two whole-prompt passes (images encoded once)."""
         batch = encode_images_once(engine, batch)
-        confidence = first_token_confidence(engine.prefill_logits(batch))
-        alphas = point.alphas(confidence)
-        with engine.steering(batch, AdaptVis(alphas, self.layers)):
+        confidence = point.confidence(engine.prefill_logits(batch))
+        alphas = tuple(point.alphas(confidence))
+        with engine.steering(batch, AdaptVis(list(alphas), self.layers)):
             response = engine.generate(batch, settings)
-        self.annotate(response, batch, [alphas], None, Plan([], confidence))
+        self.annotate(response, batch, [alphas], None, Plan([], {alphas: confidence}))
         return response
 
     def neutral(self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
         """Weights 1: exactly the baseline's one whole-prompt pass, in any dtype; the confidence is its first token's."""
-        alphas = [1.0] * batch.size
-        with engine.steering(batch, AdaptVis(alphas, self.layers)):
+        alphas = tuple([1.0] * batch.size)
+        with engine.steering(batch, AdaptVis(list(alphas), self.layers)):
             response = engine.generate(batch, settings)
-        confidence = response.first_token_probs.max(dim=-1).values
-        self.annotate(response, batch, [alphas], None, Plan([], confidence))
+        confidence = point.confidence(response.first_token_logits)
+        self.annotate(response, batch, [alphas], None, Plan([], {alphas: confidence}))
         return response
 
 

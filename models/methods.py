@@ -97,6 +97,8 @@ ADAPTVIS = MethodSpec(
         "confidence_threshold": "confidence below it: `smoothen_weight`, else `sharpen_weight`",
         "sharpen_weight": "`alpha` for confident sequences",
         "smoothen_weight": "`alpha` for unsure sequences",
+        "confidence_rule": "`probability` (top-1 softmax); the authors' code: `probability_rounded` (2 decimals, "
+        "WhatsUp), `max_logit_rounded` (top-1 raw logit, VSR)",
     },
     extra=(Argument("layers", "all", LAYERS_FORMAT),),
     sweepable=("confidence_threshold", "sharpen_weight", "smoothen_weight"),

@@ -3,12 +3,14 @@ model family (Qwen3-VL, Qwen2.5-VL, LLaVA-1.5)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from interventions.adaptvis import AdaptVis, first_token_confidence
 from models.batch import GenerationSettings
 from models.registered import VLMAdaptVis as AdaptVisModel
+from models.registered import VLMBaseline as VLM
 from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import adaptvis_row_fn, image_positions, load_reference_model, prepare, reference_logits
 
@@ -89,3 +91,23 @@ def test_layers_argument_is_parsed_and_refused_by_name(checkpoint):
         AdaptVisModel(pretrained=str(checkpoint), device="cpu", layers="[2,9]")
     with pytest.raises(ValueError, match="sharpen_weight"):
         AdaptVisModel(pretrained=str(checkpoint), device="cpu", sharpen_weight="big")
+
+
+@pytest.mark.parametrize("rule", ["probability_rounded", "max_logit_rounded"])
+def test_the_authors_confidence_rules_gate_on_the_first_tokens_logits(checkpoint, rule):
+    """The decision logged per sequence is the rule applied to the baseline's first-token logits, with numpy's
+    rounding, and the weight follows it."""
+    baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
+    logits = baseline.engine.prefill_logits(prepare(baseline)).double().numpy()
+    if rule == "probability_rounded":
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        expected = np.round((shifted / shifted.sum(axis=-1, keepdims=True)).max(axis=-1), 2)
+    else:
+        expected = np.round(logits.max(axis=-1), 2)
+    threshold = float(expected.mean())  # between the two sequences' values, or on one of them
+    wrapper = AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2, confidence_rule=rule,
+                            confidence_threshold=threshold, smoothen_weight=0.5, sharpen_weight=1.5)  # fmt: skip
+    response = wrapper.engine.respond(prepare(wrapper), GenerationSettings(max_new_tokens=1))
+    decisions = [extra["decision"] for extra in response.extras]
+    np.testing.assert_allclose([d["confidence"] for d in decisions], expected, rtol=0, atol=1e-9)
+    assert [d["alpha"] for d in decisions] == [0.5 if c < threshold else 1.5 for c in expected]
