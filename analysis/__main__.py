@@ -101,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     view.add_argument("--share", action="store_true", help="also make a public Gradio share link (goes online)")
-    view.add_argument("--live", default=None, metavar="PATH", help="a Qwen3-VL checkpoint for live re-runs")
+    view.add_argument(
+        "--live", default=None, metavar="PATH", help="a checkpoint of a supported family for live re-runs"
+    )
     view.add_argument("--device", default=None, help="device of the live model (default: cuda if available)")
     view.add_argument("--cache_dir", type=Path, default=None, help="figures and live answers (default: ~/.cache/...)")
     view.add_argument("--baseline", default=DEFAULT_BASELINE, help="baseline run label or model (default: %(default)s)")

@@ -78,11 +78,12 @@ class LiveModel:
 
     def default_vea_layers(self) -> str:
         """The study's profiled layers scaled to this checkpoint's depth (``models.presets.scaled_vea_layers``)."""
+        from interventions.layers import format_layers
         from models.presets import scaled_vea_layers
 
         config = json.loads((self.checkpoint / "config.json").read_text())
         depth = int(config.get("text_config", config)["num_hidden_layers"])
-        return "[" + ",".join(str(layer) for layer in scaled_vea_layers(depth)) + "]"
+        return format_layers(scaled_vea_layers(depth))
 
     def key(self, method: str, settings: dict, task: str, doc_id: int) -> str:
         text = json.dumps([str(self.checkpoint), method, settings, task, int(doc_id)], sort_keys=True)

@@ -27,6 +27,7 @@ from analysis.render import Block, Bullets, Heading, Paragraph, Picture, TableBl
 from analysis.runs import Run, load_runs
 from analysis.stats import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, DEFAULT_SEED
 from analysis.visuals import write_thumbnail
+from models.arguments import is_unset
 from models.attention_log import AttentionLog, AttentionLogError, read_attention_log
 
 CHANGED_SHOWN = 10  # documents listed per direction of change
@@ -68,10 +69,10 @@ def _candidate_folders(value: str, run: Run) -> list[Path]:
 def attention_source(run: Run, overrides: dict[str, str]) -> AttentionSource:
     """The run's attention log: an override (by label, model or RUN argument), else model_args' attention_log."""
     override = next((overrides[k] for k in (run.label, run.source, run.model) if k in overrides), None)
-    if override is not None and override.lower() == "none":
+    if override is not None and is_unset(override):
         return AttentionSource(None, "switched off with --attention_log")
     value = override or run.args.get("attention_log")
-    if not value or value.lower() == "none":
+    if is_unset(value):
         return AttentionSource(None, "the run had no attention_log in its model_args")
     candidates = _candidate_folders(value, run)
     folder = next((c for c in candidates if c.is_dir()), candidates[0])

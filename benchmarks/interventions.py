@@ -50,6 +50,7 @@ from transformers import AutoConfig
 
 from benchmarks.shapes import SHAPES, build_checkpoint
 from families import FAMILIES, family_for
+from interventions.layers import format_layers
 from models import model_class
 from models.batch import GenerationSettings
 from models.names import model_name as registered_model_name
@@ -181,7 +182,7 @@ def share_weights(model: torch.nn.Module, source: torch.nn.Module) -> None:
 
 def vea_layers(depth: int) -> str:
     """VEA's evidence layers at the reference study's relative depths (``[17,20,24]`` of 28)."""
-    return "[" + ",".join(str(layer) for layer in scaled_vea_layers(depth)) + "]"
+    return format_layers(scaled_vea_layers(depth))
 
 
 class Contender:

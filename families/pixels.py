@@ -14,7 +14,20 @@ from dataclasses import dataclass
 
 import torch
 
-from interventions.vea import highlight_normalised
+from interventions.vea import highlight_gain, highlight_normalised
+
+
+def channel_offsets(mean: Sequence[float], std: Sequence[float]) -> list[float]:
+    """``mean / std`` per channel: what a gain adds back on normalised values (``highlight_normalised``)."""
+    return (torch.tensor(mean) / torch.tensor(std)).tolist()
+
+
+def unnormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``[C, H, W]`` normalised values back to [0, 1]."""
+    return (
+        image * torch.tensor(std, device=image.device)[:, None, None]
+        + torch.tensor(mean, device=image.device)[:, None, None]
+    )
 
 
 @dataclass(frozen=True)
@@ -65,9 +78,7 @@ class PatchLayout:
         p, t, c = self.patch_size, self.temporal_patch_size, len(self.image_mean)
         patches = rows.float().reshape(bh, bw, m, m, c, t, p, p)[..., 0, :, :]  # bh, bw, m, m, c, p, p
         image = patches.permute(4, 0, 2, 5, 1, 3, 6).reshape(c, bh * m * p, bw * m * p)
-        mean = torch.tensor(self.image_mean, device=rows.device)[:, None, None]
-        std = torch.tensor(self.image_std, device=rows.device)[:, None, None]
-        return image * std + mean
+        return unnormalise(image, self.image_mean, self.image_std)
 
     def highlight(
         self,
@@ -113,23 +124,20 @@ class PlanarLayout:
         del image_grid_thw  # every image is one plane of the batch
         if pixel_values.shape[0] != len(pixel_maps):
             raise ValueError(f"{pixel_values.shape[0]} images in the batch but {len(pixel_maps)} evidence maps")
-        offsets = (torch.tensor(self.image_mean) / torch.tensor(self.image_std)).tolist()
+        offsets = channel_offsets(self.image_mean, self.image_std)
         highlighted = torch.empty_like(pixel_values)
         for index, pixel_map in enumerate(pixel_maps):
             if tuple(pixel_map.shape) != tuple(pixel_values.shape[-2:]):
                 raise ValueError(
                     f"evidence map {tuple(pixel_map.shape)} does not match image {tuple(pixel_values.shape[-2:])}"
                 )
-            gain = pixel_map.to(pixel_values.device, pixel_values.dtype, copy=True)
-            gain.mul_(1.0 - highlight_strength).add_(highlight_strength)
+            gain = highlight_gain(pixel_map, highlight_strength, pixel_values)
             highlight_normalised(pixel_values[index], gain, offsets, highlighted[index], channel_dim=0)
         return highlighted
 
     def images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None) -> list[torch.Tensor]:
         del image_grid_thw
-        mean = torch.tensor(self.image_mean, device=pixel_values.device)[:, None, None]
-        std = torch.tensor(self.image_std, device=pixel_values.device)[:, None, None]
-        return [plane.float() * std + mean for plane in pixel_values]
+        return [unnormalise(plane.float(), self.image_mean, self.image_std) for plane in pixel_values]
 
 
 def highlight_pixel_values(
@@ -144,14 +152,14 @@ def highlight_pixel_values(
     if len(grids) != len(pixel_maps):
         raise ValueError(f"{len(grids)} images in the batch but {len(pixel_maps)} evidence maps")
     channels, temporal, patch = len(layout.image_mean), layout.temporal_patch_size, layout.patch_size
-    dtype, device = pixel_values.dtype, pixel_values.device
-    offsets = (torch.tensor(layout.image_mean) / torch.tensor(layout.image_std)).tolist()
+    offsets = channel_offsets(layout.image_mean, layout.image_std)
     highlighted = torch.empty_like(pixel_values)
     start = 0
     for grid, pixel_map in zip(grids, pixel_maps):
         count = int(grid[0] * grid[1] * grid[2])
-        gain = pixel_map.to(device, dtype, copy=True).mul_(1.0 - highlight_strength).add_(highlight_strength)
-        gain = layout.map_to_rows(gain, grid).view(count, 1, patch * patch)  # [patches, 1, p * p]
+        gain = layout.map_to_rows(highlight_gain(pixel_map, highlight_strength, pixel_values), grid).view(
+            count, 1, patch * patch
+        )  # [patches, 1, p * p]
         values = pixel_values[start : start + count].view(count, channels, temporal, patch * patch)
         out = highlighted[start : start + count].view(count, channels, temporal, patch * patch)
         highlight_normalised(values, gain, offsets, out, channel_dim=1)

@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+def format_layers(layers: Iterable[int]) -> str:
+    """Layer indices as a ``layers=`` model argument: ``[17,20,24]`` (what :func:`parse_layers` reads back)."""
+    return "[" + ",".join(str(int(layer)) for layer in layers) + "]"
+
+
 def parse_layers(value: str | int | Iterable[int] | None, num_layers: int, argument: str = "layers") -> list[int]:
     """Sorted, de-duplicated layer indices in ``[0, num_layers)``; ``all`` / None means every layer.
 

@@ -210,6 +210,11 @@ def evidence_grids(
     return [part.reshape(h, w) for part, (h, w) in zip(torch.split(mean, sizes), grids)]
 
 
+def highlight_gain(pixel_map: torch.Tensor, highlight_strength: float, like: torch.Tensor) -> torch.Tensor:
+    """Step 5's gain ``h + (1 - h) * map``, computed in ``like``'s dtype and on its device (a fresh tensor)."""
+    return pixel_map.to(like.device, like.dtype, copy=True).mul_(1.0 - highlight_strength).add_(highlight_strength)
+
+
 def highlight_normalised(
     values: torch.Tensor, gain: torch.Tensor, offsets: Sequence[float], out: torch.Tensor, channel_dim: int
 ) -> torch.Tensor:

@@ -3,9 +3,9 @@
 A :class:`MethodRunner` is built from the model arguments before any weight is loaded (an explicit argument wins over
 the preset, the preset over the registry's default; a bad value is refused by name), finishes what needs the loaded
 model in :meth:`MethodRunner.set_up`, and answers a batch under any number of settings (``points``). An evaluation is
-a grid of one point, so an evaluation and a sweep run the same code.
+one setting among many, so an evaluation and a sweep run the same code.
 
-:class:`LastRowRunner` is the grid for the methods that edit the prompt's last row (AdaptVis, CLVS): the shared
+:class:`LastRowRunner` answers many settings at once for the methods that edit the prompt's last row (AdaptVis, CLVS): the shared
 prefix is computed once, the settings run together with the batch repeated once per setting, and a method supplies
 only its plan (what it decides from the prefix), its row editor for a group of settings, its decisions for the log and
 its whole-prompt fallback.

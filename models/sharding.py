@@ -52,7 +52,7 @@ def parse_placement(
     """The placement the model arguments ask for; what cannot work together is refused naming the arguments."""
     if is_unset(device_map):
         for name, value in (("max_memory", max_memory), ("offload_folder", offload_folder)):
-            if value not in (None, ""):
+            if not is_unset(value):
                 raise ValueError(f"{name} places a sharded model: it needs device_map (e.g. device_map=auto)")
         return Placement()
     if device not in (None, "", "auto"):
@@ -84,7 +84,7 @@ def parse_placement(
 
 def parse_max_memory(text: str | None) -> dict | None:
     """``0:70GiB;1:70GiB;cpu:200GiB`` -> ``{0: "70GiB", 1: "70GiB", "cpu": "200GiB"}``."""
-    if text in (None, ""):
+    if is_unset(text):
         return None
     memory: dict = {}
     for part in str(text).split(";"):

@@ -1,7 +1,8 @@
 """VEA's layer profiling (``python -m profiling``): which decoder layers' last-row attention lands on the caption's
 objects, scored by AUROC against COCO boxes on VSR train rows.
 
-A package of its own, above ``models`` and ``vsr_tasks``: it reads VSR rows and COCO files and prompts the model as an
+A package of its own, between ``models`` (which profiles on first use through it) and ``vsr_tasks``: it reads VSR rows
+and COCO files and renders the prompt with the same user-turn code as the engine (``families.turns``), as an
 evaluation does, none of which the method's math (``interventions.vea``) may know.
 """
 

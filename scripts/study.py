@@ -63,7 +63,9 @@ class Study:
         return [task.replace(ARM, arm) for task in tasks]
 
     def vea_model(self) -> str | None:
-        return next((model for model in self.spec["methods"] if model.endswith("_vea")), None)
+        from models.methods import method_of_model
+
+        return next((model for model in self.spec["methods"] if method_of_model(model).name == "vea"), None)
 
     def reference(self, pretrained: dict[str, str]) -> dict:
         """The published numbers keyed by the checkpoints this run uses (the report matches ``pretrained``)."""
@@ -137,13 +139,14 @@ def make_plan(study: Study, args: argparse.Namespace) -> Plan:
 
 def describe(study: Study, plan: Plan, pipeline: Pipeline) -> None:
     """The paper, its settings (with their sources) and its numbers: printed before anything runs."""
+    from models.methods import method_of_model
     from models.presets import NOT_ARGUMENTS, presets
 
     spec = study.spec
     pipeline.log(f"study {study.name}: {spec['paper']}")
     pipeline.log(f"headline: {spec['headline']}")
     for model in spec["methods"]:
-        method = model.split("_", 1)[1]
+        method = method_of_model(model).name
         for arm in plan.arms:
             preset = study.preset(model, arm)
             values = presets()[preset][method]

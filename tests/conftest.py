@@ -51,7 +51,7 @@ def vsr_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory):
     """``trained_checkpoint(family) -> (checkpoint, synthetic data folder)``: an 8-layer tiny model of ``family``
-    fine-tuned so AdaptVis and CLVS decide for real (``helpers.build_trained_checkpoint``). Each is built once per
+    fine-tuned so AdaptVis and CLVS decide for real (``tests.support.training.build_trained_checkpoint``). Each is built once per
     test run and shared by every worker (they are the suite's most expensive fixtures)."""
 
     def build(family: str) -> tuple[Path, Path]:

@@ -1,7 +1,7 @@
 """Every family end to end: the four family-detecting models through lmms-eval's CLI code on VSR rows with the
 attention log, then ``analysis report`` with its layer plots and heatmaps, and a live re-run in the viewer.
 
-Qwen3-VL runs the same path under the study's names in ``test_analysis_e2e`` and ``test_user_path``; here the
+Qwen3-VL runs the same path under the study's names in ``e2e/test_analysis.py`` and ``e2e/test_user_path.py``; here the
 other families, whose heatmaps sit on the part of the image their grid covers (LLaVA-1.5: the centre crop).
 """
 

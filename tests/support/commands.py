@@ -38,7 +38,7 @@ def run_cli(module: str, args: list[str], env: dict[str, str], cwd: Path | None 
 
 
 def run_module(module: str, args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 300):
-    """``python -m MODULE ARGS`` from the repository, run inside this process (``tests.inprocess``), output captured.
+    """``python -m MODULE ARGS`` from the repository, run inside this process (``tests.support.inprocess``), output captured.
 
     ``timeout`` is accepted for the subprocess form's signature; an in-process run has none.
     """

@@ -15,7 +15,7 @@ def evaluation_prompt(checkpoint: Path, caption: str, image: Path) -> tuple[str,
     """What an evaluation of a VSR document with ``caption`` feeds the model: (prompt text, input ids ``[N]``).
 
     Through the path lmms-eval takes: the task's ``doc_to_text`` and ``doc_to_visual``, then the baseline
-    wrapper's ``prepare_batch`` (images placed by ``families.turns``, the chat template, the processor).
+    engine's ``prepare`` (images placed by ``families.turns``, the chat template, the processor).
     """
     from families.turns import images_first, render_user_turn
     from models.registered import Qwen3VLBaseline as Qwen3VL

@@ -2,7 +2,7 @@
 
 Why: a fresh Python spends ~8 s importing torch, transformers and lmms-eval and ~4 s indexing lmms-eval's 2,000
 task files before it computes anything; the tiny checkpoints answer in well under a second. Every command line
-keeps at least one test that starts it as a real subprocess (``helpers.run_cli``); the others run here, as the
+keeps at least one test that starts it as a real subprocess (``tests.support.commands.run_cli``); the others run here, as the
 same code from the same ``__main__``, under the same environment variables, working folder and ``sys.argv``, with
 the state a fresh process would start from reset (accelerate's singleton state, loguru's sinks). What cannot be
 isolated in-process (several ranks, a crash of the interpreter) stays a subprocess.

@@ -75,7 +75,7 @@ def sample_images(seed: int = 3) -> list[Image.Image]:
 
 
 def prepare(wrapper, with_images: tuple[bool, bool] = (True, True)):
-    """A left-padded batch of the two prompts through the wrapper's own ``prepare_batch``."""
+    """A left-padded batch of the two prompts through the wrapper's engine (``Engine.prepare``)."""
     images = sample_images()
     visuals = [[image] if use else [] for image, use in zip(images, with_images)]
     return wrapper.engine.prepare(list(CONTEXTS), visuals, [0, 1], ["unit", "unit"])

@@ -15,7 +15,7 @@ TRAINED_RECIPES = {"qwen3_vl": (120, 5e-3), "llava": (300, 2e-3)}
 
 
 def build_trained_checkpoint(root: Path, num_layers: int = 8, family: str = "qwen3_vl") -> tuple[Path, Path]:
-    """A tiny Qwen3-VL fine-tuned a few steps (``python -m finetune``) so that its answers carry real decisions.
+    """A tiny checkpoint of ``family`` fine-tuned a few steps (``python -m finetune``) so that its answers carry real decisions.
 
     A random checkpoint's first-token confidence is ~0.004 (AdaptVis always smoothens) and its logit lens is
     flat (CLVS never stops). Here the train rows of a synthetic set are filtered so that the caption decides the
