@@ -155,7 +155,7 @@ VEA_METHOD = MethodSpec(
             "[docs/METHODS.md](docs/METHODS.md#layer-profiling))",
             shown="`$COCO_ANNOTATIONS_DIR`",
         ),
-        Argument("hint", False, 'append "Focus on the highlighted (brighter) region of the image." to each prompt'),
+        Argument("hint", False, '`true`: append "Focus on the highlighted (brighter) region of the image."; or a text'),
         Argument("vsr_data_dir", None, "where the train rows are", shown="`$VSR_DATA_DIR`", group=PROFILING),
         Argument("dataset_type", "random", "which train split profiles (`random` or `zeroshot`)", group=PROFILING),
         Argument("profile_samples", 100, "usable train rows to profile on", group=PROFILING),

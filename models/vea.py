@@ -58,9 +58,10 @@ class VEARunner(MethodRunner):
         A preset's ``layers`` apply only when no layer source (``layers``, ``layers_file``, ``coco_annotations_dir``)
         is given explicitly (``MethodSpec.exclusive``).
         """
-        if not isinstance(values["hint"], bool):
-            raise ValueError(f"hint must be true or false, got {values['hint']!r}")
-        self.hint = values["hint"]
+        hint = values["hint"]
+        if not isinstance(hint, bool) and not (isinstance(hint, str) and hint.strip()):
+            raise ValueError(f"hint must be true, false or the text to append, got {hint!r}")
+        self.hint = hint
         layers, layers_file = values.get("layers"), values.get("layers_file")
         coco_annotations_dir = values.get("coco_annotations_dir")
         self.layer_source = self._check_layer_source(layers, layers_file, coco_annotations_dir)
@@ -225,9 +226,11 @@ class VEARunner(MethodRunner):
         return self.highlighted_batch(engine, batch, pixel_values)
 
     def highlighted_batch(self, engine: Any, batch: PreparedBatch, pixel_values: torch.Tensor) -> PreparedBatch:
-        """The batch with highlighted ``pixel_values`` (and, with ``hint``, the hint appended to each prompt)."""
+        """The batch with highlighted ``pixel_values`` (and, with ``hint``, the hint appended to each prompt: ours with
+        ``true``, or the text given, as the paper preset gives the authors')."""
         if self.hint:
-            contexts = [f"{context}\n{HINT}" for context in batch.contexts]
+            hint = HINT if self.hint is True else self.hint
+            contexts = [f"{context}\n{hint}" for context in batch.contexts]
             batch = engine.prepare(contexts, batch.visuals, batch.doc_ids, batch.task_names)
         inputs = {key: value for key, value in batch.inputs.items()}
         inputs["pixel_values"] = pixel_values

@@ -94,14 +94,31 @@ def test_prompts_without_images_pass_through(checkpoint, vea, with_images):
         assert got.texts == expected.texts
 
 
-def test_hint_appends_a_sentence_and_keeps_the_image_tokens(checkpoint):
-    hinted = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers=LAYERS, hint=True)
+PAPER_HINT = "Only use words from the picture, especially those in the highlighted region, to answer the question."
+
+
+@pytest.mark.parametrize(("hint", "expected"), [(True, HINT), ("Look at the bright part.", "Look at the bright part.")])
+def test_hint_appends_a_sentence_and_keeps_the_image_tokens(checkpoint, hint, expected):
+    hinted = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers=LAYERS, hint=hint)
     batch = prepare(hinted)
     highlighted = hinted.method.highlight(hinted.engine, batch, hinted.method.evidence(hinted.engine, batch))
-    assert all(context.endswith("\n" + HINT) for context in highlighted.contexts)
+    assert all(context.endswith("\n" + expected) for context in highlighted.contexts)
     text = hinted.tokenizer.decode(highlighted.inputs["input_ids"][0])
-    assert HINT in text and HINT not in hinted.tokenizer.decode(batch.inputs["input_ids"][0])
+    assert expected in text and expected not in hinted.tokenizer.decode(batch.inputs["input_ids"][0])
     assert highlighted.image_token_mask.sum() == batch.image_token_mask.sum()
+
+
+def test_the_paper_preset_hints_with_the_authors_sentence(checkpoint):
+    """vea_paper is VEA's 'Vea' row: the augmented image and their hint sentence (vea/config.py _HIGHLIGHT_HINT)."""
+    model_type = json.loads((checkpoint / "config.json").read_text())["model_type"]
+    if model_type not in ("qwen2_5_vl", "llava"):  # the families VEA's paper ran
+        with pytest.raises(ValueError, match="has vea settings for llava, qwen2_5_vl checkpoints only"):
+            VEAModel(pretrained=str(checkpoint), device="cpu", preset="vea_paper", layers=LAYERS)
+        return
+    paper = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, preset="vea_paper", layers=LAYERS)
+    assert paper.method.hint == PAPER_HINT and paper.method.arguments()["hint"] == PAPER_HINT
+    with pytest.raises(ValueError, match="hint must be true, false or the text to append"):
+        VEAModel(pretrained=str(checkpoint), device="cpu", layers=LAYERS, hint=3)
 
 
 def test_layer_sources_are_checked_by_name(checkpoint, tmp_path, monkeypatch):
