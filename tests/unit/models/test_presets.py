@@ -98,8 +98,9 @@ def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
         "smoothing": 0.8, "window_memory_size": 0.8, "uncertainty_threshold": 0.5, "position_unbiased": True,
         "logit_lens_norm": False}  # fmt: skip
     assert "scripts/all.sh" in preset_source("clvs_paper", "clvs")
-    # VEA: one set of numbers, the pre-profiled layers by family and depth
-    vea = {"denoise_lambda": 10, "smooth_strength": 0.5, "highlight_strength": 0.5, "layer_top_fraction": 0.1}
+    # VEA: one set of numbers, their hint sentence (vea/config.py _HIGHLIGHT_HINT), the pre-profiled layers by family
+    vea = {"denoise_lambda": 10, "smooth_strength": 0.5, "highlight_strength": 0.5, "layer_top_fraction": 0.1,
+           "hint": "Only use words from the picture, especially those in the highlighted region, to answer the question."}  # fmt: skip
     assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 28) == {**vea, "layers": [18, 22, 24]}
     assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 64)["layers"] == [49, 50, 51, 52, 53, 55, 56]
     assert preset_arguments("vea_paper", "vea", "llava", 32)["layers"] == [14, 15, 17, 19]
