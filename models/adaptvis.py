@@ -12,6 +12,7 @@ two. Where the cache cannot be shared, :meth:`AdaptVisRunner.whole_prompt` runs 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,10 +25,34 @@ from models.methods import ADAPTVIS
 from models.runner import LastRowRunner, Plan
 
 
+@dataclass(frozen=True)
+class PerTask:
+    """Each sequence of a batch under its task's setting (a preset's ``by_task``), with a setting's interface."""
+
+    rows: tuple
+
+    @property
+    def neutral(self) -> bool:
+        return all(row.neutral for row in self.rows)
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.cat([row.confidence(logits[b : b + 1]).double() for b, row in enumerate(self.rows)])
+
+    def alphas(self, confidence: torch.Tensor) -> list[float]:
+        return [row.alphas(confidence[b : b + 1])[0] for b, row in enumerate(self.rows)]
+
+
 class AdaptVisRunner(LastRowRunner):
     """AdaptVis: smoothen (low confidence) or sharpen (high) the last row's image attention."""
 
     SPEC = ADAPTVIS
+    per_sequence = True  # each sequence's weight is its own: a preset may set AdaptVis per task
+
+    def default_points(self, batch: PreparedBatch) -> list:
+        """The runner's setting, or with a per-task preset (``adaptvis_paper``) each sequence its task's."""
+        if not self.by_task:
+            return [self.params]
+        return [PerTask(tuple(self.by_task.get(task, self.params) for task in batch.task_names))]
 
     def check_arguments(self, values: dict[str, Any]) -> None:
         parse_layers(values["layers"], 10**6)  # a malformed value is refused before the checkpoint is loaded

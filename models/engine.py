@@ -131,7 +131,9 @@ class Engine:
                 raise ValueError(f"{self.name} has no parameters to vary")
             with self.steering(batch):
                 return [self.generate(batch, settings)]
-        return self.method.answer(self, batch, settings, list(points or [self.method.params]), share_neutral)
+        return self.method.answer(
+            self, batch, settings, list(points or self.method.default_points(batch)), share_neutral
+        )
 
     def respond(self, batch: PreparedBatch, settings: GenerationSettings, point: Any = None) -> Response:
         """One setting's answers (default: the method's own)."""
@@ -142,7 +144,9 @@ class Engine:
         if self.method is None:
             return self.respond(batch, settings)
         self.check(settings)
-        return self.method.whole_prompt(self, batch, settings, point if point is not None else self.method.params)
+        return self.method.whole_prompt(
+            self, batch, settings, point if point is not None else self.method.default_points(batch)[0]
+        )
 
     def finish(self, batch: PreparedBatch, response: Response, texts: list[str]) -> None:
         """After a batch is answered: the attention log writes its records."""

@@ -32,6 +32,7 @@ class MethodRunner:
 
     SPEC: ClassVar[MethodSpec]
     steers: ClassVar[bool] = True  # whether answers come from a steered last row (no beam search then)
+    per_sequence: ClassVar[bool] = False  # whether one batch can be answered with a setting per sequence
 
     def __init__(self, model_name: str, checkpoint: Checkpoint, arguments: dict[str, Any]) -> None:
         spec = self.SPEC
@@ -50,9 +51,18 @@ class MethodRunner:
             depth=checkpoint.depth,
         )
         self.preset = None if is_unset(preset) else preset
+        by_task = values.pop("by_task", {})
         self.values = values
         fields = [field.name for field in dataclasses.fields(spec.params)]
         self.params = spec.params(**{name: values[name] for name in fields})  # validates the numbers
+        # a preset's settings per task (AdaptVis' paper: one line per dataset); an explicit argument wins over them
+        self.by_task = {
+            task: spec.params(**{name: given[name] if given[name] is not None else task_values.get(name, values[name])
+                                 for name in fields})
+            for task, task_values in by_task.items()
+        }  # fmt: skip
+        if self.by_task and not self.per_sequence:
+            raise ValueError(f"{self.name}: preset {preset} sets {spec.title} per task, which {spec.title} cannot take")
         self.check_arguments(values)  # before the checkpoint is loaded
 
     def refuse_unsupported(self, checkpoint: Checkpoint) -> None:
@@ -75,7 +85,13 @@ class MethodRunner:
         """The method's arguments that shape an answer (the attention log's ``model_args``)."""
         shown = {"preset": self.preset} if self.preset is not None else {}
         shown.update(dataclasses.asdict(self.params))
+        if self.by_task:
+            shown["by_task"] = {task: dataclasses.asdict(params) for task, params in self.by_task.items()}
         return shown
+
+    def default_points(self, batch: PreparedBatch) -> list:
+        """The runner's own setting for ``batch`` (a method that takes per-task presets answers per sequence)."""
+        return [self.params]
 
     def announce_preset(self) -> None:
         """Log, at start-up, what a ``preset=`` expanded to (explicit arguments won over it)."""

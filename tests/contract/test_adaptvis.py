@@ -12,7 +12,15 @@ from models.batch import GenerationSettings
 from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
 from tests.support.environment import FAMILY_TYPES
-from tests.support.reference import adaptvis_row_fn, image_positions, load_reference_model, prepare, reference_logits
+from tests.support.reference import (
+    CONTEXTS,
+    adaptvis_row_fn,
+    image_positions,
+    load_reference_model,
+    prepare,
+    reference_logits,
+    sample_images,
+)
 
 
 @pytest.fixture(scope="module", params=FAMILY_TYPES)
@@ -111,3 +119,27 @@ def test_the_authors_confidence_rules_gate_on_the_first_tokens_logits(checkpoint
     decisions = [extra["decision"] for extra in response.extras]
     np.testing.assert_allclose([d["confidence"] for d in decisions], expected, rtol=0, atol=1e-9)
     assert [d["alpha"] for d in decisions] == [0.5 if c < threshold else 1.5 for c in expected]
+
+
+def test_the_paper_preset_gives_each_sequence_its_tasks_setting(checkpoint):
+    """adaptvis_paper has one setting per dataset: in one batch, a WhatsUp VG row and a VSR-protocol row each take
+    their task's threshold, weights and confidence rule; an explicit argument wins over every task's value."""
+    tasks = ["whatsup_vg_one", "vsr_zeroshot_test_adaptvis"]
+    baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
+    batch = baseline.engine.prepare(list(CONTEXTS), [[image] for image in sample_images()], [0, 1], tasks)
+    logits = baseline.engine.prefill_logits(batch).double().numpy()
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probability = np.round((shifted / shifted.sum(axis=-1, keepdims=True)).max(axis=-1), 2)
+    max_logit = np.round(logits.max(axis=-1), 2)
+    expected_confidence = [probability[0], max_logit[1]]  # VG: the rounded probability; VSR: the rounded raw logit
+    expected_alpha = [0.5 if probability[0] < 0.2 else 2.0, 0.5 if max_logit[1] < 0.64 else 1.2]
+    for arguments, alphas in (({}, expected_alpha), ({"smoothen_weight": 0.3, "sharpen_weight": 0.3}, [0.3, 0.3])):
+        paper = AdaptVisModel(
+            pretrained=str(checkpoint), device="cpu", batch_size=2, preset="adaptvis_paper", **arguments
+        )
+        batch = paper.engine.prepare(list(CONTEXTS), [[image] for image in sample_images()], [0, 1], tasks)
+        decisions = [
+            extra["decision"] for extra in paper.engine.respond(batch, GenerationSettings(max_new_tokens=1)).extras
+        ]
+        np.testing.assert_allclose([d["confidence"] for d in decisions], expected_confidence, rtol=0, atol=1e-9)
+        assert [d["alpha"] for d in decisions] == alphas

@@ -15,7 +15,14 @@ from tests.support.reference import prepare
 
 def test_the_data_file_holds_the_studys_settings():
     data = json.loads(PRESETS_FILE.read_text())
-    assert sorted(data) == ["adaptvis_paper", "clvs_paper", "seed_random", "seed_zeroshot", "vea_paper"]
+    assert sorted(data) == [
+        "adaptvis_paper",
+        "clvs_paper",
+        "scalingvis_paper",
+        "seed_random",
+        "seed_zeroshot",
+        "vea_paper",
+    ]
     random, zeroshot = data["seed_random"], data["seed_zeroshot"]
     assert random["adaptvis"] == {"confidence_threshold": 0.8, "sharpen_weight": 1.2, "smoothen_weight": 0.2}
     assert zeroshot["adaptvis"]["smoothen_weight"] == 0.1
@@ -80,19 +87,42 @@ def test_the_study_layers_apply_when_no_layer_source_is_given(tiny_checkpoint):
 def test_an_unknown_preset_is_refused_with_the_known_ones(tiny_checkpoint, klass):
     with pytest.raises(
         ValueError,
-        match="unknown preset 'seed_random_typo'; known presets: adaptvis_paper, clvs_paper, seed_random, seed_zeroshot, vea_paper",
+        match="unknown preset 'seed_random_typo'; known presets: adaptvis_paper, clvs_paper, scalingvis_paper, seed_random, seed_zeroshot, vea_paper",
     ):
         klass(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random_typo", layers="[1]")
-    assert set(presets()) == {"seed_random", "seed_zeroshot", "adaptvis_paper", "clvs_paper", "vea_paper"}
+    assert set(presets()) == {
+        "seed_random",
+        "seed_zeroshot",
+        "adaptvis_paper",
+        "scalingvis_paper",
+        "clvs_paper",
+        "vea_paper",
+    }
 
 
 def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
     from models.presets import preset_arguments, preset_source
 
-    # AdaptVis run.sh:4: --weight1 0.5 (uncertain: smoothen) --weight2 1.5 --threshold 0.4
-    assert preset_arguments("adaptvis_paper", "adaptvis", "llava", 32) == {
-        "confidence_threshold": 0.4, "smoothen_weight": 0.5, "sharpen_weight": 1.5}  # fmt: skip
+    # AdaptVis run.sh:4: --weight1 0.5 (uncertain: smoothen) --weight2 1.5 --threshold 0.4, and one line per dataset
+    adaptvis = preset_arguments("adaptvis_paper", "adaptvis", "llava", 32)
+    by_task = adaptvis.pop("by_task")
+    assert adaptvis == {"confidence_threshold": 0.4, "smoothen_weight": 0.5, "sharpen_weight": 1.5,
+                        "confidence_rule": "probability_rounded"}  # fmt: skip
+    lines = {"whatsup_controlled_a": (0.5, 1.5, 0.4), "whatsup_controlled_b": (0.5, 1.5, 0.35),
+             "whatsup_coco_one": (0.5, 1.2, 0.3), "whatsup_coco_two": (0.5, 1.2, 0.3),
+             "whatsup_vg_one": (0.5, 2.0, 0.2), "whatsup_vg_two": (0.5, 2.0, 0.2),
+             "vsr_zeroshot_test_adaptvis": (0.5, 1.2, 0.64), "vsr_zeroshot_test_adaptvis_tune": (0.5, 1.2, 0.64)}  # fmt: skip
+    assert {
+        task: (v["smoothen_weight"], v["sharpen_weight"], v["confidence_threshold"]) for task, v in by_task.items()
+    } == lines
+    assert by_task["vsr_zeroshot_test_adaptvis"]["confidence_rule"] == "max_logit_rounded"  # their VSR branch
     assert "run.sh:4" in preset_source("adaptvis_paper", "adaptvis")
+    # ScalingVis: one weight per dataset for both branches
+    scaling = preset_arguments("scalingvis_paper", "adaptvis", "llava", 32)["by_task"]
+    assert {task: v["smoothen_weight"] for task, v in scaling.items() if v["smoothen_weight"] == v["sharpen_weight"]} == {
+        "whatsup_controlled_a": 0.8, "whatsup_controlled_b": 0.8, "whatsup_coco_one": 1.2, "whatsup_coco_two": 1.2,
+        "whatsup_vg_one": 2.0, "whatsup_vg_two": 2.0, "vsr_zeroshot_test_adaptvis": 0.5,
+        "vsr_zeroshot_test_adaptvis_tune": 0.5}  # fmt: skip
     # CLVS scripts/all.sh: beta 0.8, gamma 0.8, delta 0.5; the logit lens without the final norm
     assert preset_arguments("clvs_paper", "clvs", "qwen2_5_vl", 28) == {
         "smoothing": 0.8, "window_memory_size": 0.8, "uncertainty_threshold": 0.5, "position_unbiased": True,
