@@ -1,4 +1,4 @@
-"""VEA (Liu et al., arXiv 2510.17771): read where the model looks, then re-render the image.
+"""VEA (Liu et al., "Seeing but Not Believing", arXiv 2510.17771): read where the model looks, then re-render the image.
 
 VEA edits no attention. An attribution prefill records the last row's head-mean image attention
 at a few profiled layers (the fused path of :mod:`interventions.recording`); the layer mean is an
