@@ -88,6 +88,6 @@ def interleaved(context: str, images: list[Any], where: str) -> UserTurn:
 def render_user_turn(processor: Any, content: list[dict], system_prompt: str | None = None) -> str:
     """The prompt text: an optional system turn, one user turn of ``content`` parts, the generation prompt."""
     messages = [{"role": "user", "content": content}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
+    if system_prompt:  # as content parts: templates that render parts only (llava-hf's) would drop a plain string
+        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -17,6 +17,14 @@ def is_unset(value: Any) -> bool:
     return value in UNSET
 
 
+def unquote(value: Any) -> Any:
+    """A text argument without the quotes that protect its commas on the command line (lmms-eval keeps them):
+    ``system_prompt="A chat, between ..."``."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
 def parse_batch_size(batch_size: int | str) -> int:
     """A positive integer (lmms-eval's ``auto`` batch sizing is not supported)."""
     try:

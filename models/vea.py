@@ -32,7 +32,7 @@ from loguru import logger
 from interventions import record_image_attention
 from interventions.layers import parse_layers
 from interventions.vea import VEAParams, as_uint8_image, denoise, evidence_grids, evidence_pixel_map
-from models.arguments import is_unset
+from models.arguments import is_unset, unquote
 from models.batch import GenerationSettings, PreparedBatch, Response
 from models.methods import VEA_METHOD
 from models.runner import MethodRunner
@@ -58,7 +58,7 @@ class VEARunner(MethodRunner):
         A preset's ``layers`` apply only when no layer source (``layers``, ``layers_file``, ``coco_annotations_dir``)
         is given explicitly (``MethodSpec.exclusive``).
         """
-        hint = values["hint"]
+        hint = unquote(values["hint"])
         if not isinstance(hint, bool) and not (isinstance(hint, str) and hint.strip()):
             raise ValueError(f"hint must be true, false or the text to append, got {hint!r}")
         self.hint = hint

@@ -27,7 +27,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from families.devices import pick_device, pick_dtype
-from models.arguments import is_unset, parse_batch_size, parse_flag
+from models.arguments import is_unset, parse_batch_size, parse_flag, unquote
 from models.batch import GenerationSettings, PreparedBatch, truncate_at_stops
 from models.checkpoint import Checkpoint
 from models.engine import Engine
@@ -107,7 +107,7 @@ class VLM(lmms):
             dtype,
             method=method,
             attention_log=self._attention_log(log_folder, checkpoint, method),
-            system_prompt=system_prompt.replace("\\n", "\n") if isinstance(system_prompt, str) else None,
+            system_prompt=unquote(system_prompt).replace("\\n", "\n") if isinstance(system_prompt, str) else None,
             interleave_visuals=interleave_visuals,
             name=self.MODEL_NAME,
         )

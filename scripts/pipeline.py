@@ -138,7 +138,11 @@ def format_model_args(model_args: Mapping[str, object]) -> str:
             return str(item).lower()
         if isinstance(item, (list, tuple)):
             return "[" + ",".join(str(x) for x in item) + "]"
-        return str(item)
+        text = str(item)
+        if "," in text and not (text.startswith("[") and text.endswith("]")):  # lmms-eval splits outside brackets
+            # and quotes: quoted, it stays one argument (the models strip the quotes)
+            return f"'{text}'" if "'" not in text else f'"{text}"'
+        return text
 
     return ",".join(f"{key}={value(item)}" for key, item in model_args.items() if item is not None)
 

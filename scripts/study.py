@@ -62,6 +62,10 @@ class Study:
         tasks = list(self.spec["tasks"]) + (list(self.spec.get("test_tasks", [])) if test else [])
         return [task.replace(ARM, arm) for task in tasks]
 
+    def model_args(self, arm: str) -> dict:
+        """The study's model arguments on one checkpoint: its own, then the checkpoint's (dtype, pixels, prompt)."""
+        return {**self.spec.get("model_args", {}), **self.spec.get("checkpoint_model_args", {}).get(arm, {})}
+
     def vea_model(self) -> str | None:
         from models.methods import method_of_model
 
@@ -87,7 +91,7 @@ class Plan:
     models: list[str]
     tasks: list[str] | None  # --tasks: instead of the study's own
     benchmarks: list[str]
-    dtype: str | None
+    dtype: str | None  # --dtype: over the study's own (its model_args, per checkpoint)
     vsr_data_dir: Path | None
     coco_annotations_dir: Path | None
     profile: bool  # VEA's layers profiled per arm
@@ -130,7 +134,7 @@ def make_plan(study: Study, args: argparse.Namespace) -> Plan:
         models=models,
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None,
         benchmarks=[t.strip() for t in args.benchmarks.split(",") if t.strip()],
-        dtype=args.dtype or study.spec.get("model_args", {}).get("dtype"),
+        dtype=args.dtype,
         vsr_data_dir=args.vsr_data_dir or env_path("VSR_DATA_DIR"),
         coco_annotations_dir=args.coco_annotations_dir or env_path("COCO_ANNOTATIONS_DIR"),
         profile=profiles and args.vea_layers == "profiled",
@@ -158,6 +162,8 @@ def describe(study: Study, plan: Plan, pipeline: Pipeline) -> None:
     pipeline.log(
         f"model_args: {json.dumps(spec.get('model_args', {}))}; gen_kwargs: {spec.get('gen_kwargs') or 'the tasks own'}"
     )
+    for arm, arguments in spec.get("checkpoint_model_args", {}).items():
+        pipeline.log(f"model_args on {arm}: {json.dumps(arguments)}")
     for name, pretrained in plan.arms.items():
         pipeline.log(f"checkpoint {name}: {pretrained}")
     for note in spec.get("notes", []):
@@ -243,8 +249,9 @@ def profile(study: Study, plan: Plan, pipeline: Pipeline, args: argparse.Namespa
     command = ["-m", "profiling", "--model", checkpoint, "--vsr_data_dir", str(data),
                "--dataset_type", dataset_type, "--coco_annotations_dir", str(coco),
                "--samples", str(args.profile_samples), "--out", str(out)]  # fmt: skip
-    if plan.dtype:
-        command += ["--dtype", plan.dtype]
+    dtype = plan.dtype or study.model_args(arm).get("dtype")
+    if dtype:
+        command += ["--dtype", dtype]
     if args.device:
         command += ["--device", args.device]
     pipeline.run(f"VEA profile {arm}", command, pipeline.env())
@@ -254,7 +261,7 @@ def profile(study: Study, plan: Plan, pipeline: Pipeline, args: argparse.Namespa
 def model_args(
     study: Study, plan: Plan, args: argparse.Namespace, model: str, arm: str, checkpoint: str, layers: Path | None
 ) -> dict:
-    arguments: dict[str, object] = {"pretrained": checkpoint, **study.spec.get("model_args", {})}
+    arguments: dict[str, object] = {"pretrained": checkpoint, **study.model_args(arm)}
     if plan.dtype:
         arguments["dtype"] = plan.dtype
     arguments["batch_size"] = args.batch_size

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lmms_eval.utils import simple_parse_args_string
 
 from tests.support.commands import lmms_eval_env
 from tests.support.environment import REPO_ROOT
@@ -79,7 +80,7 @@ def lmms_eval_commands(stdout: str) -> list[dict]:
         if "lmms_eval" not in words:
             continue
         flags = {words[i]: words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
-        model_args = dict(item.split("=", 1) for item in flags["--model_args"].split(","))
+        model_args = {key: str(value) for key, value in simple_parse_args_string(flags["--model_args"]).items()}
         commands.append(
             {"model": flags["--model"], "model_args": model_args, "tasks": flags["--tasks"], "flags": flags}
         )
@@ -216,8 +217,10 @@ def test_each_study_dry_run_prints_the_papers_setting_numbers_and_commands(study
         assert command["model_args"].get("preset") == spec["methods"].get(command["model"])
         if spec["gen_kwargs"]:
             assert command["flags"]["--gen_kwargs"] == spec["gen_kwargs"]
-        for key, value in spec["model_args"].items():
-            assert command["model_args"][key] == str(value)
+        arm = {path: name for name, path in spec["checkpoints"].items()}[command["model_args"]["pretrained"]]
+        for key, value in {**spec["model_args"], **spec.get("checkpoint_model_args", {}).get(arm, {})}.items():
+            shown = command["model_args"][key]
+            assert (shown[1:-1] if shown[:1] in "'\"" and "," in str(value) else shown) == str(value)
     assert not (tmp_path / "out").exists()
 
 

@@ -142,3 +142,18 @@ def test_vea_is_refused_where_an_image_token_has_no_cell_and_the_other_methods_r
     assert [int(n) for n in batch.image_token_mask.sum(dim=1)] == [65, 65]  # 8 x 8 patches and the class token
     new, old = adaptvis.engine.respond(batch, SETTINGS), adaptvis.engine.answer_whole_prompt(batch, SETTINGS)
     torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)
+
+
+def test_a_system_prompt_is_rendered_by_every_familys_template(checkpoint):
+    """The system turn goes in as content parts, which every family's template renders (llava-hf's would drop a plain
+    string)."""
+    from transformers import AutoProcessor
+
+    from families.turns import render_user_turn
+
+    processor = AutoProcessor.from_pretrained(str(checkpoint))
+    content = [{"type": "image"}, {"type": "text", "text": "What is left of the dog?"}]
+    plain = render_user_turn(processor, content)
+    with_system = render_user_turn(processor, content, "Answer in one word, please.")
+    assert "Answer in one word, please." in with_system and "Answer in one word" not in plain
+    assert with_system.index("Answer in one word") < with_system.index("What is left of the dog?")

@@ -36,6 +36,7 @@ def test_every_name_in_a_study_file_resolves(name):
             preset = study.preset(model, arm)
             assert ARM not in preset and model.split("_", 1)[1] in presets()[preset]
         assert all(ARM not in task for task in study.tasks(arm, test=True))
+    assert set(spec.get("checkpoint_model_args", {})) <= set(spec["checkpoints"])
     for entry in spec["reference"]["results"]:
         assert entry["checkpoint"] in spec["checkpoints"] and entry["model"] in models and entry["source"]
         assert entry["task"] in {task for arm in spec["checkpoints"] for task in study.tasks(arm, test=True)} | {
@@ -53,3 +54,20 @@ def test_the_seed_study_resolves_each_split_to_its_own_preset_tasks_and_publishe
     assert reference["name"] == "reported by the study" and len(reference["results"]) == 4  # the random split's
     assert {entry["pretrained"] for entry in reference["results"]} == {"/ckpt/random"}
     assert json.loads(json.dumps(reference)) == reference
+
+
+def test_model_args_with_commas_reach_the_model_as_one_argument():
+    """A study's system prompt has commas and an apostrophe: quoted on the command line, unquoted by the model."""
+    from lmms_eval.utils import simple_parse_args_string
+    from pipeline import format_model_args
+
+    from models.arguments import unquote
+
+    prompt = Study.load("clvs").model_args("llava-1.5-7b")["system_prompt"]
+    assert "," in prompt and "'" in prompt
+    parsed = simple_parse_args_string(
+        format_model_args({"pretrained": "/m", "system_prompt": prompt, "dtype": "float16"})
+    )
+    assert parsed["pretrained"] == "/m" and parsed["dtype"] == "float16" and unquote(parsed["system_prompt"]) == prompt
+    assert Study.load("clvs").model_args("qwen2.5-vl-7b") == {"dtype": "bfloat16", "min_pixels": 14 * 14 * 1280,
+                                                              "max_pixels": 32 * 32 * 1280}  # fmt: skip
