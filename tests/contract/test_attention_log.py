@@ -151,6 +151,7 @@ def test_adaptvis_cli_writes_a_readable_log(tmp_path, tiny_checkpoint, vsr_data_
             "confidence_threshold": 0.8,
             "sharpen_weight": 1.2,
             "smoothen_weight": 0.2,
+            "confidence_rule": "probability",
             "layers": "[0-1,3]",
         }
         assert record["image_mass"][0] != pytest.approx(record["image_mass_before"][0], abs=1e-6)  # layer 0 edited
