@@ -82,6 +82,46 @@ class Study:
         return {"name": reference["name"], "scale": reference.get("scale", 1), "results": results}
 
 
+def settings(study: Study) -> list[tuple[str, object]]:
+    """Every setting of a study file as (path, value): what its provenance table lists, each with a source."""
+    spec = study.spec
+    rows: list[tuple[str, object]] = [(f"checkpoints.{arm}", path) for arm, path in spec["checkpoints"].items()]
+    rows.append(("baseline", spec["baseline"]))
+    rows += [(f"methods.{model}", f"preset={preset}") for model, preset in spec["methods"].items()]
+    rows += [(key, spec[key]) for key in ("tasks", "test_tasks") if key in spec]
+    rows += [(f"model_args.{key}", value) for key, value in spec.get("model_args", {}).items()]
+    rows += [
+        (f"checkpoint_model_args.{arm}.{key}", value)
+        for arm, arguments in spec.get("checkpoint_model_args", {}).items()
+        for key, value in arguments.items()
+    ]
+    rows.append(("gen_kwargs", spec.get("gen_kwargs") or "the tasks' own"))
+    rows += [(key, spec[key]) for key in ("vsr_data", "finetune", "profile_vea") if key in spec]
+    return rows
+
+
+def provenance_table(study: Study) -> str:
+    """docs/REPRODUCE.md's tables of a study: every setting with its value and source, then every published number
+    with its table and row (``tests/unit/scripts/test_studies.py`` keeps the page equal to this)."""
+    sources = study.spec.get("sources", {})
+
+    def cell(value: object) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return "`" + text.replace("|", "\\|") + "`"
+
+    lines = ["| setting | value | source |", "|---|---|---|"]
+    lines += [f"| `{path}` | {cell(value)} | {sources.get(path, 'MISSING')} |" for path, value in settings(study)]
+    results = study.spec["reference"]["results"]
+    if results:
+        lines += ["", "| task | checkpoint | model | metric | published | source |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| `{e['task']}` | {e['checkpoint']} | `{e['model']}` | {e.get('metric', 'accuracy')} | {e['value']} | "
+            f"{e['source']} |"
+            for e in results
+        ]
+    return "\n".join(lines)
+
+
 @dataclass
 class Plan:
     """What to run, resolved from the study and the arguments."""

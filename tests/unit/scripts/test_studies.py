@@ -71,3 +71,20 @@ def test_model_args_with_commas_reach_the_model_as_one_argument():
     assert parsed["pretrained"] == "/m" and parsed["dtype"] == "float16" and unquote(parsed["system_prompt"]) == prompt
     assert Study.load("clvs").model_args("qwen2.5-vl-7b") == {"dtype": "bfloat16", "min_pixels": 14 * 14 * 1280,
                                                               "max_pixels": 32 * 32 * 1280}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", study_names())
+def test_every_setting_has_a_source_and_the_page_shows_them(name):
+    """docs/REPRODUCE.md's provenance table of each study is generated from its file; every setting has a source."""
+    from study import provenance_table, settings
+
+    study = Study.load(name)
+    sources = study.spec["sources"]
+    assert [path for path, _ in settings(study)] == list(sources)  # every setting, and only settings, in order
+    assert all(source.strip() for source in sources.values())
+    assert all(entry["source"].strip() for entry in study.spec["reference"]["results"])
+    page = (REPO_ROOT / "docs" / "REPRODUCE.md").read_text()
+    marker = f"<!-- provenance: {name} -->\n"
+    assert marker in page
+    shown = page.split(marker, 1)[1].split("\n\n###", 1)[0].rstrip("\n")
+    assert shown == provenance_table(study)
