@@ -1,7 +1,7 @@
 """Live re-runs for the viewer: one document answered again by a method at the user's settings.
 
 ``analysis/`` loads no model at import time: the model classes are imported and the checkpoint loaded on the
-first request (one wrapper per method, then kept). Each answer goes through the models' public seams
+first request (one engine per method, ``models.loading.engine_for``, then kept). Each answer goes through the engine
 (``models.engine``: ``prepare``, ``respond``) with the attention log writing into the request's cache folder, so the
 heatmap is drawn from a real log record by the report's own drawing code. Results are cached on disk, keyed by
 checkpoint, method, settings, task and doc_id: the same request is instant the second time. One request runs
@@ -65,14 +65,14 @@ def live_models(checkpoint: Path) -> dict:
 
 
 class LiveModel:
-    """One checkpoint, its method wrappers (made on first use) and the on-disk cache of answers."""
+    """One checkpoint, its method engines (made on first use) and the on-disk cache of answers."""
 
     def __init__(self, checkpoint: str | Path, cache_dir: Path, device: str | None = None) -> None:
         self.checkpoint = check_checkpoint(checkpoint)
         self.models = live_models(self.checkpoint)  # model name -> method
         self.cache_dir = Path(cache_dir) / "live"
         self.device = device
-        self._wrappers: dict[str, object] = {}
+        self._engines: dict[str, object] = {}
         self._lock = threading.Lock()
         self.calls = 0  # model calls made (cache hits excluded)
 
@@ -118,23 +118,21 @@ class LiveModel:
             result.heatmap = self._heatmap(folder, method, task, doc_id, images, layer, result.answer)
             return result
 
-    def _wrapper(self, method: str, settings: dict):
-        if method not in self._wrappers:
-            from models import model_class
+    def _engine(self, method: str, settings: dict):
+        if method not in self._engines:
+            from models.loading import engine_for
 
             extra = {}
             if self.models[method].name == "vea":  # the logged run's layers, else late layers as profiling picks them
                 extra["layers"] = settings.get("layers") or self.default_vea_layers()
-            klass = model_class(method)
-            self._wrappers[method] = klass(pretrained=str(self.checkpoint), device=self.device, **extra)
-        return self._wrappers[method]
+            self._engines[method] = engine_for(method, pretrained=str(self.checkpoint), device=self.device, **extra)
+        return self._engines[method]
 
     def _answer(self, method, settings, task, doc_id, prompt, images, folder: Path, max_new_tokens: int) -> LiveResult:
         from models.attention_log import AttentionLogWriter
         from models.batch import GenerationSettings
 
-        wrapper = self._wrapper(method, settings)
-        engine = wrapper.engine
+        engine = self._engine(method, settings)
         params_class = self.models[method].params
         values = {k: v for k, v in settings.items() if k in params_class.__dataclass_fields__}
         point = params_class(**{**asdict(engine.method.params), **values})

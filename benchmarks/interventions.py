@@ -51,8 +51,8 @@ from transformers import AutoConfig
 from benchmarks.shapes import SHAPES, build_checkpoint
 from families import FAMILIES, family_for
 from interventions.layers import format_layers
-from models import model_class
 from models.batch import GenerationSettings
+from models.loading import engine_for
 from models.names import model_name as registered_model_name
 from models.presets import scaled_vea_layers
 from vsr_tasks.prompt import build_prompt
@@ -154,7 +154,7 @@ class LiveTensorPeak(TorchDispatchMode):
 
 def _working_memory(contender: Contender, settings: GenerationSettings) -> int:
     """Peak bytes above what was in use before one answer."""
-    device = contender.wrapper.device
+    device = contender.engine.device
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -186,7 +186,7 @@ def vea_layers(depth: int) -> str:
 
 
 class Contender:
-    """One row: a loaded wrapper (weights shared with the others) and its prepared batch."""
+    """One row: a loaded engine (weights shared with the others) and its prepared batch."""
 
     def __init__(
         self, name: str, common: dict, images: list[Image.Image], scratch: Path, family: str, source=None
@@ -199,14 +199,14 @@ class Contender:
             extra["layers"] = vea_layers(common["depth"])
         if entry.log:
             extra["attention_log"] = str(scratch / "attention_log" / name.replace("/", "-"))
-        arguments = {key: value for key, value in common.items() if key != "depth"}
-        self.wrapper = model_class(model)(**arguments, **extra)
+        arguments = {key: value for key, value in common.items() if key not in ("depth", "batch_size")}
+        self.engine = engine_for(model, **arguments, **extra)
         if source is not None:
-            share_weights(self.wrapper.model, source)
+            share_weights(self.engine.model, source)
             gc.collect()
-        self.respond = getattr(self.wrapper.engine, entry.respond)
+        self.respond = getattr(self.engine, entry.respond)
         self.images = images
-        self.weights = _model_bytes(self.wrapper.model)
+        self.weights = _model_bytes(self.engine.model)
         self.batch = None
         self.wall: list[float] = []
         self.cpu: list[float] = []
@@ -214,17 +214,17 @@ class Contender:
 
     def prepare(self) -> None:
         images = self.images
-        self.batch = self.wrapper.engine.prepare(
+        self.batch = self.engine.prepare(
             [CONTEXT] * len(images), [[image] for image in images], list(range(len(images))), ["bench"] * len(images)
         )
 
     def answer_once(self, settings: GenerationSettings) -> str:
         response = self.respond(self.batch, settings)
-        self.wrapper.engine.finish(self.batch, response, response.texts)  # the attention log writes here
+        self.engine.finish(self.batch, response, response.texts)  # the attention log writes here
         return response.texts[0]
 
     def run(self, settings: GenerationSettings) -> None:
-        device = self.wrapper.device
+        device = self.engine.device
         wall, cpu = time.perf_counter(), time.process_time()
         self.answer_once(settings)
         if device.type == "cuda":
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, until=[])
         contenders: list[Contender] = []
         for name in tqdm(names, desc="loading (weights shared)"):
-            source = contenders[0].wrapper.model if contenders else None
+            source = contenders[0].engine.model if contenders else None
             contenders.append(Contender(name, common, [], scratch, family, source))
         checkpoint = args.pretrained or f"{family} {args.shape} (random)"
         print(f"checkpoint={checkpoint} layers={depth} vea_layers={vea_layers(depth)} batch={args.batch_size} "

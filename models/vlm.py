@@ -12,10 +12,8 @@ The classes lmms-eval registers are generated (``models.registered``): each sets
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -26,14 +24,11 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from tqdm import tqdm
 
-from families.devices import pick_device, pick_dtype
-from models.arguments import is_unset, parse_batch_size, parse_flag, unquote
+from models.arguments import parse_batch_size
 from models.batch import GenerationSettings, PreparedBatch, truncate_at_stops
-from models.checkpoint import Checkpoint
-from models.engine import Engine
+from models.loading import Process, UnknownArguments, load_engine
 from models.methods import MethodSpec
 from models.names import DEFAULT_PRETRAINED
-from models.sharding import input_device, parse_placement
 
 
 class VLM(lmms):
@@ -71,48 +66,23 @@ class VLM(lmms):
     ) -> None:
         super().__init__()
         del max_batch_size  # lmms-eval always passes it; there is no automatic batch sizing here
-        checkpoint = Checkpoint.resolve(pretrained, self.FAMILIES, self.MODEL_NAME)
-        method = self._runner(checkpoint, method_arguments)  # its arguments are checked before any weight is loaded
-        unknown = sorted(set(method_arguments) - set(self.valid_arguments()))
-        if unknown:
-            raise ValueError(
-                f"unknown model argument(s) for {self.MODEL_NAME}: {', '.join(unknown)}. "
-                f"Valid arguments: {', '.join(self.valid_arguments())}"
-            )
+        self.batch_size_per_gpu = parse_batch_size(batch_size)
         self.accelerator = Accelerator()
         self._rank = self.accelerator.process_index
         self._world_size = self.accelerator.num_processes
-        placement = parse_placement(device_map, max_memory, offload_folder, device, self._world_size)
-        device = pick_device(device, self._world_size, self.accelerator.local_process_index)
-        dtype = pick_dtype(dtype, device)
-        self.batch_size_per_gpu = parse_batch_size(batch_size)
-        log_folder = None if is_unset(attention_log) else Path(attention_log)
-        interleave_visuals = parse_flag("interleave_visuals", interleave_visuals)
-        checkpoint.configure_pixels(min_pixels, max_pixels)
-        problem = checkpoint.grid_problem()
-        if log_folder is not None and problem is not None:
-            raise ValueError(f"{self.MODEL_NAME}: attention_log stores per-image attention maps, but {problem}")
-        checkpoint.processor.tokenizer.padding_side = "left"
-        model = checkpoint.load(dtype, **placement.load_kwargs())
-        if placement.sharded:  # transformers placed every layer; the inputs go where the first layer is
-            device = input_device(model)
-        else:
-            model.to(device)
-        if method is not None:
-            method.set_up(model, checkpoint, self._rank, self.accelerator.wait_for_everyone)
-        self.engine = Engine(
-            checkpoint,
-            model,
-            device,
-            dtype,
-            method=method,
-            attention_log=self._attention_log(log_folder, checkpoint, method),
-            system_prompt=unquote(system_prompt).replace("\\n", "\n") if isinstance(system_prompt, str) else None,
-            interleave_visuals=interleave_visuals,
-            name=self.MODEL_NAME,
-        )
-        if method is not None:
-            method.announce_preset()
+        process = Process(self._rank, self._world_size, self.accelerator.local_process_index,
+                          self.accelerator.wait_for_everyone)  # fmt: skip
+        try:
+            self.engine = load_engine(
+                self.MODEL_NAME, self.FAMILIES, self.METHOD, pretrained, device, dtype, min_pixels, max_pixels,
+                attention_log, system_prompt, interleave_visuals, device_map, max_memory, offload_folder, process,
+                **method_arguments,
+            )  # fmt: skip
+        except UnknownArguments as error:
+            raise ValueError(
+                f"unknown model argument(s) for {self.MODEL_NAME}: {error}. "
+                f"Valid arguments: {', '.join(self.valid_arguments())}"
+            ) from None
 
     # ----------------------------------------------------------------- set-up
     @classmethod
@@ -133,20 +103,6 @@ class VLM(lmms):
             if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
         ]
         return common + ([argument.name for argument in cls.METHOD.arguments()] if cls.METHOD else [])
-
-    def _runner(self, checkpoint: Checkpoint, arguments: dict[str, Any]) -> Any:
-        if self.METHOD is None:
-            return None
-        module, name = self.METHOD.runner.rsplit(".", 1)
-        return getattr(importlib.import_module(module), name)(self.MODEL_NAME, checkpoint, arguments)
-
-    def _attention_log(self, folder: Path | None, checkpoint: Checkpoint, method: Any) -> Any:
-        if folder is None:
-            return None
-        from models.attention_log import AttentionLogWriter
-
-        arguments = method.arguments() if method is not None else {}
-        return AttentionLogWriter(folder, self._rank, self.MODEL_NAME, checkpoint.depth, arguments)
 
     # ------------------------------------------------------- lmms-eval surface
     @property
