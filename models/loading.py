@@ -9,6 +9,7 @@ checked before any weight is loaded (``models.runner``), then the weights are pl
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,14 @@ def load_engine(
     if runner is not None:
         runner.announce_preset()
     return engine
+
+
+# the model arguments every model takes, in the docs' order (the adapter adds batch_size)
+COMMON_ARGUMENTS = tuple(
+    name
+    for name, parameter in inspect.signature(load_engine).parameters.items()
+    if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name not in ("name", "families", "method", "process")
+)
 
 
 class UnknownArguments(ValueError):

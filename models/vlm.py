@@ -12,7 +12,6 @@ The classes lmms-eval registers are generated (``models.registered``): each sets
 
 from __future__ import annotations
 
-import inspect
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -26,9 +25,8 @@ from tqdm import tqdm
 
 from models.arguments import parse_batch_size
 from models.batch import GenerationSettings, PreparedBatch, truncate_at_stops
-from models.loading import Process, UnknownArguments, load_engine
+from models.loading import COMMON_ARGUMENTS, Process, UnknownArguments, load_engine
 from models.methods import MethodSpec
-from models.names import DEFAULT_PRETRAINED
 
 
 class VLM(lmms):
@@ -47,23 +45,8 @@ class VLM(lmms):
             )
         return super().__new__(cls)
 
-    def __init__(
-        self,
-        pretrained: str = DEFAULT_PRETRAINED,
-        device: str | None = None,
-        dtype: str = "auto",
-        batch_size: int | str = 1,
-        max_batch_size: int | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        attention_log: str | None = None,
-        system_prompt: str | None = None,
-        interleave_visuals: bool = False,
-        device_map: str | None = None,
-        max_memory: str | None = None,
-        offload_folder: str | None = None,
-        **method_arguments: Any,
-    ) -> None:
+    def __init__(self, batch_size: int | str = 1, max_batch_size: int | None = None, **arguments: Any) -> None:
+        """``arguments``: ``models.loading.load_engine``'s (the common ones, documented there) and the method's."""
         super().__init__()
         del max_batch_size  # lmms-eval always passes it; there is no automatic batch sizing here
         self.batch_size_per_gpu = parse_batch_size(batch_size)
@@ -73,11 +56,7 @@ class VLM(lmms):
         process = Process(self._rank, self._world_size, self.accelerator.local_process_index,
                           self.accelerator.wait_for_everyone)  # fmt: skip
         try:
-            self.engine = load_engine(
-                self.MODEL_NAME, self.FAMILIES, self.METHOD, pretrained, device, dtype, min_pixels, max_pixels,
-                attention_log, system_prompt, interleave_visuals, device_map, max_memory, offload_folder, process,
-                **method_arguments,
-            )  # fmt: skip
+            self.engine = load_engine(self.MODEL_NAME, self.FAMILIES, self.METHOD, process=process, **arguments)
         except UnknownArguments as error:
             raise ValueError(
                 f"unknown model argument(s) for {self.MODEL_NAME}: {error}. "
@@ -96,12 +75,9 @@ class VLM(lmms):
 
     @classmethod
     def valid_arguments(cls) -> list[str]:
-        """Every ``--model_args`` key this model accepts (a method adds its own)."""
-        common = [
-            name
-            for name, parameter in inspect.signature(VLM.__init__).parameters.items()
-            if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
-        ]
+        """Every ``--model_args`` key this model accepts: the loader's, the adapter's batch sizes, the method's."""
+        after = COMMON_ARGUMENTS.index("dtype") + 1  # the docs' order: pretrained, device, dtype, batch_size, ...
+        common = [*COMMON_ARGUMENTS[:after], "batch_size", "max_batch_size", *COMMON_ARGUMENTS[after:]]
         return common + ([argument.name for argument in cls.METHOD.arguments()] if cls.METHOD else [])
 
     # ------------------------------------------------------- lmms-eval surface
