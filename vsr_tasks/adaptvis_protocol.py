@@ -7,6 +7,9 @@ its "F1".
   (sorted) picks a fifth for tuning, and ``TEST_MODE=True`` evaluates the other four fifths. Python's ``random`` is
   deterministic, so both parts are reproduced here (assuming, as the released code reads, that nothing draws from
   ``random`` between the seed and the sample).
+- Image (``dataset_zoo/aro_datasets.py:105``, ``VSR.__getitem__``): every image resized to 2300 x 4096 (width x
+  height) before the processor, which then takes the centre square of that stretched image (LLaVA-1.5: its middle
+  56% of the height, the full width).
 - Answer check: a True caption is right when ``Yes`` is in the answer, a False one when ``No`` is (case-sensitive).
 - "F1": the harmonic mean of the true-positive rate TP / (TP + FN) and the true-negative rate TN / (TN + FP) (their
   code calls the two "precision" and "recall"); named ``tpr_tnr_harmonic_mean`` here, since it is not the F1 of a
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+IMAGE_SIZE = (2300, 4096)  # (width, height): shiqichen17/AdaptVis 3b41399 dataset_zoo/aro_datasets.py:105
 PROMPT = "Determine whether the description about the spatial relationship is correct or not. Answer with yes or no: "
 SEED, TUNE_SHARE = 1, 0.2
 PARTS = ("tune", "test")
@@ -25,6 +30,12 @@ PARTS = ("tune", "test")
 
 def build_prompt(caption: str) -> str:
     return PROMPT + caption
+
+
+def prepare_image(image: Any) -> Any:
+    """The image as AdaptVis feeds it to the processor: resized to :data:`IMAGE_SIZE` (PIL's default filter, as
+    theirs)."""
+    return image.resize(IMAGE_SIZE)
 
 
 def part_indices(n: int, part: str) -> list[int]:

@@ -96,6 +96,10 @@ def vsr_process_results(doc: dict, results: list[str]) -> dict:
     return metrics
 
 
+def adaptvis_doc_to_visual(doc: dict) -> list[Image.Image]:
+    return [adaptvis_protocol.prepare_image(image) for image in vsr_doc_to_visual(doc)]
+
+
 def adaptvis_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
     return adaptvis_protocol.build_prompt(doc["caption"])
 

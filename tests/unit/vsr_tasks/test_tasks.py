@@ -146,3 +146,31 @@ def test_the_logged_record_carries_the_caption_that_the_analysis_reads():
         metrics = process(doc, ["True"])
         document = Document(doc_id=0, values={f"{key},none": value for key, value in metrics.items()})
         assert document.caption == "The cat is left of the dog."
+
+
+def test_the_adaptvis_protocol_feeds_the_image_and_prompt_as_written(tmp_path, monkeypatch, family_checkpoint):
+    """AdaptVis' VSR input: the image resized to 2300 x 4096 (their aro_datasets.py:105) and their question, in
+    LLaVA's turn as the llava-hf chat template writes it. Theirs is the raw text
+    'User: <image>\\n Determine ... Assistant:' (llava15.py:498-500): the remaining difference, documented."""
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from families.turns import images_first, render_user_turn
+    from vsr_tasks.utils import adaptvis_doc_to_text, adaptvis_doc_to_visual
+
+    Image.fromarray(np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)).save(tmp_path / "000000000001.jpg")
+    monkeypatch.setenv("VSR_IMAGE_DIR", str(tmp_path))
+    doc = {"image": "000000000001.jpg", "image_link": "", "caption": "The cat is left of the dog."}
+    (visual,) = adaptvis_doc_to_visual(doc)
+    with Image.open(tmp_path / "000000000001.jpg") as original:
+        expected = original.convert("RGB").resize((2300, 4096))
+    assert visual.size == (2300, 4096) and np.array_equal(np.asarray(visual), np.asarray(expected))
+    question = adaptvis_doc_to_text(doc)
+    assert question == (
+        "Determine whether the description about the spatial relationship is correct or not. "
+        "Answer with yes or no: The cat is left of the dog."
+    )
+    processor = AutoProcessor.from_pretrained(str(family_checkpoint("llava")))
+    rendered = render_user_turn(processor, images_first(question, [visual]).content)
+    assert rendered == f"USER: <image>\n{question} ASSISTANT:"
