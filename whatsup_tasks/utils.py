@@ -11,7 +11,7 @@ from lmms_eval.api.task import ConfigurableTask
 from PIL import Image
 
 from whatsup_tasks import data, scoring
-from whatsup_tasks.prompt import build_question
+from whatsup_tasks.prompt import adaptvis_questions, build_question, prompts_dir
 from whatsup_tasks.subsets import SUBSETS
 
 
@@ -26,8 +26,11 @@ class WhatsUpTask(ConfigurableTask):
         task = self.config.task
         documents = data.load_documents(task)
         subset = SUBSETS[task]
-        for document in documents:
-            document["question"] = build_question(document["subject"], document["object"] or None, subset)
+        folder = prompts_dir()
+        theirs = adaptvis_questions(folder, subset, len(documents)) if folder is not None else None
+        for index, document in enumerate(documents):
+            rebuilt = build_question(document["subject"], document["object"] or None, subset)
+            document["question"] = theirs[index] if theirs is not None else rebuilt
             document["subset"] = task
         split = self.config.test_split
         self.dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(documents)})

@@ -176,3 +176,38 @@ def test_the_adaptvis_vsr_task_through_lmms_eval(vsr_data_dir, tiny_checkpoint, 
         tnr = sum(r for r, y in zip(right, labels) if not y) / max(1, labels.count(0))
         harmonic = 2 * tpr * tnr / (tpr + tnr) if tpr + tnr else 0.0
         assert reported["tpr_tnr_harmonic_mean,none"] == pytest.approx(harmonic)
+
+
+def test_adaptvis_prompt_files_replace_the_rebuilt_questions_row_for_row(whatsup_dir, tmp_path, monkeypatch):
+    """With ADAPTVIS_PROMPTS_DIR, each document asks the question of its row in AdaptVis' file (their turn
+    stripped), their irregular rows included; a file with another number of rows is refused naming both."""
+    import lmms_eval.models  # noqa: F401
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from whatsup_tasks.prompt import prompt_file
+
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    expected = {}
+    for task in TASK_NAMES:
+        subset = SUBSETS[task]
+        rows = json.loads((whatsup_dir / subset.annotation).read_text())
+        expected[task] = [f"Where is thing {i} in relation to the table? Answer with left, right, above, or below.."
+                          for i in range(len(rows))]  # fmt: skip
+        lines = [json.dumps({"id": i, "question": f"<image>\nUSER: {q}\nASSISTANT:", "answer": "x"})
+                 for i, q in enumerate(expected[task])]  # fmt: skip
+        (prompts / prompt_file(subset)).write_text("\n".join(lines) + "\n")
+    assert prompt_file(SUBSETS["whatsup_vg_one"]) == "VG_QA_one_obj_with_answer_six_options.jsonl"
+    monkeypatch.setenv("WHATSUP_DATA_DIR", str(whatsup_dir))
+    monkeypatch.setenv("ADAPTVIS_PROMPTS_DIR", str(prompts))
+    loaded = get_task_dict(list(TASK_NAMES), TaskManager())
+    for task in TASK_NAMES:
+        documents = loaded[task].eval_docs
+        assert [loaded[task].doc_to_text(document) for document in documents] == expected[task]
+    short = SUBSETS["whatsup_coco_one"]
+    path = prompts / prompt_file(short)
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(
+        data.WhatsUpDataError, match=f"{prompt_file(short)} has {len(expected['whatsup_coco_one']) - 1} questions"
+    ):
+        get_task_dict(["whatsup_coco_one"], TaskManager())
