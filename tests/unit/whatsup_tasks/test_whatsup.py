@@ -211,3 +211,26 @@ def test_adaptvis_prompt_files_replace_the_rebuilt_questions_row_for_row(whatsup
         data.WhatsUpDataError, match=f"{prompt_file(short)} has {len(expected['whatsup_coco_one']) - 1} questions"
     ):
         get_task_dict(["whatsup_coco_one"], TaskManager())
+
+
+def test_the_rendered_whatsup_input_is_llavas_turn_around_their_question(whatsup_dir, family_checkpoint, monkeypatch):
+    """What LLaVA-1.5 reads for a WhatsUp document: the chat template's turn around AdaptVis' question. Theirs is
+    the raw text '<image>\\nUSER: QUESTION\\nASSISTANT:' (their prompt files): the remaining difference, documented."""
+    import lmms_eval.models  # noqa: F401
+    from lmms_eval.tasks import TaskManager, get_task_dict
+    from transformers import AutoProcessor
+
+    from families.turns import images_first, render_user_turn
+
+    monkeypatch.setenv("WHATSUP_DATA_DIR", str(whatsup_dir))
+    monkeypatch.delenv("ADAPTVIS_PROMPTS_DIR", raising=False)
+    task = get_task_dict(["whatsup_controlled_a"], TaskManager())["whatsup_controlled_a"]
+    document = task.eval_docs[0]
+    question = task.doc_to_text(document)
+    assert (
+        question
+        == f"Where is the {document['subject']} in relation to the {document['object']}? Answer with left, right, on or under."
+    )
+    processor = AutoProcessor.from_pretrained(str(family_checkpoint("llava")))
+    rendered = render_user_turn(processor, images_first(question, task.doc_to_visual(document)).content)
+    assert rendered == f"USER: <image>\n{question} ASSISTANT:"
