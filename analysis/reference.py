@@ -10,7 +10,8 @@ Why: a reproduction is read against the table it reproduces. Two forms::
                   "metric": "accuracy", "value": 84.9, "source": "index.html:436-446 (branch web)"}, ...]}
 
 The first gives accuracies per task and model name; the second any metric (``accuracy`` when unnamed), optionally
-for one checkpoint (``pretrained``, matched exactly against the run's model_args), in the paper's unit (``scale``:
+for one checkpoint (``pretrained``, matched exactly against the run's model_args) and one preset (``preset``: two
+runs of one model, AdaptVis and ScalingVis), in the paper's unit (``scale``:
 100 for percentages; values are divided by it). Models are matched by model name (``qwen3vl_clvs``), not by run
 label, so runs with any other model_args line up with the published row of their method.
 """
@@ -30,6 +31,7 @@ class ReferenceValue:
     value: float  # in our unit (a share, not a percentage)
     pretrained: str | None = None
     source: str = ""
+    preset: str | None = None  # the run's preset it belongs to (AdaptVis vs ScalingVis on one model)
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,14 @@ class Reference:
     name: str
     values: list[ReferenceValue] = field(default_factory=list)
 
-    def get(self, task: str, model: str, metric: str = "accuracy", pretrained: str | None = None) -> float | None:
+    def get(
+        self, task: str, model: str, metric: str = "accuracy", pretrained: str | None = None, preset: str | None = None
+    ) -> float | None:
         for entry in self.values:
-            if (entry.task, entry.model, entry.metric) == (task, model, metric) and entry.pretrained in (
-                None,
-                pretrained,
+            if (
+                (entry.task, entry.model, entry.metric) == (task, model, metric)
+                and entry.pretrained in (None, pretrained)
+                and entry.preset in (None, preset)
             ):
                 return entry.value
         return None
@@ -95,6 +100,7 @@ def _results(path: Path, data: dict) -> list[ReferenceValue]:
                 value=_checked(path, entry["value"], float(scale), label) / float(scale),
                 pretrained=str(entry["pretrained"]) if entry.get("pretrained") else None,
                 source=str(entry.get("source") or ""),
+                preset=str(entry["preset"]) if entry.get("preset") else None,
             )
         )
     return values

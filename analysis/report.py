@@ -244,14 +244,16 @@ class _ReportBuilder:
             entries = {}
             for run in task_runs:
                 pretrained = run.args.get("pretrained")
-                reported = reference.get(task, run.model, metric, pretrained)
+                reported = reference.get(task, run.model, metric, pretrained, run.args.get("preset"))
                 summary = row.summaries.get(run.label) if row else None
                 ours = summary.value if summary else None
                 paired = row.comparisons.get(run.label) if row else None
                 pairing = comparison.pairings.get(run.label)
                 base = by_label.get(pairing.baseline) if pairing else None
                 base_reported = (
-                    reference.get(task, base.model, metric, base.args.get("pretrained")) if base is not None else None
+                    reference.get(task, base.model, metric, base.args.get("pretrained"), base.args.get("preset"))
+                    if base is not None
+                    else None
                 )
                 reported_delta = (
                     reported - base_reported if reported is not None and base_reported is not None else None

@@ -51,11 +51,20 @@ class Study:
         return self.spec["baseline"]
 
     def models(self) -> list[str]:
-        """The baseline, then each method's model."""
-        return [self.baseline, *self.spec["methods"]]
+        """The runs on each checkpoint: the baseline, each method's model, then each variant (``model+preset``: a
+        method's model under another preset, AdaptVis' ScalingVis)."""
+        variants = [
+            f"{model}+{preset}" for model, presets in self.spec.get("variants", {}).items() for preset in presets
+        ]
+        return [self.baseline, *self.spec["methods"], *variants]
 
-    def preset(self, model: str, arm: str) -> str | None:
-        preset = self.spec["methods"].get(model)
+    @staticmethod
+    def model_of(run: str) -> str:
+        """The ``--model`` of a run (a variant's ``model+preset`` is its model)."""
+        return run.split("+", 1)[0]
+
+    def preset(self, run: str, arm: str) -> str | None:
+        preset = run.split("+", 1)[1] if "+" in run else self.spec["methods"].get(run)
         return preset.replace(ARM, arm) if preset else None
 
     def tasks(self, arm: str, test: bool = False) -> list[str]:
@@ -66,6 +75,11 @@ class Study:
         """The study's model arguments on one checkpoint: its own, then the checkpoint's (dtype, pixels, prompt)."""
         return {**self.spec.get("model_args", {}), **self.spec.get("checkpoint_model_args", {}).get(arm, {})}
 
+    @staticmethod
+    def entry_run(entry: dict) -> str:
+        """The run a published number belongs to: its model, or a variant when it names a preset."""
+        return f"{entry['model']}+{entry['preset']}" if entry.get("preset") else entry["model"]
+
     def vea_model(self) -> str | None:
         from models.methods import method_of_model
 
@@ -75,7 +89,11 @@ class Study:
         """The published numbers keyed by the checkpoints this run uses (the report matches ``pretrained``)."""
         reference = self.spec["reference"]
         results = [
-            {**{k: v for k, v in entry.items() if k != "checkpoint"}, "pretrained": pretrained[entry["checkpoint"]]}
+            {
+                **{k: v for k, v in entry.items() if k != "checkpoint"},
+                "pretrained": pretrained[entry["checkpoint"]],
+                "preset": self.preset(self.entry_run(entry), entry["checkpoint"]),  # the run it belongs to
+            }
             for entry in reference["results"]
             if entry["checkpoint"] in pretrained
         ]
@@ -88,6 +106,9 @@ def settings(study: Study) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = [(f"checkpoints.{arm}", path) for arm, path in spec["checkpoints"].items()]
     rows.append(("baseline", spec["baseline"]))
     rows += [(f"methods.{model}", f"preset={preset}") for model, preset in spec["methods"].items()]
+    rows += [
+        (f"variants.{model}", [f"preset={p}" for p in presets]) for model, presets in spec.get("variants", {}).items()
+    ]
     rows += [(key, spec[key]) for key in ("tasks", "test_tasks") if key in spec]
     rows += [(f"model_args.{key}", value) for key, value in spec.get("model_args", {}).items()]
     rows += [
@@ -157,9 +178,10 @@ def make_plan(study: Study, args: argparse.Namespace) -> Plan:
     models = study.models()
     if args.methods is not None:
         chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
-        if not chosen or any(m not in models for m in chosen):
-            raise SystemExit(f"--methods: choose from {', '.join(models)}, got {args.methods!r}")
-        models = [study.baseline] + [m for m in models if m in chosen and m != study.baseline]  # the baseline always
+        names = list(dict.fromkeys(study.model_of(run) for run in models))
+        if not chosen or any(m not in names for m in chosen):
+            raise SystemExit(f"--methods: choose from {', '.join(names)}, got {args.methods!r}")
+        models = [study.baseline] + [r for r in models if study.model_of(r) in chosen and r != study.baseline]
     if args.finetune:
         if "finetune" not in study.spec:
             raise SystemExit(f"--finetune: the {study.name} study fine-tunes nothing")
@@ -189,15 +211,16 @@ def describe(study: Study, plan: Plan, pipeline: Pipeline) -> None:
     spec = study.spec
     pipeline.log(f"study {study.name}: {spec['paper']}")
     pipeline.log(f"headline: {spec['headline']}")
-    for model in spec["methods"]:
+    for run in study.models()[1:]:
+        model = study.model_of(run)
         method = method_of_model(model).name
         for arm in plan.arms:
-            preset = study.preset(model, arm)
+            preset = study.preset(run, arm)
             values = presets()[preset][method]
             settings = {k: v for k, v in values.items() if k not in NOT_ARGUMENTS}
             pipeline.log(f"setting: {model} preset={preset} {json.dumps(settings)}")
             pipeline.log(f"  from: {values.get('source', 'not stated')}")
-            if ARM not in spec["methods"][model]:
+            if ARM not in (study.preset(run, ARM) or ""):
                 break  # one preset for every arm
     pipeline.log(
         f"model_args: {json.dumps(spec.get('model_args', {}))}; gen_kwargs: {spec.get('gen_kwargs') or 'the tasks own'}"
@@ -299,23 +322,24 @@ def profile(study: Study, plan: Plan, pipeline: Pipeline, args: argparse.Namespa
 
 
 def model_args(
-    study: Study, plan: Plan, args: argparse.Namespace, model: str, arm: str, checkpoint: str, layers: Path | None
+    study: Study, plan: Plan, args: argparse.Namespace, run: str, arm: str, checkpoint: str, layers: Path | None
 ) -> dict:
+    """``run``'s model arguments on ``arm`` (a run is a model, or a variant ``model+preset``)."""
     arguments: dict[str, object] = {"pretrained": checkpoint, **study.model_args(arm)}
     if plan.dtype:
         arguments["dtype"] = plan.dtype
     arguments["batch_size"] = args.batch_size
     if args.device:
         arguments["device"] = args.device
-    preset = study.preset(model, arm)
+    preset = study.preset(run, arm)
     if preset:
         arguments["preset"] = preset
-    if model == study.vea_model():
+    if study.model_of(run) == study.vea_model():
         if layers is not None:
             arguments["layers_file"] = layers  # explicit: wins over the preset's layers
         elif args.vea_layers.startswith("["):
             arguments["layers"] = args.vea_layers  # a checkpoint whose depth the preset has no layers for
-    arguments["attention_log"] = plan.out / "attention" / arm / model
+    arguments["attention_log"] = plan.out / "attention" / arm / run
     return arguments
 
 
@@ -325,11 +349,11 @@ def compare_with_published(study: Study, results_files: dict[tuple[str, str], Pa
     scale = reference.get("scale", 1)
     lines = []
     for entry in reference["results"]:
-        results = results_files.get((entry["checkpoint"], entry["model"]))
+        results = results_files.get((entry["checkpoint"], study.entry_run(entry)))
         ours = task_metric(results, entry["task"], entry.get("metric", "accuracy")) if results else None
         if ours is not None:
             lines.append(
-                f"  {entry['checkpoint']:<14} {entry['model']:<18} {entry['task']:<28} "
+                f"  {entry['checkpoint']:<14} {study.entry_run(entry):<18} {entry['task']:<28} "
                 f"{entry.get('metric', 'accuracy'):<22} {ours * scale:.4g}   {entry['value']}"
             )
     if lines:
@@ -356,20 +380,21 @@ def run(study: Study, args: argparse.Namespace) -> int:
         plan.out.mkdir(parents=True, exist_ok=True)
     env = pipeline.env(**({"VSR_DATA_DIR": str(plan.vsr_data_dir)} if plan.vsr_data_dir else {}))
     runs: list[Path] = []
-    results_files: dict[tuple[str, str], Path] = {}  # (arm, model) -> the results JSON of the study's tasks
+    results_files: dict[tuple[str, str], Path] = {}  # (arm, run) -> the results JSON of the study's tasks
     pretrained: dict[str, str] = {}
     for arm, checkpoint in plan.arms.items():
         checkpoint = finetune(study, plan, pipeline, args, arm) if args.finetune else checkpoint
         pretrained[arm] = str(checkpoint)
         layers = profile(study, plan, pipeline, args, arm, checkpoint) if plan.profile else None
         tasks = plan.tasks or study.tasks(arm, args.test)
-        for model in plan.models:
-            arguments = model_args(study, plan, args, model, arm, checkpoint, layers)
+        for run_name in plan.models:
+            model = study.model_of(run_name)
+            arguments = model_args(study, plan, args, run_name, arm, checkpoint, layers)
             evaluations = [("runs", tasks, None)] + ([("benchmarks", plan.benchmarks, None)] if plan.benchmarks else [])
             for folder, names, _ in evaluations:
-                output = plan.out / folder / arm / model
+                output = plan.out / folder / arm / run_name
                 results = pipeline.evaluate(
-                    f"evaluate {model} on {arm}: {', '.join(names)}",
+                    f"evaluate {run_name} on {arm}: {', '.join(names)}",
                     model,
                     arguments,  # the same model_args everywhere: the report merges them into one run
                     names,
@@ -383,7 +408,7 @@ def run(study: Study, args: argparse.Namespace) -> int:
                 )
                 runs.append(output)
                 if results is not None and folder == "runs":
-                    results_files[(arm, model)] = results
+                    results_files[(arm, run_name)] = results
     extra = ["--baseline", study.baseline, "--examples", "4"]
     if args.include_path:
         extra += ["--include_path", args.include_path]

@@ -197,7 +197,7 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
 
 
 # ------------------------------------------------------------ the papers' own experiments (--study)
-STUDY_COMMANDS = {"adaptvis": 2, "clvs": 4, "vea": 2}  # lmms-eval runs: each checkpoint x (baseline, method)
+STUDY_COMMANDS = {"adaptvis": 3, "clvs": 4, "vea": 2}  # lmms-eval runs: each checkpoint x (baseline, methods, variants)
 
 
 @pytest.mark.parametrize("study", list(STUDY_COMMANDS))
@@ -214,7 +214,8 @@ def test_each_study_dry_run_prints_the_papers_setting_numbers_and_commands(study
     assert {c["model_args"]["pretrained"] for c in commands} == set(spec["checkpoints"].values())
     for command in commands:
         assert command["tasks"] == ",".join(spec["tasks"])
-        assert command["model_args"].get("preset") == spec["methods"].get(command["model"])
+        expected = {spec["methods"].get(command["model"]), *spec.get("variants", {}).get(command["model"], [])}
+        assert command["model_args"].get("preset") in expected
         if spec["gen_kwargs"]:
             assert command["flags"]["--gen_kwargs"] == spec["gen_kwargs"]
         arm = {path: name for name, path in spec["checkpoints"].items()}[command["model_args"]["pretrained"]]
@@ -245,14 +246,17 @@ def test_the_adaptvis_study_end_to_end_with_the_papers_column(setup, trained_che
     assert {entry["pretrained"] for entry in reference["results"]} == {str(llava)}
     controlled = summary["tasks"]["whatsup_controlled_a"]["reference"]
     assert controlled["name"] == "reported by AdaptVis (project page)"
-    assert {entry["model"]: entry["reported"] for entry in controlled["runs"].values()} == {
-        "vlm_baseline": pytest.approx(0.603), "vlm_adaptvis": pytest.approx(0.849)}  # fmt: skip
+    reported = {label.split("preset=")[-1].rstrip(")") if "preset=" in label else entry["model"]: entry["reported"]
+                for label, entry in controlled["runs"].items()}  # fmt: skip
+    assert reported == {"vlm_baseline": pytest.approx(0.603), "adaptvis_paper": pytest.approx(0.849),
+                        "scalingvis_paper": pytest.approx(0.645)}  # fmt: skip
     vsr = summary["tasks"]["vsr_zeroshot_test_adaptvis"]["reference"]["metrics"]
     assert {e["model"]: e["reported"] for e in vsr["tpr_tnr_harmonic_mean"].values()}["vlm_adaptvis"] == pytest.approx(
         0.625
     )
     comparison = summary["tasks"]["whatsup_controlled_a"]["metrics"]["accuracy,none"]["comparisons"]
-    assert [c["baseline"] for c in comparison.values()] == ["vlm_baseline"] and len(summary["tasks"]) == 7
+    # AdaptVis and ScalingVis, each against the baseline
+    assert [c["baseline"] for c in comparison.values()] == ["vlm_baseline"] * 2 and len(summary["tasks"]) == 7
     assert (out / "report" / "report.md").read_text().count("Against the results reported by AdaptVis") == 7
 
 

@@ -29,16 +29,17 @@ def test_every_name_in_a_study_file_resolves(name):
     study = Study.load(name)
     spec = study.spec
     assert all(key in spec for key in REQUIRED) and spec["study"] == name
-    models = study.models()
-    assert set(models) <= set(model_classes())  # registered --model names
+    runs = study.models()
+    models = {study.model_of(run) for run in runs}
+    assert models <= set(model_classes())  # registered --model names
     for arm in spec["checkpoints"]:
-        for model in spec["methods"]:
-            preset = study.preset(model, arm)
-            assert ARM not in preset and model.split("_", 1)[1] in presets()[preset]
+        for run in runs[1:]:  # each method's run and each variant take a preset of their method
+            preset = study.preset(run, arm)
+            assert ARM not in preset and study.model_of(run).split("_", 1)[1] in presets()[preset]
         assert all(ARM not in task for task in study.tasks(arm, test=True))
     assert set(spec.get("checkpoint_model_args", {})) <= set(spec["checkpoints"])
     for entry in spec["reference"]["results"]:
-        assert entry["checkpoint"] in spec["checkpoints"] and entry["model"] in models and entry["source"]
+        assert entry["checkpoint"] in spec["checkpoints"] and study.entry_run(entry) in runs and entry["source"]
         assert entry["task"] in {task for arm in spec["checkpoints"] for task in study.tasks(arm, test=True)} | {
             task for task in spec["tasks"]
         } or entry["task"].startswith("whatsup_")  # WhatsUp's subsets belong to its group task
@@ -88,3 +89,24 @@ def test_every_setting_has_a_source_and_the_page_shows_them(name):
     assert marker in page
     shown = page.split(marker, 1)[1].split("\n\n###", 1)[0].rstrip("\n")
     assert shown == provenance_table(study)
+
+
+def test_a_variant_is_a_run_of_its_model_under_another_preset_with_its_own_published_numbers(tmp_path):
+    """AdaptVis' study runs ScalingVis as vlm_adaptvis with preset=scalingvis_paper; its published row (index.html
+    423-433) belongs to that run only, so the report puts it beside that run and not beside AdaptVis'."""
+    from analysis.reference import load_reference
+
+    study = Study.load("adaptvis")
+    assert study.models() == ["vlm_baseline", "vlm_adaptvis", "vlm_adaptvis+scalingvis_paper"]
+    assert study.preset("vlm_adaptvis+scalingvis_paper", "llava-1.5-7b") == "scalingvis_paper"
+    assert study.preset("vlm_adaptvis", "llava-1.5-7b") == "adaptvis_paper"
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps(study.reference({"llava-1.5-7b": "/m"})))
+    reference = load_reference(path)
+    assert reference.get("whatsup_controlled_a", "vlm_adaptvis", "accuracy", "/m", "adaptvis_paper") == pytest.approx(
+        0.849
+    )
+    assert reference.get("whatsup_controlled_a", "vlm_adaptvis", "accuracy", "/m", "scalingvis_paper") == pytest.approx(
+        0.645
+    )
+    assert reference.get("whatsup_controlled_a", "vlm_baseline", "accuracy", "/m", None) == pytest.approx(0.603)
