@@ -2,7 +2,8 @@
 
 The map comes from the attention log's ``after_0`` (first image), averaged over the chosen layers,
 and is stretched over the part of the original image its token grid covers (the log's ``image_regions``:
-the whole image for Qwen's processors, which resize; the centre square for LLaVA-1.5's crop). A VSR image is found
+the whole image for Qwen's processors, which resize; the centre square for LLaVA-1.5's crop), scaled from the
+size the model got (``image_sizes``) to the file drawn. A VSR image is found
 from the samples' ``input_media`` or the task's VSR row, with ``VSR_DATA_DIR`` / ``VSR_IMAGE_DIR``; any other
 task's through its own ``doc_to_visual`` (:mod:`analysis.visuals`). When it cannot be found the map is drawn alone
 and the figure says so.
@@ -42,6 +43,18 @@ class Panel:
     attention: np.ndarray | None = None  # [grid_h, grid_w]
     picture: np.ndarray | None = None  # [H, W, 3] uint8 shown as is
     region: tuple[float, float, float, float] | None = None  # (x0, y0, x1, y1) of the original the map covers
+    region_frame: tuple[int, int] | None = None  # (width, height) of the image the region's pixels are counted in
+
+    def region_on(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The region in the pixels of a picture of ``width`` x ``height``: the model may have got a resized copy
+        of the file drawn (the VSR-protocol tasks resize to AdaptVis' size), so the logged region is scaled."""
+        if self.region is None:
+            return (0.0, 0.0, float(width), float(height))
+        x0, y0, x1, y1 = self.region
+        if self.region_frame is None:
+            return (x0, y0, x1, y1)
+        sx, sy = width / self.region_frame[0], height / self.region_frame[1]
+        return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
 
 
 @lru_cache(maxsize=8)
@@ -122,8 +135,8 @@ def panels_for(
     attention = mean_map(maps, layers)
     panels = []
     if attention is not None:
-        region = tuple(record.image_regions[0]) if record.image_regions else None
-        panels.append(Panel(title=run.label, attention=attention, region=region))
+        region, frame = record.cover(0)
+        panels.append(Panel(title=run.label, attention=attention, region=region, region_frame=frame))
     if "highlighted_0" in maps:
         panels.append(
             Panel(title=f"{run.label}: highlighted image", picture=np.asarray(maps["highlighted_0"], dtype=np.uint8))
@@ -211,7 +224,7 @@ def draw_panels(path: Path, image: np.ndarray | None, panels: list[Panel], lines
             continue
         if image is not None:
             height, width = image.shape[:2]
-            x0, y0, x1, y1 = panel.region or (0, 0, width, height)
+            x0, y0, x1, y1 = panel.region_on(width, height)
             axis.imshow(image, extent=(0, width, height, 0))
             shown = axis.imshow(
                 panel.attention, extent=(x0, x1, y1, y0), cmap=MAP_CMAP, alpha=0.6, interpolation="bilinear"

@@ -155,8 +155,8 @@ class LiveModel:
             return None
         maps = log.maps(record)
         layers = layer_selection(record.num_layers, layer)
-        region = tuple(record.image_regions[0]) if record.image_regions else None
-        panels = [Panel(title=f"{method} (live)", attention=mean_map(maps, layers), region=region)]
+        region, frame = record.cover(0)
+        panels = [Panel(title=f"{method} (live)", attention=mean_map(maps, layers), region=region, region_frame=frame)]
         if "highlighted_0" in maps:
             panels.append(Panel(title="highlighted image", picture=np.asarray(maps["highlighted_0"], dtype=np.uint8)))
         path = folder / f"heatmap_layer{'mean' if layer is None else layer}.png"

@@ -83,6 +83,7 @@ class AttentionLogWriter:
             "image_regions": [[round(float(v), 2) for v in region] for region in batch.image_regions[b]]
             if b < len(batch.image_regions)
             else None,
+            "image_sizes": [list(image.size) for image in batch.images[b]],
             "image_mass": recorder.image_mass(b),
             "text_mass": recorder.text_mass(b),
             "image_mass_before": recorder.image_mass(b, before=True) if has_before else None,
@@ -158,6 +159,18 @@ class AttentionRecord:
     answer: str = ""
     maps_file: str | None = None
     image_regions: list[list[float]] | None = None  # per image, the part of the original its grid covers
+    image_sizes: list[list[int]] | None = None  # per image, the (width, height) the model got; absent in old logs
+
+    def cover(self, index: int = 0) -> tuple[tuple[float, ...] | None, tuple[int, int] | None]:
+        """Image ``index``'s region and the size of the image its pixels are counted in.
+
+        A task may resize the file on disk before the model sees it (the VSR-protocol tasks do), so a region is
+        only meaningful together with that size; a figure scales it to the picture it draws on.
+        """
+        region = tuple(self.image_regions[index]) if self.image_regions and index < len(self.image_regions) else None
+        sizes = self.image_sizes or []
+        size = (int(sizes[index][0]), int(sizes[index][1])) if index < len(sizes) else None
+        return region, size
 
 
 @dataclass
@@ -220,6 +233,7 @@ def read_attention_log(folder: str | Path, model: str | None = None) -> Attentio
                         answer=str(raw.get("answer", "")),
                         maps_file=raw.get("maps_file"),
                         image_regions=raw.get("image_regions"),
+                        image_sizes=raw.get("image_sizes"),
                     )
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                     raise AttentionLogError(f"{path}:{line_number}: not a valid attention record ({error})") from None

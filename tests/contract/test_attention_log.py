@@ -24,6 +24,7 @@ RECORD_KEYS = {
     "num_layers",
     "image_grids",
     "image_regions",
+    "image_sizes",
     "image_mass",
     "text_mass",
     "image_mass_before",
@@ -84,6 +85,7 @@ def test_baseline_log_equals_eager_reference(family_checkpoint, tmp_path, family
         assert (record["task"], record["model"], record["num_layers"]) == ("logtest", "vlm_baseline", 4)
         regions = [_expected_region(family, *image.size) for image in doc["images"]]
         assert record["image_regions"] == [pytest.approx(region, abs=0.01) for region in regions]
+        assert record["image_sizes"] == [list(image.size) for image in doc["images"]]
         assert record["decision"] == {} and record["model_args"] == {}
         assert record["image_mass_before"] is None and record["text_mass_before"] is None
         assert record["answer"] == answers[doc_id]
