@@ -11,31 +11,19 @@ from interventions.adaptvis import AdaptVis, first_token_confidence
 from models.batch import GenerationSettings
 from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
-from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import (
     CONTEXTS,
     adaptvis_row_fn,
     image_positions,
-    load_reference_model,
     prepare,
     reference_logits,
     sample_images,
 )
 
 
-@pytest.fixture(scope="module", params=FAMILY_TYPES)
-def checkpoint(request, family_checkpoint):
-    return family_checkpoint(request.param)
-
-
 @pytest.fixture(scope="module")
 def adaptvis(checkpoint):
     return AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2)
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoint):
-    return load_reference_model(checkpoint)
 
 
 def _steered_logits(wrapper, batch, alphas, layers) -> torch.Tensor:

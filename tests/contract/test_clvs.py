@@ -44,11 +44,6 @@ def checkpoint(family, family_checkpoint):
     return family_checkpoint(family)
 
 
-@pytest.fixture(scope="module")
-def reference(checkpoint):
-    return load_reference_model(checkpoint)
-
-
 def test_unbiased_positions_collapse_each_image_to_one_position(checkpoint):
     wrapper = _clvs(checkpoint)
     one, two = sample_images()

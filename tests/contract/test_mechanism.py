@@ -12,20 +12,13 @@ from interventions.layers import parse_layers
 from models.registered import VLMCLVS as CLVSModel
 from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
-from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import (
     adaptvis_row_fn,
     clvs_reference_logits,
     image_positions,
-    load_reference_model,
     prepare,
     reference_logits,
 )
-
-
-@pytest.fixture(scope="module", params=FAMILY_TYPES)
-def checkpoint(request, family_checkpoint):
-    return family_checkpoint(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +29,6 @@ def baseline(checkpoint):
 @pytest.fixture(scope="module")
 def adaptvis(checkpoint):
     return AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2)
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoint):
-    return load_reference_model(checkpoint)
 
 
 def test_steered_attention_without_state_is_sdpa(baseline, adaptvis):

@@ -13,7 +13,6 @@ import torch
 from models import model_class
 from models.batch import GenerationSettings
 from models.names import ANY_FAMILY
-from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import prepare
 
 SETTINGS = GenerationSettings(max_new_tokens=6)
@@ -22,11 +21,6 @@ NEUTRAL = {
     "clvs": {"smoothing": 1, "position_unbiased": False},
     "vea": {"highlight_strength": 1, "layers": "all"},
 }
-
-
-@pytest.fixture(scope="module", params=FAMILY_TYPES)
-def checkpoint(request, family_checkpoint):
-    return family_checkpoint(request.param)
 
 
 @pytest.fixture(scope="module")

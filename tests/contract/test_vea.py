@@ -17,27 +17,16 @@ from models.registered import VLMVEA as VEAModel
 from models.registered import VLMBaseline as VLM
 from models.vea import HINT
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
-from tests.support.environment import FAMILY_TYPES
-from tests.support.reference import image_positions, load_reference_model, prepare, reference_logits
+from tests.support.reference import image_positions, prepare, reference_logits
 from tests.support.scoring import vsr_accuracy_from_samples
 from vsr_tasks.synthetic import generate
 
 LAYERS = [1, 3]
 
 
-@pytest.fixture(scope="module", params=FAMILY_TYPES)
-def checkpoint(request, family_checkpoint):
-    return family_checkpoint(request.param)
-
-
 @pytest.fixture(scope="module")
 def vea(checkpoint):
     return VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, layers=LAYERS)
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoint):
-    return load_reference_model(checkpoint)
 
 
 def eager_evidence(reference, batch, layers) -> list[torch.Tensor]:
