@@ -4,8 +4,9 @@ Two passes per batch over one shared prefix: the prompt's first N - 1 positions 
 once (``interventions.prefix``); a plain forward of the last position gives each sequence's confidence (top-1
 probability of the first token, the token greedy generation would emit first); the cache is cropped back and
 generation continues from a steered forward of the last position, the image logits of its row scaled by that
-sequence's ``alpha`` in the selected layers (``interventions.adaptvis``; the confidence as ``confidence_rule`` reads it). Decode steps are untouched. Settings that
-give every sequence the same ``alpha`` (whatever their threshold) share one generation. Cost: about one prefill, not
+sequence's ``alpha`` in the selected layers (``interventions.adaptvis``; the confidence as ``confidence_rule`` reads
+it). Decode steps are untouched. Settings that give every sequence the same ``alpha`` (whatever their threshold)
+share one generation. Cost: about one prefill, not
 two. Where the cache cannot be shared, :meth:`AdaptVisRunner.whole_prompt` runs the two whole-prompt passes instead.
 """
 

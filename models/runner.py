@@ -56,11 +56,10 @@ class MethodRunner:
         fields = [field.name for field in dataclasses.fields(spec.params)]
         self.params = spec.params(**{name: values[name] for name in fields})  # validates the numbers
         # a preset's settings per task (AdaptVis' paper: one line per dataset); an explicit argument wins over them
-        self.by_task = {
-            task: spec.params(**{name: given[name] if given[name] is not None else task_values.get(name, values[name])
-                                 for name in fields})
-            for task, task_values in by_task.items()
-        }  # fmt: skip
+        self.by_task = {}
+        for task, task_values in by_task.items():
+            merged = {**values, **{name: value for name, value in task_values.items() if given.get(name) is None}}
+            self.by_task[task] = spec.params(**{name: merged[name] for name in fields})
         if self.by_task and not self.per_sequence:
             raise ValueError(f"{self.name}: preset {preset} sets {spec.title} per task, which {spec.title} cannot take")
         self.check_arguments(values)  # before the checkpoint is loaded
