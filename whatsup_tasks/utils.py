@@ -29,8 +29,10 @@ class WhatsUpTask(ConfigurableTask):
         folder = prompts_dir()
         theirs = adaptvis_questions(folder, subset, len(documents)) if folder is not None else None
         for index, document in enumerate(documents):
-            rebuilt = build_question(document["subject"], document["object"] or None, subset)
-            document["question"] = theirs[index] if theirs is not None else rebuilt
+            if theirs is not None:
+                document["question"] = theirs[index]
+            else:
+                document["question"] = build_question(document["subject"], document["object"] or None, subset)
             document["subset"] = task
         split = self.config.test_split
         self.dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(documents)})
