@@ -125,9 +125,8 @@ def _llava(shape: str, text_layers: int, vision_layers: int):
     from transformers import CLIPImageProcessor, LlavaForConditionalGeneration
 
     from testbed.tiny_llava import CLIP_MEAN, CLIP_STD, build_llava, build_llava_tokenizer
-    from testbed.vocabulary import word_corpus
 
-    tokenizer = build_llava_tokenizer("bytes", word_corpus(), 384)
+    tokenizer = build_llava_tokenizer("bytes", 384)
     model, processor = build_llava(tokenizer, text_layers, 32064)
     config = model.config
     config.text_config.update(

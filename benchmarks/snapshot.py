@@ -89,16 +89,20 @@ def main(argv: list[str] | None = None) -> None:
         return
     before = torch.load(args.compare)
     worst = 0.0
-    failed = []
+    failed, new = [], sorted(set(results) - set(before))
     for key in sorted(set(before) | set(results)):
-        if key not in before or key not in results:
-            failed.append(f"{key}: only {'after' if key in results else 'before'}")
+        if key not in results:
+            failed.append(f"{key}: only before")
+            continue
+        if key not in before:  # a family or case added since the snapshot: nothing to compare it with
             continue
         difference = float((before[key] - results[key]).abs().max())
         worst = max(worst, difference)
         if difference > args.tolerance:
             failed.append(f"{key}: max |difference| {difference:.3g}")
-    print(f"{len(results)} cases; largest |difference| {worst:.3g} (tolerance {args.tolerance:g})")
+    print(f"{len(results) - len(new)} cases compared; largest |difference| {worst:.3g} (tolerance {args.tolerance:g})")
+    if new:
+        print(f"{len(new)} new cases, not in {args.compare} (not compared): {', '.join(new)}")
     for line in failed:
         print(f"DIFFERENT {line}")
     sys.exit(1 if failed else 0)

@@ -6,6 +6,7 @@
 | ``qwen3_vl_moe`` | Qwen3-VL MoE (30B-A3B, 235B-A22B) | as Qwen3-VL | as Qwen3-VL | as Qwen3-VL | patch rows |
 | ``qwen2_5_vl`` | Qwen2.5-VL | M-RoPE | merged 2 x 2 patches of 14 px: 28 px | ``q_proj`` / ``k_proj`` | patch rows |
 | ``llava`` | LLaVA-1.5 (llava-hf) | 1-D RoPE | 14 px patches of a 336 px crop: 24 x 24 | ``q_proj`` / ``k_proj`` | ``[B, 3, H, W]`` |
+| ``gemma3`` | Gemma-3 (4B, 12B, 27B) | 1-D RoPE, two bases | 14 px patches of 896 px pooled 4 x 4: 16 x 16 | ``q_norm`` / ``k_norm`` | ``[B, 3, H, W]`` |
 
 :func:`family_for` reads a checkpoint's ``config.json`` (no weights) and returns its family, or refuses it naming
 its ``model_type`` and the supported ones.
@@ -18,15 +19,23 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from families.base import Family, FamilyError, read_config
+from families.gemma import GEMMA_3
 from families.llava import LLAVA_1_5
 from families.qwen import QWEN2_5_VL, QWEN3_VL, QWEN3_VL_MOE
 
-FAMILIES: dict[str, Family] = {family.model_type: family for family in (QWEN3_VL, QWEN3_VL_MOE, QWEN2_5_VL, LLAVA_1_5)}
+FAMILIES: dict[str, Family] = {
+    family.model_type: family for family in (QWEN3_VL, QWEN3_VL_MOE, QWEN2_5_VL, LLAVA_1_5, GEMMA_3)
+}
 # model types that take video only, named so that the refusal says why rather than only "unsupported"
 VIDEO_ONLY = {
     "llava_next_video": "LLaVA-NeXT-Video",
     "video_llava": "Video-LLaVA",
     "llava_onevision": "LLaVA-OneVision",
+}
+# text-only checkpoints of a supported family's line, named so that the refusal says what to use instead
+TEXT_ONLY = {
+    "gemma3_text": "a text-only Gemma-3 (the 1B model, or a language model saved alone); the methods steer attention "
+    "over images: use a Gemma-3 4B, 12B or 27B checkpoint (model_type 'gemma3')",
 }
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -65,6 +74,8 @@ def family_for(pretrained: str, allowed: Iterable[str] | None = None, model: str
             f"pretrained={pretrained} is a {VIDEO_ONLY[model_type]} checkpoint (model_type {model_type!r}), a video "
             f"model; the methods steer attention over images. Supported model types: {', '.join(allowed)}"
         )
+    if model_type in TEXT_ONLY:
+        raise FamilyError(f"pretrained={pretrained} has model_type {model_type!r}: {TEXT_ONLY[model_type]}")
     if model_type not in allowed:
         which = f"{model} takes" if model else "supported"
         raise FamilyError(

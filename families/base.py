@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from interventions.prefix import PreRope
+
 
 class FamilyError(ValueError):
     """A checkpoint this project cannot run as asked; the message names the cause and what is supported."""
@@ -30,15 +32,15 @@ Region = tuple[float, float, float, float]  # (x0, y0, x1, y1) in the original i
 class Family:
     """One model family's answers (subclasses fill in what differs).
 
-    ``pre_rope``: attribute names, on a decoder layer's attention module, of the two modules whose outputs are the
-    queries and keys before the rotary embedding (viewed as ``[B, q_len, heads, head_dim]``). ``vision_prefixes``:
+    ``pre_rope``: the two modules, on a decoder layer's attention module, whose outputs are the queries and keys
+    before the rotary embedding, and their layout (``interventions.prefix.PreRope``). ``vision_prefixes``:
     name parts of the vision tower's parameters (``python -m finetune --freeze_vision``).
     """
 
     model_type: str
     title: str
     model_class: str
-    pre_rope: tuple[str, str]
+    pre_rope: PreRope
     vision_prefixes: tuple[str, ...]
     rope: str  # "M-RoPE" or "1-D RoPE": how the prompt's positions are built
 
@@ -142,6 +144,13 @@ class Family:
     def ties_positions_to_images(self) -> bool:
         """Whether an image's tokens take 2-D grid positions (M-RoPE) rather than one position each."""
         return False
+
+
+def refuse_pixel_budget(min_pixels: int | None, max_pixels: int | None, how: str) -> None:
+    """Refuse ``min_pixels`` / ``max_pixels`` on a family whose processor gives every image a fixed size (``how``
+    says which): silently ignoring them would run a different experiment from the one asked for."""
+    if min_pixels is not None or max_pixels is not None:
+        raise FamilyError(f"min_pixels / max_pixels set a Qwen processor's pixel budget; {how}, so they do not apply")
 
 
 def text_positions(inputs: Any) -> torch.Tensor:

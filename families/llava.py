@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from families.base import Family, FamilyError, Region
+from families.base import Family, Region, refuse_pixel_budget
 from families.pixels import PlanarLayout
+from interventions.prefix import PreRope
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,12 @@ class LLaVA(Family):
         )
 
     def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
-        if min_pixels is not None or max_pixels is not None:
-            raise FamilyError(
-                "min_pixels / max_pixels set a Qwen processor's pixel budget; LLaVA-1.5 resizes and crops every image "
-                "to its processor's crop size (336 x 336 for the released checkpoints), so they do not apply"
-            )
+        refuse_pixel_budget(
+            min_pixels,
+            max_pixels,
+            "LLaVA-1.5 resizes and crops every image to its processor's crop "
+            "size (336 x 336 for the released checkpoints)",
+        )
         height, width = self._input_size(processor.image_processor)
         return height * width, height * width
 
@@ -84,7 +86,7 @@ LLAVA_1_5 = LLaVA(
     model_type="llava",
     title="LLaVA-1.5",
     model_class="LlavaForConditionalGeneration",
-    pre_rope=("q_proj", "k_proj"),
+    pre_rope=PreRope("q_proj", "k_proj"),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
 )

@@ -18,6 +18,7 @@ import torch
 
 from families.base import Family, text_positions
 from families.pixels import PatchLayout
+from interventions.prefix import PreRope
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ QWEN3_VL = QwenVL(
     model_type="qwen3_vl",
     title="Qwen3-VL",
     model_class="Qwen3VLForConditionalGeneration",
-    pre_rope=("q_norm", "k_norm"),
+    pre_rope=PreRope("q_norm", "k_norm"),
     vision_prefixes=("visual.",),
     rope="M-RoPE",
 )
@@ -83,7 +84,7 @@ QWEN3_VL_MOE = QwenVL(
     model_type="qwen3_vl_moe",
     title="Qwen3-VL MoE",
     model_class="Qwen3VLMoeForConditionalGeneration",
-    pre_rope=("q_norm", "k_norm"),
+    pre_rope=PreRope("q_norm", "k_norm"),
     vision_prefixes=("visual.",),
     rope="M-RoPE",
 )
@@ -91,7 +92,7 @@ QWEN2_5_VL = QwenVL(
     model_type="qwen2_5_vl",
     title="Qwen2.5-VL",
     model_class="Qwen2_5_VLForConditionalGeneration",
-    pre_rope=("q_proj", "k_proj"),
+    pre_rope=PreRope("q_proj", "k_proj"),
     vision_prefixes=("visual.",),
     rope="M-RoPE",
 )

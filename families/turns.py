@@ -90,4 +90,23 @@ def render_user_turn(processor: Any, content: list[dict], system_prompt: str | N
     messages = [{"role": "user", "content": content}]
     if system_prompt:  # as content parts: templates that render parts only (llava-hf's) would drop a plain string
         messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})
-    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return without_template_bos(
+        processor, processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    )
+
+
+def without_template_bos(processor: Any, text: str) -> str:
+    """``text`` without the beginning-of-sequence token its chat template wrote, when the tokenizer adds one itself.
+
+    Why: Gemma's and Llama-3's templates start with ``<bos>`` / ``<|begin_of_text|>`` and their tokenizers prepend it
+    again, so a rendered prompt passed to the processor would start with two (transformers' own
+    ``apply_chat_template(tokenize=True)`` avoids that by not adding special tokens). One is what the models were
+    trained on.
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    bos = getattr(tokenizer, "bos_token", None)
+    if not bos or not text.startswith(bos):
+        return text
+    if tokenizer("", add_special_tokens=True)["input_ids"][:1] != [tokenizer.bos_token_id]:
+        return text
+    return text[len(bos) :]

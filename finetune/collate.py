@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from families.turns import without_template_bos
 from finetune.data import Example
 from vsr_tasks.prompt import answer_text, build_prompt
 
@@ -40,7 +41,8 @@ def user_messages(caption: str) -> list[dict]:
 
 def prompt_text(processor: Any, caption: str) -> str:
     """What evaluation feeds the model: one user turn and the template's generation prompt."""
-    return processor.apply_chat_template(user_messages(caption), tokenize=False, add_generation_prompt=True)
+    rendered = processor.apply_chat_template(user_messages(caption), tokenize=False, add_generation_prompt=True)
+    return without_template_bos(processor, rendered)
 
 
 def training_text(processor: Any, caption: str, label: int) -> str:
@@ -49,7 +51,7 @@ def training_text(processor: Any, caption: str, label: int) -> str:
     messages = user_messages(caption) + [
         {"role": "assistant", "content": [{"type": "text", "text": answer_text(label)}]}
     ]
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    text = without_template_bos(processor, processor.apply_chat_template(messages, tokenize=False))
     prompt = prompt_text(processor, caption)
     if not text.startswith(prompt):
         raise TemplateError(
@@ -118,7 +120,9 @@ class Collator:
         images = [load_rgb(ex.image) for ex in examples]
         if self.augment is not None:
             images = [self.augment(image, ex.index) for image, ex in zip(images, examples)]
-        batch = self.processor(text=texts, images=images, padding=True, padding_side="right", return_tensors="pt")
+        batch = self.processor(  # one image per text, as a list per text (Gemma-3 groups a flat list wrongly)
+            text=texts, images=[[image] for image in images], padding=True, padding_side="right", return_tensors="pt"
+        )
         spans = [answer_span(self.processor, ex.caption, ex.label) for ex in examples]
         labels = answer_labels(batch["input_ids"], batch["attention_mask"], spans)
         for row, example in enumerate(examples):

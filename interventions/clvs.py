@@ -20,6 +20,7 @@ the hook.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import ClassVar
 import torch
 
 from interventions.attention import last_row_scores
-from interventions.prefix import pre_rope_heads
+from interventions.prefix import PreRope
 from interventions.state import LastRow, RowEdit, SteeringState
 
 TOP_K = 10
@@ -97,6 +98,16 @@ def unbiased_position_ids(
     return unbiased[0] if flat else unbiased
 
 
+def layer0_rotary(decoder: torch.nn.Module, probe: torch.Tensor, positions: torch.Tensor) -> tuple:
+    """Layer 0's rotary ``(cos, sin)`` at ``positions``. Why not ``rotary_emb(probe, positions)`` alone: a decoder
+    with layers of two kinds (Gemma-3: sliding-window layers with base 10,000 beside global ones with 1,000,000)
+    keeps one rotary table per kind and must be told which kind layer 0 is."""
+    rotary = decoder.rotary_emb
+    if "layer_type" in inspect.signature(rotary.forward).parameters:
+        return rotary(probe, positions, decoder.config.layer_types[0])
+    return rotary(probe, positions)
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -119,9 +130,9 @@ class CLVS:
     def __init__(
         self,
         params: CLVSParams | Sequence[CLVSParams],
-        unbiased_positions: torch.Tensor | None = None,
-        prefix_keys: torch.Tensor | None = None,
-        pre_rope: tuple[str, str] = ("q_norm", "k_norm"),
+        unbiased_positions: torch.Tensor | None,
+        prefix_keys: torch.Tensor | None,
+        pre_rope: PreRope,
     ) -> None:
         """``prefix_keys``: layer 0's pre-RoPE keys ``[B, N - 1, H_kv, D]`` when the last position runs alone;
         ``pre_rope``: the attention module's sub-modules whose outputs are the pre-RoPE queries and keys."""
@@ -175,7 +186,7 @@ class CLVS:
         if any(p.position_unbiased for p in self.rows):
             attention = layers[0].self_attn
             self._head_dim = attention.head_dim
-            query_module, key_module = (getattr(attention, name) for name in self.pre_rope)
+            query_module, key_module = getattr(attention, self.pre_rope.query), getattr(attention, self.pre_rope.key)
             handles.append(query_module.register_forward_hook(self._capture_query))
             handles.append(key_module.register_forward_hook(self._capture_key))
         for index in range(len(layers) // 2 + 1, len(layers)):
@@ -185,10 +196,10 @@ class CLVS:
     # Layer 0's pre-RoPE modules run before its attention decides whether this forward computes the last
     # prompt row, so they keep every forward's tensors (references, no copies); layer 0's edit uses them.
     def _capture_query(self, module, args, output: torch.Tensor) -> None:
-        self._raw_query = pre_rope_heads(output, self._head_dim)[:, -1]  # [B, H, D]
+        self._raw_query = self.pre_rope.heads(output, self._head_dim)[:, -1]  # [B, H, D]
 
     def _capture_key(self, module, args, output: torch.Tensor) -> None:
-        self._raw_key = pre_rope_heads(output, self._head_dim)  # [B, q_len, H_kv, D]
+        self._raw_key = self.pre_rope.heads(output, self._head_dim)  # [B, q_len, H_kv, D]
 
     def _lens_hook(self, layer: int):
         def hook(module, args, output) -> None:
@@ -222,7 +233,7 @@ class CLVS:
             key = torch.cat([self.prefix_keys.to(key.device, key.dtype), key], dim=1)
         probe = key.new_zeros(1, dtype=torch.float32)
         positions = self.unbiased_positions.to(key.device)
-        cos, sin = self._decoder.rotary_emb(probe, positions)  # [B, N, D] float32
+        cos, sin = layer0_rotary(self._decoder, probe, positions)  # [B, N, D] float32
         query = self._raw_query.float()  # [B, H, D]
         query = query * cos[:, -1, None] + _rotate_half(query) * sin[:, -1, None]
         key = key.float()  # [B, N, H_kv, D]

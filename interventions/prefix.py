@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-PROMPT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")  # [B, N] tensors cut at N - 1
+PROMPT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")  # [B, N] tensors cut at N - 1
 VISION_KEYS = ("pixel_values", "pixel_values_videos", "mm_encoder_outputs")  # used by the prefix only
 
 
@@ -109,9 +109,24 @@ def _check_cache(cache: object) -> None:
         raise PrefixUnsupported(f"the model's cache has {', '.join(sorted(odd))} layers, which cannot be cropped back")
 
 
-def pre_rope_heads(output: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """A pre-RoPE query or key module's output as ``[B, q_len, heads, head_dim]`` (a norm's output already is)."""
-    return output.view(*output.shape[:2], -1, head_dim)
+@dataclass(frozen=True)
+class PreRope:
+    """Which two modules of a decoder layer's attention give the queries and keys before the rotary embedding.
+
+    Why a layout flag: the projections give ``[B, q_len, heads * head_dim]`` and Qwen3's norms ``[B, q_len, heads,
+    head_dim]``, but Gemma-3 transposes before its norms, which then give ``[B, heads, q_len, head_dim]``; a reshape
+    cannot tell the two apart when ``heads == q_len``, so the family says which it is.
+    """
+
+    query: str
+    key: str
+    heads_first: bool = False
+
+    def heads(self, output: torch.Tensor, head_dim: int) -> torch.Tensor:
+        """The module's output as ``[B, q_len, heads, head_dim]``."""
+        if self.heads_first:
+            return output.transpose(1, 2)
+        return output.view(*output.shape[:2], -1, head_dim)
 
 
 @torch.inference_mode()
@@ -138,12 +153,16 @@ def compute_prefix(
     handle = None
     if keep_layer0_keys:
         attention = family.decoder(model).layers[0].self_attn
-        key_module = getattr(attention, family.pre_rope[1])
+        key_module = getattr(attention, family.pre_rope.key)
         handle = key_module.register_forward_hook(
-            lambda module, args, output: captured.append(pre_rope_heads(output, attention.head_dim))
+            lambda module, args, output: captured.append(family.pre_rope.heads(output, attention.head_dim))
         )
     try:
-        output = model(**forward, position_ids=positions[..., :-1], use_cache=True, logits_to_keep=1)
+        # a plain cache of full layers: one that keeps only a sliding window (Gemma-3's local layers) cannot be cropped
+        # back, and the sliding-window mask is built from positions either way
+        output = model(
+            **forward, position_ids=positions[..., :-1], cache=DynamicCache(), use_cache=True, logits_to_keep=1
+        )
     finally:
         if handle is not None:
             handle.remove()

@@ -87,9 +87,9 @@ class Engine:
                 turns.append(images_first(context, images))
         texts = [render_user_turn(self.processor, turn.content, self.system_prompt) for turn in turns]
         images = [turn.images for turn in turns]
-        flat_images = [image for sequence_images in images for image in sequence_images]
+        # per sequence, not one flat list: Gemma-3's processor assigns a flat list's images to its texts wrongly
         inputs = self.processor(
-            text=texts, images=flat_images or None, padding=True, padding_side="left", return_tensors="pt"
+            text=texts, images=images if any(images) else None, padding=True, padding_side="left", return_tensors="pt"
         ).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)

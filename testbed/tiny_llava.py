@@ -10,7 +10,6 @@ tokens (``<s>`` prepended to every text, ``</s>`` ends an answer, ``<pad>``, ``<
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPImageProcessor,
     CLIPVisionConfig,
@@ -21,7 +20,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from testbed.vocabulary import TINY_TEXT, VOCAB_SIZE, word_corpus
+from testbed.vocabulary import TINY_TEXT, VOCAB_SIZE, bos_tokenizer
 
 LLAVA_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 CROP = 112  # the released checkpoints: 336
@@ -37,31 +36,13 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 
-def build_llava_tokenizer(kind: str, corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """``bytes``: one token per byte; ``words``: byte-level BPE trained on ``corpus``. Both prepend ``<s>``."""
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if kind == "bytes":
-        backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(sorted(alphabet))}, merges=[]))
-        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    else:
-        backend = Tokenizer(models.BPE())
-        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size - len(LLAVA_SPECIAL_TOKENS),
-            initial_alphabet=alphabet,
-            special_tokens=[],
-            show_progress=False,
-        )
-        backend.train_from_iterator(corpus, trainer)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(LLAVA_SPECIAL_TOKENS)
-    bos = backend.token_to_id("<s>")
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
+def build_llava_tokenizer(kind: str, vocab_size: int) -> PreTrainedTokenizerFast:
+    """``bytes``: one token per byte; ``words``: byte-level BPE on the VSR prompt's words. Both prepend ``<s>``."""
+    return bos_tokenizer(
+        kind,
+        LLAVA_SPECIAL_TOKENS,
+        vocab_size,
+        bos="<s>",
         eos_token="</s>",
         pad_token="<pad>",
         unk_token="<unk>",
@@ -122,6 +103,6 @@ def build_llava(
 def build(kind: str, num_layers: int, seed: int) -> tuple:
     """``(model, processor, tokenizer, vision position embedding)`` (the caller seeded torch)."""
 
-    tokenizer = build_llava_tokenizer(kind, word_corpus(), VOCAB_SIZE)
+    tokenizer = build_llava_tokenizer(kind, VOCAB_SIZE)
     model, processor = build_llava(tokenizer, num_layers, VOCAB_SIZE)
     return model, processor, tokenizer, model.model.vision_tower.embeddings.position_embedding.weight

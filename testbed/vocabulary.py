@@ -3,7 +3,7 @@ template of the released Qwen3-VL instruct models (shared by the Qwen3-VL, Qwen3
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = [
@@ -115,3 +115,32 @@ def build_tokenizer(kind: str = "bytes") -> PreTrainedTokenizerFast:
             "vision_end_token": "<|vision_end|>",
         },
     )
+
+
+def bos_tokenizer(
+    kind: str, special_tokens: list[str], vocab_size: int, bos: str, **named: str | dict[str, str]
+) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer that prepends ``bos`` to every text, as Llama's and Gemma's do: ``bytes`` one token per
+    byte, ``words`` byte-level BPE trained on :func:`word_corpus`. ``special_tokens`` are added after the bytes;
+    ``named``: the tokenizer's ``eos_token``, ``pad_token``, ``unk_token`` and ``extra_special_tokens``."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if kind == "bytes":
+        backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(sorted(alphabet))}, merges=[]))
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    else:
+        backend = Tokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size - len(special_tokens),
+            initial_alphabet=alphabet,
+            special_tokens=[],
+            show_progress=False,
+        )
+        backend.train_from_iterator(word_corpus(), trainer)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(special_tokens)
+    bos_id = backend.token_to_id(bos)
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, **named)

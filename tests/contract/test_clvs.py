@@ -112,6 +112,9 @@ def test_stops_where_the_logit_lens_entropy_first_drops(tmp_path_factory, family
         tmp_path_factory.mktemp("tiny8") / "checkpoint", num_layers=8, seed=1, family=family
     )
     sharpened = AutoModelForImageTextToText.from_pretrained(checkpoint)
+    if sharpened.lm_head.weight is sharpened.get_input_embeddings().weight:  # Gemma-3 ties them: scale the head alone
+        sharpened.config.tie_word_embeddings = sharpened.config.get_text_config().tie_word_embeddings = False
+        sharpened.lm_head.weight = torch.nn.Parameter(sharpened.lm_head.weight.detach().clone())
     with torch.no_grad():  # a random model's lens is near uniform; larger logits spread the entropies apart
         sharpened.lm_head.weight.mul_(30)
     sharpened.save_pretrained(checkpoint)

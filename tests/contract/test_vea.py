@@ -141,7 +141,9 @@ def test_an_attention_spike_on_one_token_brightens_exactly_that_tokens_cell(vea)
     at that row and column of the grid) as the model saw it, and nothing else."""
     batch = prepare(vea)
     token = vea.method.layout.token_pixels
-    expected_token = {"qwen3_vl": 32, "qwen3_vl_moe": 32, "qwen2_5_vl": 28, "llava": 14}[vea.engine.family.model_type]
+    expected_token = {"qwen3_vl": 32, "qwen3_vl_moe": 32, "qwen2_5_vl": 28, "llava": 14, "gemma3": 28}[
+        vea.engine.family.model_type
+    ]
     assert token == expected_token
     grids = []
     spikes = []

@@ -2,7 +2,8 @@
 attention log, then ``analysis report`` with its layer plots and heatmaps, and a live re-run in the viewer.
 
 Qwen3-VL runs the same path under the study's names in ``e2e/test_analysis.py`` and ``e2e/test_user_path.py``; here the
-other families, whose heatmaps sit on the part of the image their grid covers (LLaVA-1.5: the centre crop).
+other families, whose heatmaps sit on the part of the image their grid covers (LLaVA-1.5: the centre crop; Gemma-3:
+the whole image, squashed to a square).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ MODELS = ("vlm_baseline", "vlm_adaptvis", "vlm_clvs", "vlm_vea")
 LOGGED = ("vlm_baseline", "vlm_adaptvis", "vlm_vea")
 
 
-@pytest.fixture(scope="module", params=("qwen2_5_vl", "llava"))
+@pytest.fixture(scope="module", params=("qwen2_5_vl", "llava", "gemma3"))
 def evaluated(request, family_checkpoint, tmp_path_factory, vsr_data_dir):
     family = request.param
     checkpoint = family_checkpoint(family)
@@ -81,6 +82,8 @@ def test_the_four_models_answer_and_log_every_document(evaluated):
                 assert (grid_h, grid_w) == (8, 8)
             with np.load(log / record["maps_file"]) as maps:
                 assert maps["after_0"].shape == (4, grid_h, grid_w)
+                if family == "gemma3":  # the tiny model's 224 px square, 8 x 8 pooled tokens
+                    assert (grid_h, grid_w) == (8, 8)
                 if model == "vlm_vea":
                     token = 14 if family == "llava" else 28
                     assert maps["highlighted_0"].shape == (grid_h * token, grid_w * token, 3)

@@ -24,7 +24,7 @@ from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import prepare
 
 SETTINGS = GenerationSettings(max_new_tokens=4)
-SUPPORTED = "qwen3_vl, qwen3_vl_moe, qwen2_5_vl, llava"
+SUPPORTED = ", ".join(FAMILIES)
 
 
 @pytest.fixture(scope="module", params=FAMILY_TYPES)

@@ -185,3 +185,28 @@ def test_llava_labels_come_from_its_own_template_and_end_with_its_end_token(fami
         assert trained == list(range(length - len(answer_ids) - 1, length))  # the answer and </s>, at the end
         assert labels[trained].tolist() == answer_ids + [end]
     assert (batch["labels"][0, int(batch["attention_mask"][0].sum()) :] == IGNORE_INDEX).all()
+
+
+def test_gemma3_labels_come_from_its_own_template_with_one_bos(family_checkpoint, image_file):
+    """Gemma-3's template closes the answer turn ("<start_of_turn>model\\nTrue<end_of_turn>\\n"): the answer and
+    <end_of_turn>, the token generation stops on, are trained on, the turn's newline is not; the template's <bos> is
+    dropped because the tokenizer prepends its own, so each row starts with exactly one."""
+    processor = AutoProcessor.from_pretrained(family_checkpoint("gemma3"))
+    caption = "The cat is left of the dog."
+    prompt = prompt_text(processor, caption)
+    assert (
+        prompt == f"<start_of_turn>user\n<start_of_image>{build_prompt(caption)}<end_of_turn>\n<start_of_turn>model\n"
+    )
+    assert training_text(processor, caption, 1) == prompt + "True<end_of_turn>\n"
+    batch = Collator(processor)([(Example(0, image_file, caption, 1), 1.0), (Example(1, image_file, "A cup.", 0), 1.0)])
+    tokenizer = processor.tokenizer
+    image, end = tokenizer.convert_tokens_to_ids("<image_soft_token>"), tokenizer.eos_token_id
+    for row, answer in ((0, "True"), (1, "False")):
+        length = int(batch["attention_mask"][row].sum())
+        ids, labels = batch["input_ids"][row, :length], batch["labels"][row, :length]
+        assert int(ids[0]) == tokenizer.bos_token_id and int((ids == tokenizer.bos_token_id).sum()) == 1
+        assert int((ids == image).sum()) == 64  # 8 x 8 pooled tokens
+        trained = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        assert trained == list(range(length - len(answer_ids) - 2, length - 1))  # answer and <end_of_turn>, not "\n"
+        assert labels[trained].tolist() == answer_ids + [end]
