@@ -6,6 +6,7 @@
 | ``qwen3_vl_moe`` | Qwen3-VL MoE (30B-A3B, 235B-A22B) | as Qwen3-VL | as Qwen3-VL | as Qwen3-VL | patch rows |
 | ``qwen2_5_vl`` | Qwen2.5-VL | M-RoPE | merged 2 x 2 patches of 14 px: 28 px | ``q_proj`` / ``k_proj`` | patch rows |
 | ``llava`` | LLaVA-1.5 (llava-hf) | 1-D RoPE | 14 px patches of a 336 px crop: 24 x 24 | ``q_proj`` / ``k_proj`` | ``[B, 3, H, W]`` |
+| ``llava_next`` | LLaVA-NeXT / 1.6 (llava-hf) | 1-D RoPE | a 24 x 24 base tile, then anyres tiles unpadded, rows closed by a newline | ``q_proj`` / ``k_proj`` | tiles ``[B, T, 3, H, W]`` |
 | ``gemma3`` | Gemma-3 (4B, 12B, 27B) | 1-D RoPE, two bases | 14 px patches of 896 px pooled 4 x 4: 16 x 16 | ``q_norm`` / ``k_norm`` | ``[B, 3, H, W]`` |
 
 :func:`family_for` reads a checkpoint's ``config.json`` (no weights) and returns its family, or refuses it naming
@@ -21,10 +22,11 @@ from pathlib import Path
 from families.base import Family, FamilyError, read_config
 from families.gemma import GEMMA_3
 from families.llava import LLAVA_1_5
+from families.llava_next import LLAVA_NEXT
 from families.qwen import QWEN2_5_VL, QWEN3_VL, QWEN3_VL_MOE
 
 FAMILIES: dict[str, Family] = {
-    family.model_type: family for family in (QWEN3_VL, QWEN3_VL_MOE, QWEN2_5_VL, LLAVA_1_5, GEMMA_3)
+    family.model_type: family for family in (QWEN3_VL, QWEN3_VL_MOE, QWEN2_5_VL, LLAVA_1_5, LLAVA_NEXT, GEMMA_3)
 }
 # model types that take video only, named so that the refusal says why rather than only "unsupported"
 VIDEO_ONLY = {

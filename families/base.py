@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from interventions.grids import ImageTokens
 from interventions.prefix import PreRope
 
 
@@ -43,6 +44,9 @@ class Family:
     pre_rope: PreRope
     vision_prefixes: tuple[str, ...]
     rope: str  # "M-RoPE" or "1-D RoPE": how the prompt's positions are built
+    # text that, closing the user's turn, already asks for the answer: a template ending a turn with it needs no
+    # generation prompt (Mistral's "[INST] ... [/INST]", which LLaVA-NeXT's Mistral checkpoints use)
+    turn_closers: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- loading
     def load(self, pretrained: str, dtype: torch.dtype, **placement: Any) -> torch.nn.Module:
@@ -63,7 +67,7 @@ class Family:
         probe = [{"role": "user", "content": [{"type": "text", "text": "probe"}]}]
         with_prompt = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
         without = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
-        if with_prompt == without:
+        if with_prompt == without and not without.rstrip().endswith(self.turn_closers):
             raise FamilyError(
                 f"the {self.title} checkpoint's chat template has no generation prompt (add_generation_prompt changes "
                 "nothing), so the model would not be asked to answer; give the checkpoint a chat template that opens "
@@ -117,6 +121,11 @@ class Family:
         """Per sequence, per image in prompt order: the ``(rows, columns)`` of its image tokens."""
         raise NotImplementedError
 
+    def image_tokens(self, processor: Any, inputs: Any, counts: Sequence[int]) -> list[list[ImageTokens]]:
+        """Per sequence, per image: how its tokens fold into the grid of :meth:`image_grids` (one row-major grid,
+        unless the family lays an image out in several)."""
+        return [[ImageTokens.single(*grid) for grid in grids] for grids in self.image_grids(processor, inputs, counts)]
+
     def image_regions(self, processor: Any, sizes: Sequence[tuple[int, int]]) -> list[Region]:
         """Per image of original ``(width, height)``: the part of it the token grid covers (the whole image unless
         the processor crops)."""
@@ -130,6 +139,15 @@ class Family:
     def prompt_positions(self, model: torch.nn.Module, inputs: Any) -> tuple[torch.Tensor, Any]:
         """The position ids ``generate`` gives the whole prompt, and the model state to restore between passes."""
         return text_positions(inputs), None
+
+    def forward_positions(self, inputs: Any) -> dict[str, torch.Tensor]:
+        """Keyword arguments that give a plain whole-prompt forward the positions ``generate`` gives the prompt.
+
+        Why: without them a forward numbers a left-padded sequence's tokens from the first pad, while ``generate``
+        (and the shared prefix) numbers them from the first real token; rotary attention is relative, but in float32
+        the two differ by rounding that grows with the padding (6e-5 in a logit with ~400 pads).
+        """
+        return {"position_ids": text_positions(inputs)}
 
     def rope_positions(self, positions: torch.Tensor) -> torch.Tensor:
         """The part of :meth:`prompt_positions`' ids that the rotary embedding takes."""

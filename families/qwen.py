@@ -57,6 +57,10 @@ class QwenVL(Family):
             deltas = torch.zeros(input_ids.shape[0], 1, dtype=torch.long, device=input_ids.device)
         return torch.cat([text[None], vision.to(text.device)], dim=0), deltas
 
+    def forward_positions(self, inputs: Any) -> dict[str, torch.Tensor]:
+        """Nothing: the forward builds its M-RoPE positions from the attention mask, as ``generate`` does."""
+        return {}
+
     def rope_positions(self, positions: torch.Tensor) -> torch.Tensor:
         return positions[1:]
 

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from interventions.grids import ImageTokens, fold_images
+
 GAUSSIAN_TRUNCATE = 4.0  # kernel radius in sigmas (scipy.ndimage's default)
 
 
@@ -195,19 +197,21 @@ def highlight(pixels: torch.Tensor, evidence_map: torch.Tensor, highlight_streng
 
 
 def evidence_grids(
-    attention: torch.Tensor, grids: Sequence[tuple[int, int]], layers: Sequence[int] | None = None
+    attention: torch.Tensor,
+    images: Sequence[ImageTokens | tuple[int, int]],
+    layers: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """One sequence's recorded attention ``[L_recorded, n_image_tokens]`` -> per image its layer-mean grid.
 
-    ``layers`` picks rows of ``attention`` (default all); tokens are in prompt order, image by image,
-    row-major within an image (how every supported family lays out an image's tokens).
+    ``layers`` picks rows of ``attention`` (default all); tokens are in prompt order, image by image. ``images``: each
+    image's token layout (``interventions.grids.ImageTokens``; a ``(rows, columns)`` pair is one row-major grid). An
+    image with several token grids (LLaVA-NeXT's base tile and high-resolution tiles) gets their evidence added on
+    its finest grid.
     """
     rows = attention if layers is None else attention[list(layers)]
     mean = rows.double().mean(dim=0)
-    sizes = [h * w for h, w in grids]
-    if sum(sizes) != mean.numel():
-        raise ValueError(f"{mean.numel()} image tokens recorded but the image grids {list(grids)} need {sum(sizes)}")
-    return [part.reshape(h, w) for part, (h, w) in zip(torch.split(mean, sizes), grids)]
+    layouts = [image if isinstance(image, ImageTokens) else ImageTokens.single(*image) for image in images]
+    return fold_images(mean, layouts)
 
 
 def highlight_gain(pixel_map: torch.Tensor, highlight_strength: float, like: torch.Tensor) -> torch.Tensor:

@@ -72,7 +72,11 @@ class AttentionLogWriter:
         grids = [list(grid) for grid in batch.image_grids[b]]
         has_before = self._method_active and bool(grids)
         extra_maps = extras.get("maps", {})
-        maps_file = self._write_maps(recorder, b, task, doc_id, grids, has_before, extra_maps) if grids else None
+        maps_file = (
+            self._write_maps(recorder, b, task, doc_id, batch.image_tokens[b], has_before, extra_maps)
+            if grids
+            else None
+        )
         return {
             "task": task,
             "doc_id": doc_id,
@@ -100,27 +104,25 @@ class AttentionLogWriter:
         b: int,
         task: str,
         doc_id: int,
-        grids: list[list[int]],
+        images: list[Any],
         has_before: bool,
         extra_maps: dict[str, np.ndarray],
     ) -> str:
+        from interventions.grids import fold_images  # the writer runs beside the model; the reader needs no torch
+
         relative = maps_file(task, doc_id)
         path = self.folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         kinds = [("after", False)] + ([("before", True)] if has_before else [])
         for kind, before in kinds:
-            attention = recorder.image_attention(b, before=before).numpy()  # [L, n_image_tokens]
-            sizes = [h * w for h, w in grids]
-            if sum(sizes) != attention.shape[1]:
-                raise RuntimeError(
-                    f"attention log: {task}/{doc_id} has {attention.shape[1]} image tokens but its grids {grids} "
-                    f"need {sum(sizes)}"
-                )
-            start = 0
-            for k, (h, w) in enumerate(grids):
-                arrays[f"{kind}_{k}"] = attention[:, start : start + h * w].reshape(-1, h, w).astype(np.float16)
-                start += h * w
+            attention = recorder.image_attention(b, before=before)  # [L, n_image_tokens]
+            try:
+                maps = fold_images(attention, images)
+            except ValueError as error:
+                raise RuntimeError(f"attention log: {task}/{doc_id}: {error}") from None
+            for k, image_map in enumerate(maps):
+                arrays[f"{kind}_{k}"] = image_map.numpy().astype(np.float16)
         arrays.update(extra_maps)  # a method's own maps (VEA: evidence_k, highlighted_k)
         temporary = path.with_suffix(".tmp.npz")
         np.savez(temporary, **arrays)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from interventions.grids import ImageTokens
 from models.arguments import DEFAULT_MAX_NEW_TOKENS
 
 
@@ -58,13 +59,18 @@ class PreparedBatch:
     task_names: list[str]
     inputs: Any  # BatchFeature on the model's device, left-padded
     image_token_mask: torch.Tensor  # [B, N] bool, True at image-token positions
-    image_grids: list[list[tuple[int, int]]]  # per sequence, per image: (rows, columns) of its image tokens
+    image_tokens: list[list[ImageTokens]]  # per sequence, per image: how its tokens fold into its map grid
     visuals: list[list[Image.Image]] = field(default_factory=list)  # per sequence, in the task's order
     image_regions: list[list[tuple[float, float, float, float]]] = field(default_factory=list)  # the grid's cover
 
     @property
     def size(self) -> int:
         return len(self.contexts)
+
+    @property
+    def image_grids(self) -> list[list[tuple[int, int]]]:
+        """Per sequence, per image: the (rows, columns) of the grid its maps are drawn in."""
+        return [[image.grid for image in sequence] for sequence in self.image_tokens]
 
 
 @dataclass

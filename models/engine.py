@@ -101,7 +101,7 @@ class Engine:
             task_names=task_names,
             inputs=inputs,
             image_token_mask=inputs["input_ids"] == self.image_token_id,
-            image_grids=self.family.image_grids(self.processor, inputs, counts),
+            image_tokens=self.family.image_tokens(self.processor, inputs, counts),
             visuals=loaded,
             image_regions=[self.family.image_regions(self.processor, [i.size for i in seq]) for seq in images],
         )
@@ -257,6 +257,8 @@ class Engine:
 
     @torch.inference_mode()
     def prefill_logits(self, batch: PreparedBatch) -> torch.Tensor:
-        """Logits of the next token after the prompt, ``[B, V]``: one forward, no generation."""
-        output = self.model(**batch.inputs, logits_to_keep=1, use_cache=False)
+        """Logits of the next token after the prompt, ``[B, V]``: one forward, no generation, at the positions
+        ``generate`` uses."""
+        positions = self.family.forward_positions(batch.inputs)
+        output = self.model(**batch.inputs, **positions, logits_to_keep=1, use_cache=False)
         return output.logits[:, -1].float()

@@ -208,7 +208,7 @@ class VEARunner(MethodRunner):
     def evidence(self, engine: Any, batch: PreparedBatch) -> list[list[torch.Tensor]]:
         """Per sequence, per image: the layer-mean last-row attention grid ``[grid_h, grid_w]`` (one fused prefill)."""
         attention = record_image_attention(engine.model, batch.inputs, batch.image_token_mask, self.layers)
-        return [evidence_grids(attention[b], batch.image_grids[b]) for b in range(batch.size)]
+        return [evidence_grids(attention[b], batch.image_tokens[b]) for b in range(batch.size)]
 
     def highlight(
         self, engine: Any, batch: PreparedBatch, grids: list[list[torch.Tensor]], params: VEAParams | None = None
@@ -221,7 +221,10 @@ class VEARunner(MethodRunner):
             for grid in sequence_grids
         ]
         pixel_values = self.layout.highlight(
-            batch.inputs["pixel_values"], batch.inputs.get("image_grid_thw"), pixel_maps, params.highlight_strength
+            batch.inputs["pixel_values"],
+            batch.inputs.get(self.layout.geometry_key),
+            pixel_maps,
+            params.highlight_strength,
         )
         return self.highlighted_batch(engine, batch, pixel_values)
 
@@ -247,7 +250,7 @@ class VEARunner(MethodRunner):
         decision = {"layers": list(self.layers)}
         if engine.attention_log is None:
             return [{"decision": decision} for _ in range(batch.size)]
-        images = iter(self.layout.images(pixel_values, batch.inputs.get("image_grid_thw")))
+        images = iter(self.layout.images(pixel_values, batch.inputs.get(self.layout.geometry_key)))
         extras = []
         for b in range(batch.size):
             arrays: dict[str, np.ndarray] = {}

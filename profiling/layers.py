@@ -275,6 +275,7 @@ def profile_layers(
     ``family`` is the model's adapter (``families``): its image tokens, their grid and the region it covers.
     """
     from families.turns import images_first, render_user_turn
+    from interventions.grids import fold_image_tokens
     from interventions.recording import record_image_attention
     from vsr_tasks.prompt import build_prompt
 
@@ -291,9 +292,11 @@ def profile_layers(
         text = render_user_turn(processor, images_first(build_prompt(sample.row["caption"]), [image]).content)
         inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
-        [[grid]] = family.image_grids(processor, inputs, [1])
+        [[layout]] = family.image_tokens(processor, inputs, [1])
+        grid = layout.grid
         [region] = family.image_regions(processor, [image.size])
-        attention = record_image_attention(model, inputs, inputs["input_ids"] == image_token_id)[0]  # [L, n]
+        recorded = record_image_attention(model, inputs, inputs["input_ids"] == image_token_id)[0]  # [L, n]
+        attention = fold_image_tokens(recorded, layout).flatten(1)  # [L, cells]: several token grids added on one
         labels = token_labels(sample.boxes, region, grid)
         if bool(labels.all()) or not bool(labels.any()):
             degenerate += 1  # every token (or none) is evidence: AUROC undefined

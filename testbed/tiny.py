@@ -3,10 +3,11 @@
 Tests and the demo need a real checkpoint folder that loads through the same ``from_pretrained`` path a
 user's checkpoint takes, without a hub download. The result is about 1 MB and is built in well under a second.
 
-Usage: ``python -m testbed.tiny OUT_DIR [--family qwen3_vl|qwen3_vl_moe|qwen2_5_vl|llava|gemma3] [--layers 4]
+Usage: ``python -m testbed.tiny OUT_DIR [--family qwen3_vl|qwen3_vl_moe|qwen2_5_vl|llava|llava_next|gemma3] [--layers 4]
 [--seed 0] [--tokenizer bytes|words|qwen]``. ``--family`` takes the config's ``model_type``: Qwen3-VL (the default,
 :mod:`testbed.tiny_qwen3`), Qwen3-VL mixture-of-experts (:mod:`testbed.tiny_qwen3_moe`), Qwen2.5-VL
-(:mod:`testbed.tiny_qwen2_5`), LLaVA-1.5 in the llava-hf format (:mod:`testbed.tiny_llava`) or Gemma-3
+(:mod:`testbed.tiny_qwen2_5`), LLaVA-1.5 and LLaVA-NeXT in the llava-hf format (:mod:`testbed.tiny_llava`,
+:mod:`testbed.tiny_llava_next`) or Gemma-3
 (:mod:`testbed.tiny_gemma3`). :data:`BUILDERS` holds
 one builder per supported family (``families.FAMILIES``), keyed by ``model_type``.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from families import FAMILIES
-from testbed import tiny_gemma3, tiny_llava, tiny_qwen2_5, tiny_qwen3, tiny_qwen3_moe
+from testbed import tiny_gemma3, tiny_llava, tiny_llava_next, tiny_qwen2_5, tiny_qwen3, tiny_qwen3_moe
 from testbed.vocabulary import TOKENIZERS
 
 # model_type -> builder(tokenizer kind, decoder layers, seed) -> (model, processor, tokenizer, vision position embedding
@@ -35,6 +36,7 @@ BUILDERS: dict[str, Callable[[str, int, int], tuple]] = {
     "qwen3_vl_moe": tiny_qwen3_moe.build,
     "qwen2_5_vl": tiny_qwen2_5.build,
     "llava": tiny_llava.build,
+    "llava_next": tiny_llava_next.build,
     "gemma3": tiny_gemma3.build,
 }
 if set(BUILDERS) != set(FAMILIES):  # a family without a tiny checkpoint would go untested
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=TINY_FAMILIES,
         default="qwen3_vl",
         help="the config's model_type: qwen3_vl (default), qwen3_vl_moe (mixture-of-experts), qwen2_5_vl, llava "
-        "(LLaVA-1.5, llava-hf format) or gemma3 (Gemma-3)",
+        "(LLaVA-1.5, llava-hf format), llava_next (LLaVA-NeXT / 1.6, llava-hf format) or gemma3 (Gemma-3)",
     )
     parser.add_argument("--layers", type=int, default=4, help="decoder layers (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")

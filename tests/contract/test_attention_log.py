@@ -14,7 +14,7 @@ from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.registered import VLMBaseline as VLM
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_lmms_eval_cli
 from tests.support.environment import FAMILY_TYPES
-from tests.support.reference import CONTEXTS, load_reference_model, sample_images
+from tests.support.reference import CONTEXTS, fold_by_loops, llava_next_region, load_reference_model, sample_images
 
 RECORD_KEYS = {
     "task",
@@ -56,7 +56,12 @@ def test_log_is_off_by_default_and_costs_nothing(tiny_checkpoint):
 
 
 def _expected_region(family: str, width: int, height: int) -> list[float]:
-    """Qwen's processors resize the whole image; LLaVA-1.5's keeps the centre square of side min(width, height)."""
+    """Qwen's and Gemma-3's processors resize the whole image; LLaVA-1.5's keeps the centre square of side
+    min(width, height); LLaVA-NeXT's kept high-resolution tokens cover the whole image to within the unpadding."""
+    if family == "llava_next":
+        from testbed.tiny_llava_next import PATCH, PINPOINTS, TILE
+
+        return llava_next_region(width, height, TILE, PATCH, PINPOINTS)
     if family != "llava":
         return [0.0, 0.0, float(width), float(height)]
     side = min(width, height)
@@ -106,12 +111,12 @@ def test_baseline_log_equals_eager_reference(family_checkpoint, tmp_path, family
         with np.load(tmp_path / record["maps_file"]) as maps:
             assert sorted(maps.files) == [f"after_{k}" for k in range(len(doc["images"]))]
             start = 0
-            image_attention = head_mean[:, keys].numpy()
-            for k, (h, w) in enumerate(record["image_grids"]):
+            image_attention = head_mean[:, keys]
+            for k, ((h, w), image) in enumerate(zip(record["image_grids"], single.image_tokens[0])):
                 assert maps[f"after_{k}"].dtype == np.float16 and maps[f"after_{k}"].shape == (4, h, w)
-                expected = image_attention[:, start : start + h * w].reshape(4, h, w)
+                expected = fold_by_loops(image_attention[:, start : start + image.tokens], image).numpy()
                 np.testing.assert_allclose(maps[f"after_{k}"].astype(np.float32), expected, rtol=2e-3, atol=1e-5)
-                start += h * w
+                start += image.tokens
 
 
 def _cli_run(tmp_path, checkpoint, data_dir, model: str, *model_args: str, subprocess: bool = False):

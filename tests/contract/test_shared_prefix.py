@@ -3,8 +3,8 @@
 The reference for every method is the path it replaced, kept as the models' fallback: AdaptVis' two
 whole-prompt passes (``respond_two_pass``) and CLVS' one whole-prompt pass (``respond_whole_prompt``). On a fine-tuned
 8-layer checkpoint of each family with a different prompt layout (Qwen3-VL: M-RoPE; LLaVA-1.5: 1-D RoPE, a centre
-crop), AdaptVis takes both branches within one batch and CLVS stops mid-stack, so the decisions themselves are
-exercised, and both are also checked against the eager reference.
+crop; LLaVA-NeXT: anyres tiles and newlines), AdaptVis takes both branches within one batch and CLVS stops
+mid-stack, so the decisions themselves are exercised, and both are also checked against the eager reference.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def same_decision(got: dict, expected: dict) -> bool:
     )
 
 
-TRAINED_FAMILIES = ("qwen3_vl", "llava")
+TRAINED_FAMILIES = ("qwen3_vl", "llava", "llava_next")
 
 
 @pytest.fixture(scope="module", params=TRAINED_FAMILIES)

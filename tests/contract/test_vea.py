@@ -17,7 +17,7 @@ from models.registered import VLMVEA as VEAModel
 from models.registered import VLMBaseline as VLM
 from models.vea import HINT
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
-from tests.support.reference import image_positions, prepare, reference_logits
+from tests.support.reference import fold_by_loops, image_positions, prepare, reference_logits
 from tests.support.scoring import vsr_accuracy_from_samples
 from vsr_tasks.synthetic import generate
 
@@ -36,8 +36,8 @@ def eager_evidence(reference, batch, layers) -> list[torch.Tensor]:
     grids = []
     for b, keys in enumerate(image_positions(batch)):
         rows = torch.stack([eager.captured[layer][b].mean(dim=0)[keys] for layer in layers])
-        (h, w), *_ = batch.image_grids[b]
-        grids.append(rows.double().mean(dim=0).reshape(h, w))
+        [image] = batch.image_tokens[b]  # LLaVA-NeXT: the base tile's and the high-resolution tiles' tokens
+        grids.append(fold_by_loops(rows.double().mean(dim=0), image))
     return grids
 
 
@@ -60,7 +60,7 @@ def test_pass_two_answers_on_the_images_highlighted_from_the_evidence(vea, refer
     token = vea.method.layout.token_pixels
     maps = [evidence_pixel_map(grid, params, token) for grid in eager_evidence(reference, batch, LAYERS)]
     expected_pixels = vea.method.layout.highlight(
-        batch.inputs["pixel_values"], batch.inputs.get("image_grid_thw"), maps, params.highlight_strength
+        batch.inputs["pixel_values"], batch.inputs.get(vea.method.layout.geometry_key), maps, params.highlight_strength
     )
     highlighted = vea.method.highlight(vea.engine, batch, vea.method.evidence(vea.engine, batch))
     torch.testing.assert_close(highlighted.inputs["pixel_values"], expected_pixels, atol=1e-5, rtol=0)
@@ -141,9 +141,14 @@ def test_an_attention_spike_on_one_token_brightens_exactly_that_tokens_cell(vea)
     at that row and column of the grid) as the model saw it, and nothing else."""
     batch = prepare(vea)
     token = vea.method.layout.token_pixels
-    expected_token = {"qwen3_vl": 32, "qwen3_vl_moe": 32, "qwen2_5_vl": 28, "llava": 14, "gemma3": 28}[
-        vea.engine.family.model_type
-    ]
+    expected_token = {
+        "qwen3_vl": 32,
+        "qwen3_vl_moe": 32,
+        "qwen2_5_vl": 28,
+        "llava": 14,
+        "llava_next": 14,
+        "gemma3": 28,
+    }[vea.engine.family.model_type]
     assert token == expected_token
     grids = []
     spikes = []
@@ -156,7 +161,7 @@ def test_an_attention_spike_on_one_token_brightens_exactly_that_tokens_cell(vea)
         spikes.append((row, column))
     params = VEAParams(smooth_strength=0.0, highlight_strength=0.0, denoise_lambda=10.0)
     highlighted = vea.method.highlight(vea.engine, batch, grids, params)
-    grid_thw = batch.inputs.get("image_grid_thw")
+    grid_thw = batch.inputs.get(vea.method.layout.geometry_key)
     before = vea.method.layout.images(batch.inputs["pixel_values"], grid_thw)
     after = vea.method.layout.images(highlighted.inputs["pixel_values"], grid_thw)
     for b, (row, column) in enumerate(spikes):

@@ -3,7 +3,8 @@ attention log, then ``analysis report`` with its layer plots and heatmaps, and a
 
 Qwen3-VL runs the same path under the study's names in ``e2e/test_analysis.py`` and ``e2e/test_user_path.py``; here the
 other families, whose heatmaps sit on the part of the image their grid covers (LLaVA-1.5: the centre crop; Gemma-3:
-the whole image, squashed to a square).
+the whole image, squashed to a square; LLaVA-NeXT: the high-resolution tiles' kept tokens, with the base tile folded
+onto them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from PIL import Image
 
 from analysis.live import LiveModel
 from models.attention_log import read_records
+from testbed.tiny_llava_next import PATCH, PINPOINTS, TILE
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_module
+from tests.support.reference import llava_next_region
 from tests.support.scoring import vsr_accuracy_from_samples
 
 pytestmark = pytest.mark.slow
@@ -27,7 +30,7 @@ MODELS = ("vlm_baseline", "vlm_adaptvis", "vlm_clvs", "vlm_vea")
 LOGGED = ("vlm_baseline", "vlm_adaptvis", "vlm_vea")
 
 
-@pytest.fixture(scope="module", params=("qwen2_5_vl", "llava", "gemma3"))
+@pytest.fixture(scope="module", params=("qwen2_5_vl", "llava", "llava_next", "gemma3"))
 def evaluated(request, family_checkpoint, tmp_path_factory, vsr_data_dir):
     family = request.param
     checkpoint = family_checkpoint(family)
@@ -71,11 +74,10 @@ def test_the_four_models_answer_and_log_every_document(evaluated):
             with Image.open(evaluated["data"] / "images" / image) as opened:
                 width, height = opened.size
             side = min(width, height)
-            expected = (
-                [(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2]
-                if family == "llava"
-                else [0, 0, width, height]
-            )
+            expected = {
+                "llava": [(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2],
+                "llava_next": llava_next_region(width, height, TILE, PATCH, PINPOINTS),
+            }.get(family, [0, 0, width, height])
             assert record["image_regions"] == [pytest.approx(expected, abs=0.01)]
             [(grid_h, grid_w)] = record["image_grids"]
             if family == "llava":  # the 112 px crop of the tiny model, 14 px patches
@@ -85,7 +87,7 @@ def test_the_four_models_answer_and_log_every_document(evaluated):
                 if family == "gemma3":  # the tiny model's 224 px square, 8 x 8 pooled tokens
                     assert (grid_h, grid_w) == (8, 8)
                 if model == "vlm_vea":
-                    token = 14 if family == "llava" else 28
+                    token = 14 if family in ("llava", "llava_next") else 28
                     assert maps["highlighted_0"].shape == (grid_h * token, grid_w * token, 3)
 
 

@@ -32,6 +32,7 @@ FIXED = {"qwen3vl_vea": ",layers=[2,3]", "vlm_vea": ",layers=[2,3]"}
 # the study's names on Qwen3-VL; each family-detecting model once on another family
 SWEPT = [(f"qwen3vl_{name}", "qwen3_vl") for name in METHOD_GRIDS]
 SWEPT += [("vlm_adaptvis", "llava"), ("vlm_clvs", "qwen2_5_vl"), ("vlm_vea", "llava")]
+SWEPT += [("vlm_clvs", "llava_next")]
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +85,13 @@ def test_each_grid_point_answers_as_its_own_lmms_eval_run(
     family_checkpoint, trained_checkpoint, environment, tmp_path, model, family
 ):
     # The other families' random models barely react to a last-row edit, and their random bytes often all decode
-    # to U+FFFD: LLaVA runs its fine-tuned checkpoint (True / False per document), Qwen2.5-VL a word vocabulary.
+    # to U+FFFD: LLaVA runs its fine-tuned checkpoint (True / False per document), Qwen2.5-VL and LLaVA-NeXT a word
+    # vocabulary.
     tiny_checkpoint = {
         "qwen3_vl": lambda: family_checkpoint("qwen3_vl"),
         "qwen2_5_vl": lambda: family_checkpoint("qwen2_5_vl", "words"),
         "llava": lambda: trained_checkpoint("llava")[0],
+        "llava_next": lambda: family_checkpoint("llava_next", "words"),
     }[family]()
     out = tmp_path / "out"
     assert run_sweep(tiny_checkpoint, model, out) == 0

@@ -86,8 +86,18 @@ def image_positions(batch) -> list[list[int]]:
 
 
 @torch.no_grad()
+def generation_positions(model, batch) -> dict:
+    """The positions ``generate`` gives a left-padded prompt: 1-D models count from each sequence's first real token
+    (a plain forward would count from the first pad); M-RoPE models build theirs from the attention mask anyway."""
+    if model.config.model_type in M_ROPE_MODEL_TYPES:
+        return {}
+    mask = batch.inputs["attention_mask"].long()
+    return {"position_ids": (mask.cumsum(-1) - 1).clamp(min=0) * mask}
+
+
 def reference_logits(model, batch, **kwargs) -> torch.Tensor:
-    """First-token logits ``[B, V]`` of a plain forward of the reference model."""
+    """First-token logits ``[B, V]`` of a plain forward of the reference model (at ``generate``'s positions)."""
+    kwargs = {**generation_positions(model, batch), **kwargs}
     return model(**batch.inputs, **kwargs).logits[:, -1].float()
 
 
@@ -96,7 +106,7 @@ def eager_logits(model, reference: EagerReference, batch, row_fn: Callable | Non
     reference.row_fn = row_fn
     try:
         with torch.no_grad():
-            return model(**batch.inputs).logits[:, -1].float()
+            return model(**batch.inputs, **generation_positions(model, batch)).logits[:, -1].float()
     finally:
         reference.row_fn = None
 
@@ -192,7 +202,7 @@ def clvs_reference_logits(
         for layer in model.model.language_model.layers
     ]
     try:
-        logits = model(**batch.inputs).logits[:, -1].float()
+        logits = model(**batch.inputs, **generation_positions(model, batch)).logits[:, -1].float()
     finally:
         reference.row_fn = None
         for handle in handles:
@@ -207,3 +217,65 @@ def lens_entropy(model, hidden_last: torch.Tensor, norm: bool = True) -> torch.T
     top = model.lm_head(hidden_last).topk(10, dim=-1).values
     p = torch.softmax(top, dim=-1)
     return -(p * p.log()).sum(dim=-1) / math.log(10)
+
+
+def fold_by_loops(values, image) -> torch.Tensor:
+    """One image's per-token ``values [..., tokens]`` on its map grid, token by token and cell by cell: each token of
+    a part adds its value times the fraction of its cell's area that lies in each map cell (both grids span the same
+    unit square); tokens past a part's columns (newlines) add nothing. Independent of ``interventions.grids``."""
+    values = torch.as_tensor(values).detach().double()
+    rows, columns = image.grid
+    out = torch.zeros(*values.shape[:-1], rows, columns, dtype=torch.float64)
+
+    def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+        return max(0.0, min(a1, b1) - max(a0, b0))
+
+    index = 0
+    for part in image.parts:
+        for r in range(part.rows):
+            for c in range(part.columns + part.trailing):
+                value = values[..., index]
+                index += 1
+                if c >= part.columns:
+                    continue
+                for i in range(rows):
+                    down = overlap(r / part.rows, (r + 1) / part.rows, i / rows, (i + 1) / rows) * part.rows
+                    if down == 0:
+                        continue
+                    for j in range(columns):
+                        across = overlap(c / part.columns, (c + 1) / part.columns, j / columns, (j + 1) / columns)
+                        if across:
+                            out[..., i, j] += value * down * across * part.columns
+    assert index == values.shape[-1], f"{values.shape[-1]} tokens given, the layout has {index}"
+    return out
+
+
+def llava_next_region(width: int, height: int, tile: int, patch: int, pinpoints) -> list[float]:
+    """The part of a ``width x height`` image that LLaVA-NeXT's kept high-resolution tokens cover, written out from
+    the processor's and the model's rules: the best-fitting canvas, the image resized into it (aspect kept, ceil) and
+    centred, the token rows (or columns) that are only padding dropped (rounded to 7 places, halved, floor)."""
+    best, best_key = None, None
+    for canvas_h, canvas_w in pinpoints:
+        scale = min(canvas_w / width, canvas_h / height)
+        effective = min(int(width * scale) * int(height * scale), width * height)
+        key = (effective, -(canvas_w * canvas_h - effective))
+        if best_key is None or key > best_key:
+            best, best_key = (canvas_h, canvas_w), key
+    canvas_h, canvas_w = best
+    if canvas_w / width < canvas_h / height:
+        new_w, new_h = canvas_w, min(math.ceil(height * canvas_w / width), canvas_h)
+    else:
+        new_w, new_h = min(math.ceil(width * canvas_h / height), canvas_w), canvas_h
+    left, top = (canvas_w - new_w) // 2, (canvas_h - new_h) // 2
+    rows, columns = canvas_h // patch, canvas_w // patch
+    box = [0, 0, columns, rows]  # token columns / rows kept: x0, y0, x1, y1
+    if width / height > columns / rows:
+        pad = (rows - int(round(height * columns / width, 7))) // 2
+        box[1], box[3] = pad, rows - pad
+    else:
+        pad = (columns - int(round(width * rows / height, 7))) // 2
+        box[0], box[2] = pad, columns - pad
+    x0, y0, x1, y1 = (v * patch for v in box)
+    region = [(x0 - left) * width / new_w, (y0 - top) * height / new_h, (x1 - left) * width / new_w,
+              (y1 - top) * height / new_h]  # fmt: skip
+    return [max(0.0, region[0]), max(0.0, region[1]), min(float(width), region[2]), min(float(height), region[3])]

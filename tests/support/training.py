@@ -11,7 +11,7 @@ STEERING_RELATIONS = ("left of", "right of", "near")
 
 # Steps and learning rate that give each family's trained fixture its decisions (checked by test_shared_prefix):
 # LLaVA's Llama decoder needs a gentler rate and longer to become sure of "left of" and "right of".
-TRAINED_RECIPES = {"qwen3_vl": (120, 5e-3), "llava": (300, 2e-3)}
+TRAINED_RECIPES = {"qwen3_vl": (120, 5e-3), "llava": (300, 2e-3), "llava_next": (300, 2e-3)}
 
 
 def build_trained_checkpoint(root: Path, num_layers: int = 8, family: str = "qwen3_vl") -> tuple[Path, Path]:
