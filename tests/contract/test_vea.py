@@ -100,8 +100,8 @@ def test_hint_appends_a_sentence_and_keeps_the_image_tokens(checkpoint, hint, ex
 def test_the_paper_preset_hints_with_the_authors_sentence(checkpoint):
     """vea_paper is VEA's 'Vea' row: the augmented image and their hint sentence (vea/config.py _HIGHLIGHT_HINT)."""
     model_type = json.loads((checkpoint / "config.json").read_text())["model_type"]
-    if model_type not in ("qwen2_5_vl", "llava"):  # the families VEA's paper ran
-        with pytest.raises(ValueError, match="has vea settings for llava, qwen2_5_vl checkpoints only"):
+    if model_type not in ("qwen2_5_vl", "llava", "gemma3"):  # the families VEA's paper profiled
+        with pytest.raises(ValueError, match="has vea settings for gemma3, llava, qwen2_5_vl checkpoints only"):
             VEAModel(pretrained=str(checkpoint), device="cpu", preset="vea_paper", layers=LAYERS)
         return
     paper = VEAModel(pretrained=str(checkpoint), device="cpu", batch_size=2, preset="vea_paper", layers=LAYERS)

@@ -197,7 +197,7 @@ def test_the_whole_pipeline_offline_with_the_study_column(setup):
 
 
 # ------------------------------------------------------------ the papers' own experiments (--study)
-STUDY_COMMANDS = {"adaptvis": 3, "clvs": 4, "vea": 2}  # lmms-eval runs: each checkpoint x (baseline, methods, variants)
+STUDY_COMMANDS = {"adaptvis": 6, "clvs": 6, "vea": 6}  # lmms-eval runs: each checkpoint x (baseline, methods, variants)
 
 
 @pytest.mark.parametrize("study", list(STUDY_COMMANDS))
@@ -237,7 +237,8 @@ def test_the_adaptvis_study_end_to_end_with_the_papers_column(setup, trained_che
     whatsup = write_whatsup(tmp_path / "whatsup", per_relation=1)
     out = tmp_path / "out"
     completed = reproduce_study(
-        "adaptvis", out, "--checkpoint", f"llava-1.5-7b={llava}", "--limit", "2", "--batch_size", "2",
+        "adaptvis", out, "--checkpoint", f"llava-1.5-7b={llava}", "--splits", "llava-1.5-7b", "--limit", "2",
+        "--batch_size", "2",
         env_extra={"WHATSUP_DATA_DIR": str(whatsup), "VSR_DATA_DIR": str(setup["data"])},
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -262,23 +263,26 @@ def test_the_adaptvis_study_end_to_end_with_the_papers_column(setup, trained_che
 
 def test_the_clvs_and_vea_studies_end_to_end_on_tiny_checkpoints(setup, family_checkpoint, tmp_path):
     local = ["--tasks", "local_pope", "--include_path", str(setup["tasks"]), "--limit", "2", "--batch_size", "2"]
-    llava, qwen = family_checkpoint("llava"), family_checkpoint("qwen2_5_vl")
+    llava, qwen, next_, gemma = (family_checkpoint(f) for f in ("llava", "qwen2_5_vl", "llava_next", "gemma3"))
     clvs = reproduce_study(
         "clvs", tmp_path / "clvs", "--checkpoint", f"llava-1.5-7b={llava}", "--checkpoint",
-        f"qwen2.5-vl-7b={qwen}", *local,
+        f"qwen2.5-vl-7b={qwen}", "--checkpoint", f"llava-next-8b={next_}", *local,
     )  # fmt: skip
     assert clvs.returncode == 0, clvs.stdout[-3000:] + clvs.stderr[-3000:]
     summary = json.loads((tmp_path / "clvs" / "report" / "summary.json").read_text())
     comparisons = summary["tasks"]["local_pope"]["metrics"]["pope_accuracy,none"]["comparisons"]
-    assert len(comparisons) == 2 and all(c["n"] == 2 for c in comparisons.values())  # each family against its own
+    assert len(comparisons) == 3 and all(c["n"] == 2 for c in comparisons.values())  # each family against its own
     records = [json.loads(line) for path in (tmp_path / "clvs" / "attention").rglob("records.rank0.jsonl")
                for line in path.read_text().splitlines()]  # fmt: skip
     assert {r["generated_tokens"] for r in records} == {1}  # the paper's one generated token
     vea = reproduce_study(
-        "vea", tmp_path / "vea", "--checkpoint", f"qwen2.5-vl-7b={qwen}", "--vea_layers", "[2,3]", *local
-    )
+        "vea", tmp_path / "vea", "--checkpoint", f"qwen2.5-vl-7b={qwen}", "--checkpoint", f"gemma-3-4b={gemma}",
+        "--splits", "qwen2.5-vl-7b,gemma-3-4b", "--vea_layers", "[2,3]", *local,
+    )  # fmt: skip
     assert vea.returncode == 0, vea.stdout[-3000:] + vea.stderr[-3000:]
     summary = json.loads((tmp_path / "vea" / "report" / "summary.json").read_text())
-    runs = {run["model"]: run["model_args"] for run in summary["runs"]}
-    assert "preset=vea_paper" in runs["vlm_vea"] and "max_pixels=262144" in runs["vlm_baseline"]
-    assert "layers=[2,3]" in runs["vlm_vea"]
+    runs = [(run["model"], run["model_args"]) for run in summary["runs"]]
+    assert len(runs) == 4  # two checkpoints x (baseline, VEA); Qwen's pixel cap only on Qwen (Gemma-3 has none)
+    for model, arguments in runs:
+        assert ("max_pixels=262144" in arguments) == (str(qwen) in arguments)
+        assert model == "vlm_baseline" or ("preset=vea_paper" in arguments and "layers=[2,3]" in arguments)

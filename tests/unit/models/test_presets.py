@@ -134,10 +134,14 @@ def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
     assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 28) == {**vea, "layers": [18, 22, 24]}
     assert preset_arguments("vea_paper", "vea", "qwen2_5_vl", 64)["layers"] == [49, 50, 51, 52, 53, 55, 56]
     assert preset_arguments("vea_paper", "vea", "llava", 32)["layers"] == [14, 15, 17, 19]
+    assert preset_arguments("vea_paper", "vea", "gemma3", 34) == {**vea, "layers": [17, 19, 21, 23]}  # 4B
+    assert preset_arguments("vea_paper", "vea", "gemma3", 62)["layers"] == [35, 37, 40, 41, 47, 53, 58]  # 27B
     assert "vea/config.py" in preset_source("vea_paper", "vea")
     with pytest.raises(ValueError, match="has vea settings for 28-layer, 64-layer qwen2_5_vl checkpoints, not for one"):
         preset_arguments("vea_paper", "vea", "qwen2_5_vl", 4)
-    with pytest.raises(ValueError, match="for llava, qwen2_5_vl checkpoints only, not for model_type 'qwen3_vl'"):
+    with pytest.raises(
+        ValueError, match="for gemma3, llava, qwen2_5_vl checkpoints only, not for model_type 'qwen3_vl'"
+    ):
         preset_arguments("vea_paper", "vea", "qwen3_vl", 28)
 
 
