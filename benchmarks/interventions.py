@@ -19,7 +19,8 @@ where the allocator keeps no statistics, the peak of live tensor storage seen by
 mode). The working memory is printed too: gigabytes of weights hide a working-memory difference.
 
 Checkpoints (``--family``, ``--shape``; ``benchmarks.shapes``): random-initialised, nothing downloaded. Image
-sides default to about 256 and 1,024 image tokens per family (LLaVA-1.5 always has 576).
+sides default to about 256 and 1,024 image tokens per family (LLaVA-1.5 always has 576, Gemma-3 256; LLaVA-NeXT
+1,176 and 2,928).
 
 Usage::
 
@@ -84,7 +85,9 @@ DEFAULT_SIDES = {
     "qwen3_vl_moe": "512,1024",
     "qwen2_5_vl": "448,896",
     "llava": "336",
-}  # ~256 / ~1,024 tokens; LLaVA: 576
+    "llava_next": "336,672",
+    "gemma3": "896",
+}  # ~256 / ~1,024 tokens; LLaVA-1.5: 576; LLaVA-NeXT: 1,176 (one 2-tile canvas) and 2,928 (2 x 2); Gemma-3: 256
 
 
 def model_name(row: str, family: str) -> str:
@@ -275,7 +278,9 @@ def main(argv: list[str] | None = None) -> None:
         "--family", choices=tuple(FAMILIES), default="qwen3_vl", help="model family (config model_type)"
     )
     parser.add_argument(
-        "--shape", default="tiny", help="random checkpoint to build: tiny, 7b-wide (every family), 2b-wide (qwen3_vl)"
+        "--shape",
+        default="tiny",
+        help="random checkpoint to build: tiny, 7b-wide (every family but gemma3), 2b-wide (qwen3_vl), 4b-wide (gemma3)",
     )
     parser.add_argument("--pretrained", help="a checkpoint folder instead of --family/--shape (its family detected)")
     parser.add_argument("--text-layers", type=int, default=8, help="wide shapes: decoder layers (default 8)")
@@ -286,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         "--image-sides",
         default=None,
         help="square image sides in pixels, one measurement each (default per family: ~256 and ~1,024 image tokens; "
-        "qwen3_vl 512,1024; qwen2_5_vl 448,896; llava 336, its crop)",
+        "qwen3_vl 512,1024; qwen2_5_vl 448,896; llava 336, its crop; llava_next 336,672; gemma3 896, its size)",
     )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=8)
@@ -316,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
             "batch_size": args.batch_size,
             "depth": depth,
         }
-        if family != "llava":  # LLaVA-1.5 crops every image to its fixed size
+        if FAMILIES[family].takes_pixel_budget:  # the others resize every image to a size of their own
             common["max_pixels"] = max(sides) ** 2
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, until=[])
         contenders: list[Contender] = []

@@ -9,6 +9,8 @@ every model of a benchmark fits in 24 GB at once (they share one copy of the wei
 | ``qwen3_vl`` | ``7b-wide`` | Qwen3-VL-8B | hidden 4096, 32 / 8 heads, head_dim 128, vocab 151,936 | hidden 1152, deepstack [8, 16, 24] |
 | ``qwen2_5_vl`` | ``7b-wide`` | Qwen2.5-VL-7B | hidden 3584, 28 / 4 heads, vocab 152,064 | hidden 1280, window 112 |
 | ``llava`` | ``7b-wide`` | LLaVA-1.5-7B | Llama-2-7B: hidden 4096, 32 / 32 heads, vocab 32,064 | CLIP ViT-L/14 at 336 px |
+| ``llava_next`` | ``7b-wide`` | LLaVA-1.6-Vicuna-7B | as LLaVA-1.5-7B | CLIP ViT-L/14, 336 px tiles, the released five canvases |
+| ``gemma3`` | ``4b-wide`` | Gemma-3-4B (the family has no 7B; VEA's model) | hidden 2560, 8 / 4 heads, head_dim 256, vocab 262,208, tied, 5 sliding (1,024) : 1 global | SigLIP at 896 px, hidden 1152, 256 tokens |
 
 ``--text-layers`` and ``--vision-layers`` set the depths (default 8 and 18, as the 2B measurements).
 """
@@ -24,6 +26,8 @@ SHAPES = {
     "qwen3_vl_moe": ("tiny",),
     "qwen2_5_vl": ("tiny", "7b-wide"),
     "llava": ("tiny", "7b-wide"),
+    "llava_next": ("tiny", "7b-wide"),
+    "gemma3": ("tiny", "4b-wide"),
 }
 
 
@@ -35,7 +39,13 @@ def build_checkpoint(family: str, shape: str, out: Path, text_layers: int, visio
         raise ValueError(f"--shape {shape} is not one of {family}'s: {', '.join(SHAPES[family])}")
     if shape == "tiny":
         return build_tiny_checkpoint(out, family=family)
-    builders = {"qwen3_vl": _qwen3_vl, "qwen2_5_vl": _qwen2_5_vl, "llava": _llava}
+    builders = {
+        "qwen3_vl": _qwen3_vl,
+        "qwen2_5_vl": _qwen2_5_vl,
+        "llava": _llava,
+        "llava_next": _llava_next,
+        "gemma3": _gemma3,
+    }
     model, processor = builders[family](shape, text_layers, vision_layers)
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -129,21 +139,9 @@ def _llava(shape: str, text_layers: int, vision_layers: int):
     tokenizer = build_llava_tokenizer("bytes", 384)
     model, processor = build_llava(tokenizer, text_layers, 32064)
     config = model.config
-    config.text_config.update(
-        {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32}
-    )
+    config.text_config.update(LLAMA_2_7B)
     config.text_config.head_dim = 128
-    config.vision_config.update(
-        {
-            "hidden_size": 1024,
-            "intermediate_size": 4096,
-            "num_attention_heads": 16,
-            "num_hidden_layers": vision_layers,
-            "image_size": 336,
-            "patch_size": 14,
-            "projection_dim": 768,
-        }
-    )
+    config.vision_config.update({**CLIP_L_336, "num_hidden_layers": vision_layers})
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config).eval()
     processor.image_processor = CLIPImageProcessor(
@@ -153,4 +151,59 @@ def _llava(shape: str, text_layers: int, vision_layers: int):
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     )
+    return model, processor
+
+
+LLAMA_2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32}
+CLIP_L_336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "image_size": 336,
+              "patch_size": 14, "projection_dim": 768}  # fmt: skip
+
+
+def _llava_next(shape: str, text_layers: int, vision_layers: int):
+    from transformers import LlavaNextForConditionalGeneration
+
+    from testbed.tiny_llava import build_llava_tokenizer
+    from testbed.tiny_llava_next import build_llava_next
+
+    tokenizer = build_llava_tokenizer("bytes", 384)
+    model, processor = build_llava_next(tokenizer, text_layers, 32064)
+    config = model.config
+    config.text_config.update(LLAMA_2_7B)
+    config.text_config.head_dim = 128
+    config.vision_config.update({**CLIP_L_336, "num_hidden_layers": vision_layers})
+    pinpoints = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # the released canvases
+    config.image_grid_pinpoints = pinpoints
+    torch.manual_seed(0)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    image_processor = processor.image_processor
+    image_processor.size = {"shortest_edge": 336}
+    image_processor.crop_size = {"height": 336, "width": 336}
+    image_processor.image_grid_pinpoints = pinpoints
+    return model, processor
+
+
+def _gemma3(shape: str, text_layers: int, vision_layers: int):
+    from transformers import Gemma3ForConditionalGeneration
+
+    from testbed.tiny_gemma3 import build_gemma3, build_gemma3_tokenizer
+
+    tokenizer = build_gemma3_tokenizer("bytes", 384)
+    model, processor = build_gemma3(tokenizer, text_layers, 262208)
+    config = model.config
+    config.text_config.update(
+        {"hidden_size": 2560, "intermediate_size": 10240, "num_attention_heads": 8, "num_key_value_heads": 4,
+         "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 1024,
+         "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(text_layers)]}
+    )  # fmt: skip
+    config.vision_config.update(
+        {"hidden_size": 1152, "intermediate_size": 4304, "num_attention_heads": 16, "num_hidden_layers": vision_layers,
+         "image_size": 896, "patch_size": 14}
+    )  # fmt: skip
+    config.mm_tokens_per_image = 256
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # zeros at initialisation: every image would look the same
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
+    processor.image_processor.size = {"height": 896, "width": 896}
+    processor.image_seq_length = 256
     return model, processor

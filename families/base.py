@@ -47,6 +47,8 @@ class Family:
     # text that, closing the user's turn, already asks for the answer: a template ending a turn with it needs no
     # generation prompt (Mistral's "[INST] ... [/INST]", which LLaVA-NeXT's Mistral checkpoints use)
     turn_closers: tuple[str, ...] = ()
+    # whether min_pixels / max_pixels set the processor's pixel budget (Qwen); the others refuse them
+    takes_pixel_budget: bool = True
 
     # ---------------------------------------------------------------- loading
     def load(self, pretrained: str, dtype: torch.dtype, **placement: Any) -> torch.nn.Module:

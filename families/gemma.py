@@ -96,4 +96,5 @@ GEMMA_3 = Gemma3(
     pre_rope=PreRope("q_norm", "k_norm", heads_first=True),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
+    takes_pixel_budget=False,
 )

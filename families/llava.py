@@ -89,4 +89,5 @@ LLAVA_1_5 = LLaVA(
     pre_rope=PreRope("q_proj", "k_proj"),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
+    takes_pixel_budget=False,
 )

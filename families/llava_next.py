@@ -106,4 +106,5 @@ LLAVA_NEXT = LLaVANeXT(
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
     turn_closers=("[/INST]",),
+    takes_pixel_budget=False,
 )

@@ -50,10 +50,9 @@ def build_llava_tokenizer(kind: str, vocab_size: int) -> PreTrainedTokenizerFast
     )
 
 
-def build_llava(
-    tokenizer: PreTrainedTokenizerFast, num_layers: int, vocab_size: int
-) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """The model (random weights) and its processor; text as the Qwen tiny models (hidden 64, 4 / 2 heads)."""
+def llava_configs(tokenizer: PreTrainedTokenizerFast, num_layers: int, vocab_size: int, image_size: int) -> dict:
+    """The text and vision configs and the settings LLaVA-1.5 and LLaVA-NeXT share (llava-hf's): a tiny Llama (as
+    the other tiny models: hidden 64, 4 / 2 heads) and a 2-layer CLIP tower of ``image_size`` pixels."""
     text = LlamaConfig(
         vocab_size=vocab_size,
         **TINY_TEXT,
@@ -69,19 +68,37 @@ def build_llava(
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=2,
-        image_size=CROP,
+        image_size=image_size,
         patch_size=PATCH,
         projection_dim=32,
     )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        projector_hidden_act="gelu",
-        tie_word_embeddings=False,
-    )
+    return {
+        "vision_config": vision,
+        "text_config": text,
+        "image_token_index": tokenizer.convert_tokens_to_ids("<image>"),
+        "vision_feature_layer": -2,
+        "vision_feature_select_strategy": "default",
+        "projector_hidden_act": "gelu",
+        "tie_word_embeddings": False,
+    }
+
+
+def llava_processor_settings(tokenizer: PreTrainedTokenizerFast) -> dict:
+    """The processor settings LLaVA-1.5 and LLaVA-NeXT share: 14 px patches, the class token dropped, the template."""
+    return {
+        "tokenizer": tokenizer,
+        "patch_size": PATCH,
+        "vision_feature_select_strategy": "default",
+        "num_additional_image_tokens": 1,
+        "chat_template": LLAVA_CHAT_TEMPLATE,
+    }
+
+
+def build_llava(
+    tokenizer: PreTrainedTokenizerFast, num_layers: int, vocab_size: int
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """The model (random weights) and its processor."""
+    config = LlavaConfig(**llava_configs(tokenizer, num_layers, vocab_size, CROP))
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": CROP},
         crop_size={"height": CROP, "width": CROP},
@@ -89,14 +106,7 @@ def build_llava(
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=PATCH,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_CHAT_TEMPLATE,
-    )
+    processor = LlavaProcessor(image_processor=image_processor, **llava_processor_settings(tokenizer))
     return LlavaForConditionalGeneration(config).eval(), processor
 
 

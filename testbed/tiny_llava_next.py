@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import torch
 from transformers import (
-    CLIPVisionConfig,
-    LlamaConfig,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessor,
@@ -22,8 +20,14 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from testbed.tiny_llava import CLIP_MEAN, CLIP_STD, LLAVA_CHAT_TEMPLATE, PATCH, build_llava_tokenizer
-from testbed.vocabulary import TINY_TEXT, VOCAB_SIZE
+from testbed.tiny_llava import (
+    CLIP_MEAN,
+    CLIP_STD,
+    build_llava_tokenizer,
+    llava_configs,
+    llava_processor_settings,
+)
+from testbed.vocabulary import VOCAB_SIZE
 
 TILE = 112  # the released checkpoints: 336
 # the released canvases, (height, width) in tiles: [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
@@ -33,36 +37,8 @@ PINPOINTS = [[TILE * down, TILE * across] for down, across in ((1, 2), (2, 1), (
 def build_llava_next(
     tokenizer: PreTrainedTokenizerFast, num_layers: int, vocab_size: int
 ) -> tuple[LlavaNextForConditionalGeneration, LlavaNextProcessor]:
-    """The model (random weights) and its processor; text as the other tiny models (hidden 64, 4 / 2 heads)."""
-    text = LlamaConfig(
-        vocab_size=vocab_size,
-        **TINY_TEXT,
-        num_hidden_layers=num_layers,
-        head_dim=16,
-        rope_theta=10000.0,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=TILE,
-        patch_size=PATCH,
-        projection_dim=32,
-    )
-    config = LlavaNextConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_grid_pinpoints=PINPOINTS,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        projector_hidden_act="gelu",
-        tie_word_embeddings=False,
-    )
+    """The model (random weights) and its processor; text and tower as LLaVA-1.5's tiny ones."""
+    config = LlavaNextConfig(**llava_configs(tokenizer, num_layers, vocab_size, TILE), image_grid_pinpoints=PINPOINTS)
     model = LlavaNextForConditionalGeneration(config).eval()
     with torch.no_grad():  # as the released models learned it: a token unlike the image features around it
         model.model.image_newline.normal_(0.0, 1.0)
@@ -74,14 +50,7 @@ def build_llava_next(
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     )
-    processor = LlavaNextProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=PATCH,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_CHAT_TEMPLATE,
-    )
+    processor = LlavaNextProcessor(image_processor=image_processor, **llava_processor_settings(tokenizer))
     return model, processor
 
 

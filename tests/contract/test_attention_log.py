@@ -59,7 +59,8 @@ def _expected_region(family: str, width: int, height: int) -> list[float]:
     """Qwen's and Gemma-3's processors resize the whole image; LLaVA-1.5's keeps the centre square of side
     min(width, height); LLaVA-NeXT's kept high-resolution tokens cover the whole image to within the unpadding."""
     if family == "llava_next":
-        from testbed.tiny_llava_next import PATCH, PINPOINTS, TILE
+        from testbed.tiny_llava import PATCH
+        from testbed.tiny_llava_next import PINPOINTS, TILE
 
         return llava_next_region(width, height, TILE, PATCH, PINPOINTS)
     if family != "llava":

@@ -18,7 +18,8 @@ from PIL import Image
 
 from analysis.live import LiveModel
 from models.attention_log import read_records
-from testbed.tiny_llava_next import PATCH, PINPOINTS, TILE
+from testbed.tiny_llava import PATCH
+from testbed.tiny_llava_next import PINPOINTS, TILE
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_module
 from tests.support.reference import llava_next_region
 from tests.support.scoring import vsr_accuracy_from_samples

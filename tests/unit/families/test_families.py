@@ -119,6 +119,19 @@ def test_a_chat_template_without_a_generation_prompt_is_refused(tmp_path, family
             VLM(pretrained=str(folder), device="cpu")
 
 
+def test_a_pixel_budget_is_taken_exactly_where_the_family_says_so(checkpoint):
+    """``Family.takes_pixel_budget`` (what the benchmarks read) agrees with what ``configure_pixels`` does."""
+    from transformers import AutoProcessor
+
+    family = family_for(str(checkpoint))
+    processor = AutoProcessor.from_pretrained(str(checkpoint))
+    if family.takes_pixel_budget:
+        assert family.configure_pixels(processor, None, 4096)[1] == 4096
+    else:
+        with pytest.raises(ValueError, match="min_pixels / max_pixels set a Qwen processor's pixel budget"):
+            family.configure_pixels(processor, None, 4096)
+
+
 def test_pixel_budgets_are_refused_where_the_processor_crops(family_checkpoint):
     with pytest.raises(ValueError, match="min_pixels / max_pixels set a Qwen processor's pixel budget"):
         VLM(pretrained=str(family_checkpoint("llava")), device="cpu", max_pixels=4096)
