@@ -10,7 +10,7 @@ every model of a benchmark fits in 24 GB at once (they share one copy of the wei
 | ``qwen2_5_vl`` | ``7b-wide`` | Qwen2.5-VL-7B | hidden 3584, 28 / 4 heads, vocab 152,064 | hidden 1280, window 112 |
 | ``llava`` | ``7b-wide`` | LLaVA-1.5-7B | Llama-2-7B: hidden 4096, 32 / 32 heads, vocab 32,064 | CLIP ViT-L/14 at 336 px |
 | ``llava_next`` | ``7b-wide`` | LLaVA-1.6-Vicuna-7B | as LLaVA-1.5-7B | CLIP ViT-L/14, 336 px tiles, the released five canvases |
-| ``gemma3`` | ``4b-wide`` | Gemma-3-4B (the family has no 7B; VEA's model) | hidden 2560, 8 / 4 heads, head_dim 256, vocab 262,208, tied, 5 sliding (1,024) : 1 global | SigLIP at 896 px, hidden 1152, 256 tokens |
+| ``gemma3`` | ``4b-wide`` | Gemma-3-4B (the family has no 7B; VEA's model) | hidden 2560, 8 / 4 heads, head_dim 256, vocab 262,208, tied, every 6th layer global, the others sliding (1,024): measure with ``--text-layers 6`` or more | SigLIP at 896 px, hidden 1152, 256 tokens |
 
 ``--text-layers`` and ``--vision-layers`` set the depths (default 8 and 18, as the 2B measurements).
 """
@@ -163,7 +163,7 @@ def _llava_next(shape: str, text_layers: int, vision_layers: int):
     from transformers import LlavaNextForConditionalGeneration
 
     from testbed.tiny_llava import build_llava_tokenizer
-    from testbed.tiny_llava_next import build_llava_next
+    from testbed.tiny_llava_next import CANVASES, build_llava_next
 
     tokenizer = build_llava_tokenizer("bytes", 384)
     model, processor = build_llava_next(tokenizer, text_layers, 32064)
@@ -171,7 +171,7 @@ def _llava_next(shape: str, text_layers: int, vision_layers: int):
     config.text_config.update(LLAMA_2_7B)
     config.text_config.head_dim = 128
     config.vision_config.update({**CLIP_L_336, "num_hidden_layers": vision_layers})
-    pinpoints = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # the released canvases
+    pinpoints = [[336 * down, 336 * across] for down, across in CANVASES]
     config.image_grid_pinpoints = pinpoints
     torch.manual_seed(0)
     model = LlavaNextForConditionalGeneration(config).eval()

@@ -59,8 +59,9 @@ class Family:
         model_class = getattr(transformers, self.model_class)
         return model_class.from_pretrained(pretrained, dtype=dtype, attn_implementation="sdpa", **placement)
 
-    def check(self, config: Any, processor: Any) -> None:
-        """Refuse, before any work, a checkpoint of this family that the methods cannot run."""
+    def check(self, config: Any, processor: Any, pretrained: str | None = None) -> None:
+        """Refuse, before any work, a checkpoint of this family that the methods cannot run (``pretrained``: where
+        its files are, for what a loaded processor no longer shows)."""
         if getattr(processor, "image_processor", None) is None:
             raise FamilyError(f"{self.title} checkpoint without an image processor: the methods need images")
         template = getattr(processor, "chat_template", None)
@@ -160,6 +161,10 @@ class Family:
 
     def tile_state(self, state: Any, copies: int) -> Any:
         return state
+
+    def layer0_rotary(self, model: torch.nn.Module, probe: torch.Tensor, positions: torch.Tensor) -> tuple:
+        """Layer 0's rotary ``(cos, sin)`` at ``positions`` (CLVS re-rotates layer 0's queries and keys)."""
+        return self.decoder(model).rotary_emb(probe, positions)
 
     def ties_positions_to_images(self) -> bool:
         """Whether an image's tokens take 2-D grid positions (M-RoPE) rather than one position each."""

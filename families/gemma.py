@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from families.base import Family, FamilyError, refuse_pixel_budget
 from families.pixels import PlanarLayout
 from interventions.prefix import PreRope
@@ -34,8 +36,8 @@ from interventions.prefix import PreRope
 
 @dataclass(frozen=True)
 class Gemma3(Family):
-    def check(self, config: Any, processor: Any) -> None:
-        super().check(config, processor)
+    def check(self, config: Any, processor: Any, pretrained: str | None = None) -> None:
+        super().check(config, processor, pretrained)
         image_processor = processor.image_processor
         if getattr(image_processor, "do_pan_and_scan", False):
             raise FamilyError(
@@ -50,6 +52,12 @@ class Gemma3(Family):
                 f"the Gemma-3 processor resizes images to {width} x {height}, which {side} x {side} image tokens do "
                 "not tile in equal squares"
             )
+
+    def layer0_rotary(self, model: torch.nn.Module, probe: torch.Tensor, positions: torch.Tensor) -> tuple:
+        """Layer 0's own table: sliding-window layers rotate with base 10,000, global ones with 1,000,000, and the
+        decoder keeps one table per kind."""
+        kind = self.text_config(model).layer_types[0]
+        return self.decoder(model).rotary_emb(probe, positions, kind)
 
     def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
         refuse_pixel_budget(

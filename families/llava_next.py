@@ -32,9 +32,18 @@ from interventions.prefix import PreRope
 
 @dataclass(frozen=True)
 class LLaVANeXT(LLaVA):
-    def check(self, config: Any, processor: Any) -> None:
-        super().check(config, processor)
-        pinpoints = getattr(processor.image_processor, "image_grid_pinpoints", None)
+    def check(self, config: Any, processor: Any, pretrained: str | None = None) -> None:
+        super().check(config, processor, pretrained)
+        image_processor = processor.image_processor
+        if pretrained is not None:  # a loaded processor shows transformers' default canvases where the file has none
+            saved, _ = type(image_processor).get_image_processor_dict(pretrained)
+            if "image_grid_pinpoints" not in saved:
+                raise FamilyError(
+                    "the LLaVA-NeXT checkpoint's image processor settings have no image_grid_pinpoints; transformers "
+                    "would fill in its default canvases (336 px tiles), which need not be the ones the checkpoint was "
+                    "trained with: add the checkpoint's own image_grid_pinpoints to its processor settings"
+                )
+        pinpoints = getattr(image_processor, "image_grid_pinpoints", None)
         if not pinpoints:
             raise FamilyError(
                 "the LLaVA-NeXT checkpoint's image processor has no image_grid_pinpoints: without them an image's "

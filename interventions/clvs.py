@@ -20,9 +20,8 @@ the hook.
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -98,16 +97,6 @@ def unbiased_position_ids(
     return unbiased[0] if flat else unbiased
 
 
-def layer0_rotary(decoder: torch.nn.Module, probe: torch.Tensor, positions: torch.Tensor) -> tuple:
-    """Layer 0's rotary ``(cos, sin)`` at ``positions``. Why not ``rotary_emb(probe, positions)`` alone: a decoder
-    with layers of two kinds (Gemma-3: sliding-window layers with base 10,000 beside global ones with 1,000,000)
-    keeps one rotary table per kind and must be told which kind layer 0 is."""
-    rotary = decoder.rotary_emb
-    if "layer_type" in inspect.signature(rotary.forward).parameters:
-        return rotary(probe, positions, decoder.config.layer_types[0])
-    return rotary(probe, positions)
-
-
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -133,9 +122,12 @@ class CLVS:
         unbiased_positions: torch.Tensor | None,
         prefix_keys: torch.Tensor | None,
         pre_rope: PreRope,
+        layer0_rotary: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], tuple] | None = None,
     ) -> None:
         """``prefix_keys``: layer 0's pre-RoPE keys ``[B, N - 1, H_kv, D]`` when the last position runs alone;
-        ``pre_rope``: the attention module's sub-modules whose outputs are the pre-RoPE queries and keys."""
+        ``pre_rope``: the attention module's sub-modules whose outputs are the pre-RoPE queries and keys;
+        ``layer0_rotary(model, probe, positions) -> (cos, sin)``: layer 0's rotary table (the family's: a decoder with
+        layers of two kinds keeps one per kind); default the decoder's ``rotary_emb``."""
         rows = [params] if isinstance(params, CLVSParams) else list(params)
         if not rows or len({p.logit_lens_norm for p in rows}) != 1:
             raise ValueError("CLVS rows need at least one setting and one logit_lens_norm for all")
@@ -146,6 +138,10 @@ class CLVS:
         self.unbiased_positions = unbiased_positions
         self.prefix_keys = prefix_keys
         self.pre_rope = pre_rope
+        self.layer0_rotary = layer0_rotary or (
+            lambda model, probe, positions: language_model(model).rotary_emb(probe, positions)
+        )
+        self._model: torch.nn.Module | None = None
         self.memory: torch.Tensor | None = None  # [B, N]
         self.smoothing_on: torch.Tensor | None = None  # [B] bool
         self.stop_layer: list[int | None] = []
@@ -179,6 +175,7 @@ class CLVS:
 
     def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
         self._state = state
+        self._model = model
         self._decoder = language_model(model)
         self._lm_head = model.get_output_embeddings()
         layers = self._decoder.layers
@@ -233,7 +230,7 @@ class CLVS:
             key = torch.cat([self.prefix_keys.to(key.device, key.dtype), key], dim=1)
         probe = key.new_zeros(1, dtype=torch.float32)
         positions = self.unbiased_positions.to(key.device)
-        cos, sin = layer0_rotary(self._decoder, probe, positions)  # [B, N, D] float32
+        cos, sin = self.layer0_rotary(self._model, probe, positions)  # [B, N, D] float32
         query = self._raw_query.float()  # [B, H, D]
         query = query * cos[:, -1, None] + _rotate_half(query) * sin[:, -1, None]
         key = key.float()  # [B, N, H_kv, D]

@@ -47,6 +47,14 @@ class ImageTokens:
     def tokens(self) -> int:
         return sum(part.tokens for part in self.parts)
 
+    def cells(self) -> list[tuple[int, int, int] | None]:
+        """Per token, in prompt order: ``(part, row, column)`` of its cell in its own grid, or None (no cell)."""
+        cells: list[tuple[int, int, int] | None] = []
+        for index, part in enumerate(self.parts):
+            for row in range(part.rows):
+                cells += [(index, row, column) for column in range(part.columns)] + [None] * part.trailing
+        return cells
+
     @property
     def is_single(self) -> bool:
         return len(self.parts) == 1 and self.parts[0] == TokenGrid(*self.grid)

@@ -52,7 +52,7 @@ class Checkpoint:
 
         processor = AutoProcessor.from_pretrained(self.pretrained)
         try:
-            self.family.check(self.config, processor)
+            self.family.check(self.config, processor, self.pretrained)
         except FamilyError as error:
             raise ValueError(f"{self.model_name}: {error}") from None
         return processor

@@ -38,7 +38,7 @@ class CLVSRunner(LastRowRunner):
         """The CLVS editor for one whole-prompt pass under ``params`` (default: the runner's)."""
         params = params or self.params
         positions = self.unbiased_positions(engine, batch) if params.position_unbiased else None
-        return CLVS(params, positions, prefix_keys=None, pre_rope=engine.family.pre_rope)
+        return CLVS(params, positions, None, engine.family.pre_rope, engine.family.layer0_rotary)
 
     def plan(self, engine: Any, batch: PreparedBatch, prefix: PromptPrefix, points: list[CLVSParams]) -> Plan:
         """Every setting its own rows; the unbiased positions computed once."""
@@ -50,7 +50,7 @@ class CLVSRunner(LastRowRunner):
         copies = len(keys)
         rows = [points[key] for key in keys for _ in range(batch.size)]
         tiled = positions.repeat(*([1] * (positions.dim() - 2)), copies, 1) if positions is not None else None
-        return CLVS(rows, tiled, prefix_keys=prefix.layer0_keys, pre_rope=engine.family.pre_rope)
+        return CLVS(rows, tiled, prefix.layer0_keys, engine.family.pre_rope, engine.family.layer0_rotary)
 
     def annotate(self, response: Response, batch: PreparedBatch, keys: list, editor: CLVS, plan: Plan) -> None:
         response.extras = [{"decision": {"stop_layer": layer}} for layer in editor.stop_layer]

@@ -30,8 +30,9 @@ from testbed.tiny_llava import (
 from testbed.vocabulary import VOCAB_SIZE
 
 TILE = 112  # the released checkpoints: 336
-# the released canvases, (height, width) in tiles: [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
-PINPOINTS = [[TILE * down, TILE * across] for down, across in ((1, 2), (2, 1), (2, 2), (3, 1), (1, 3))]
+# the released checkpoints' canvases in tiles (down, across): [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+CANVASES = ((1, 2), (2, 1), (2, 2), (3, 1), (1, 3))
+PINPOINTS = [[TILE * down, TILE * across] for down, across in CANVASES]
 
 
 def build_llava_next(

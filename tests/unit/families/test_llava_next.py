@@ -20,6 +20,7 @@ from models.registered import VLMVEA as VEAModel
 from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
 from tests.support.reference import fold_by_loops
+from tests.support.templates import LLAMA_3, MISTRAL
 
 # (height, width): wide, tall, very wide (3 tiles across), square, and smaller than one tile
 SIZES = [(96, 128), (160, 64), (50, 300), (200, 200), (40, 30)]
@@ -51,6 +52,10 @@ def test_the_layout_is_the_models_own(checkpoint):
         expected = torch.zeros(layout.tokens, dtype=torch.bool)
         expected[[base.tokens + r * (high.columns + 1) + high.columns for r in range(high.rows)]] = True
         assert torch.equal((packed == newline[None]).all(dim=-1), expected)
+        cells = layout.cells()  # the per-token map: (grid, row, column), or None for a newline
+        assert [cell is None for cell in cells] == expected.tolist()
+        assert cells[0] == (0, 0, 0) and cells[base.tokens - 1] == (0, 7, 7) and cells[base.tokens] == (1, 0, 0)
+        assert cells[-2] == (1, high.rows - 1, high.columns - 1)
         grids.add(layout.grid)
     assert len(grids) == len(SIZES)  # every aspect gives its own grid
 
@@ -107,22 +112,6 @@ def _with_template(checkpoint, tmp_path, name: str, template: str):
     return folder
 
 
-MISTRAL = (  # llava-hf/llava-v1.6-mistral-7b-hf's rendering: no generation prompt, "[/INST]" asks for the answer
-    "{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' }}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
-    "{{ ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'][0]['text'] + '</s> ' }}"
-    "{% endif %}{% endfor %}"
-)
-LLAMA_3 = (  # llava-hf/llama3-llava-next-8b-hf's rendering, its begin-of-text as the tiny tokenizer's <s>
-    "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + '<|eot_id|>' }}"
-    "{% endfor %}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{% endif %}"
-)
-
-
 @pytest.mark.parametrize(("name", "template", "ending"), [("mistral", MISTRAL, " [/INST]"),
                                                         ("llama3", LLAMA_3, "<|end_header_id|>\n\n")])  # fmt: skip
 def test_the_mistral_and_llama3_templates_run_with_one_bos(checkpoint, tmp_path, name, template, ending):
@@ -153,11 +142,9 @@ def test_missing_or_mismatched_pinpoints_and_pixel_budgets_are_refused(checkpoin
     _edit_processor(folder, lambda settings: settings.update(image_grid_pinpoints=None))
     with pytest.raises(ValueError, match="image processor has no image_grid_pinpoints"):
         VLM(pretrained=str(folder), device="cpu")
-    folder = shutil.copytree(checkpoint, tmp_path / "no_pinpoints")  # transformers then fills in 336 px canvases
+    folder = shutil.copytree(checkpoint, tmp_path / "no_pinpoints")  # transformers would fill in 336 px canvases
     _edit_processor(folder, lambda settings: settings.pop("image_grid_pinpoints"))
-    with pytest.raises(
-        ValueError, match=r"config has image_grid_pinpoints \[\[112, 224\].* but its image processor \[\[336"
-    ):
+    with pytest.raises(ValueError, match="processor settings have no image_grid_pinpoints; transformers would fill in"):
         VLM(pretrained=str(folder), device="cpu")
     folder = shutil.copytree(checkpoint, tmp_path / "other_pinpoints")
     _edit_processor(folder, lambda settings: settings.update(image_grid_pinpoints=[[112, 112]]))

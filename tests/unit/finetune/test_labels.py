@@ -210,3 +210,31 @@ def test_gemma3_labels_come_from_its_own_template_with_one_bos(family_checkpoint
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
         assert trained == list(range(length - len(answer_ids) - 2, length - 1))  # answer and <end_of_turn>, not "\n"
         assert labels[trained].tolist() == answer_ids + [end]
+
+
+def test_llava_next_mistral_labels_end_with_the_end_token_and_not_the_space_after_it(
+    family_checkpoint, image_file, tmp_path
+):
+    """LLaVA-NeXT's Mistral template closes the answer turn itself (" True</s> "): the answer and </s> are trained
+    on, the space the template writes after </s> is not."""
+    import shutil
+
+    from tests.support.templates import MISTRAL
+
+    folder = shutil.copytree(family_checkpoint("llava_next"), tmp_path / "mistral")
+    (folder / "chat_template.jinja").write_text(MISTRAL)
+    processor = AutoProcessor.from_pretrained(folder)
+    caption = "The cat is left of the dog."
+    prompt = prompt_text(processor, caption)
+    assert prompt == f"[INST] <image>\n{build_prompt(caption)} [/INST]"
+    assert training_text(processor, caption, 1) == prompt + " True</s> "
+    batch = Collator(processor)([(Example(0, image_file, caption, 1), 1.0), (Example(1, image_file, "A cup.", 0), 1.0)])
+    tokenizer = processor.tokenizer
+    for row, answer in ((0, " True"), (1, " False")):
+        length = int(batch["attention_mask"][row].sum())
+        ids, labels = batch["input_ids"][row, :length], batch["labels"][row, :length]
+        assert int(ids[0]) == tokenizer.bos_token_id and int((ids == tokenizer.bos_token_id).sum()) == 1
+        trained = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        assert trained == list(range(length - len(answer_ids) - 2, length - 1))  # the answer and </s>, not " "
+        assert labels[trained].tolist() == answer_ids + [tokenizer.eos_token_id]
