@@ -28,7 +28,7 @@ from profiling.layers import (
 )
 from tests.support.commands import run_module
 from tests.support.environment import REPO_ROOT, shared_vsr_dir
-from tests.support.reference import load_reference_model
+from tests.support.reference import fold_by_loops, llava_next_region, load_reference_model
 from vsr_tasks.prompt import build_prompt
 from vsr_tasks.synthetic import generate
 from vsr_tasks.synthetic import parse_caption as synthetic_parse_caption
@@ -169,26 +169,41 @@ def reference_layer_auroc(checkpoint: Path, data: Path, images: list[str]) -> li
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt(row["caption"])}]}
         ]
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text=[text], images=[image], return_tensors="pt")
+        bos = processor.tokenizer.bos_token
+        written = bool(bos) and text.startswith(bos)  # Gemma's template writes <bos>: the tokenizer adds no second
+        inputs = processor(text=[text], images=[image], return_tensors="pt", add_special_tokens=not written)
         with torch.no_grad():
             model(**inputs)
         keys = (inputs["input_ids"][0] == model.config.image_token_id).nonzero().flatten()
+        left = top = 0.0
+        layout = None
         if model.config.model_type == "qwen3_vl":  # 96 px images: the model sees them unscaled, 32 px per token
             _, grid_h, grid_w = (int(v) // m for v, m in zip(inputs["image_grid_thw"][0], (1, 2, 2)))
             assert image.size == (grid_w * 32, grid_h * 32)
-            cell_size = 32.0
-        else:  # LLaVA: the square image resized to the 112 px crop, 14 px patches: 8 x 8 cells of 96 / 8 px
-            grid_h = grid_w = 112 // 14
-            cell_size = image.size[0] / grid_w
-        assert len(keys) == grid_h * grid_w
+            cell_w = cell_h = 32.0
+        elif model.config.model_type == "llava_next":  # the high-resolution grid over the kept tokens' region
+            from families import FAMILIES
+            from testbed.tiny_llava import PATCH
+            from testbed.tiny_llava_next import PINPOINTS, TILE
+
+            [[layout]] = FAMILIES["llava_next"].image_tokens(processor, inputs, [1])
+            grid_h, grid_w = layout.grid
+            left, top, right, bottom = llava_next_region(*image.size, TILE, PATCH, PINPOINTS)
+            cell_w, cell_h = (right - left) / grid_w, (bottom - top) / grid_h
+        else:  # LLaVA: the 112 px crop, 14 px patches; Gemma-3: 224 px pooled to 8 x 8; both 8 x 8 cells of 96 / 8 px
+            grid_h = grid_w = 8
+            cell_w = cell_h = image.size[0] / grid_w
+        assert len(keys) == (layout.tokens if layout else grid_h * grid_w)
         labels = []
         for i in range(grid_h):
             for j in range(grid_w):
-                cell = (j * cell_size, i * cell_size, (j + 1) * cell_size, (i + 1) * cell_size)
+                cell = (left + j * cell_w, top + i * cell_h, left + (j + 1) * cell_w, top + (i + 1) * cell_h)
                 labels.append(
                     any(x < cell[2] and x + w > cell[0] and y < cell[3] and y + h > cell[1] for x, y, w, h in boxes)
                 )
         scores_by_layer = [eager.captured[layer][0].mean(dim=0)[keys] for layer in range(len(eager.captured))]
+        if layout is not None:  # both grids' attention on the high-resolution cells (tests.support.reference)
+            scores_by_layer = [fold_by_loops(scores, layout).flatten() for scores in scores_by_layer]
         aurocs = []
         for scores in scores_by_layer:
             positives = [float(s) for s, is_box in zip(scores, labels) if is_box]
@@ -199,7 +214,7 @@ def reference_layer_auroc(checkpoint: Path, data: Path, images: list[str]) -> li
     return np.mean(np.array(per_sample), axis=0).tolist()
 
 
-@pytest.mark.parametrize("family", ["qwen3_vl", "llava"])
+@pytest.mark.parametrize("family", ["qwen3_vl", "llava", "llava_next", "gemma3"])
 def test_profile_cli_picks_layers_by_auroc(tmp_path, family_checkpoint, synthetic, family):
     tiny_checkpoint = family_checkpoint(family)
     out = tmp_path / "layers.json"
