@@ -47,8 +47,9 @@ class Family:
     # text that, closing the user's turn, already asks for the answer: a template ending a turn with it needs no
     # generation prompt (Mistral's "[INST] ... [/INST]", which LLaVA-NeXT's Mistral checkpoints use)
     turn_closers: tuple[str, ...] = ()
-    # whether min_pixels / max_pixels set the processor's pixel budget (Qwen); the others refuse them
-    takes_pixel_budget: bool = True
+    # how the processor sizes every image itself, for a family whose processor takes no min_pixels / max_pixels
+    # (empty: it takes them, as Qwen's do); such a family refuses them, naming this
+    fixed_size: str = ""
 
     # ---------------------------------------------------------------- loading
     def load(self, pretrained: str, dtype: torch.dtype, **placement: Any) -> torch.nn.Module:
@@ -77,8 +78,22 @@ class Family:
                 "the assistant's turn"
             )
 
+    @property
+    def takes_pixel_budget(self) -> bool:
+        return not self.fixed_size
+
     def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
-        """Apply ``min_pixels`` / ``max_pixels``; returns the pixel budget in use."""
+        """Apply ``min_pixels`` / ``max_pixels``; returns the pixel budget in use.
+
+        A family with a :attr:`fixed_size` refuses them: silently ignoring them would run a different experiment
+        from the one asked for."""
+        if self.fixed_size:
+            if min_pixels is not None or max_pixels is not None:
+                raise FamilyError(
+                    f"min_pixels / max_pixels set a Qwen processor's pixel budget; {self.fixed_size}, so they do not "
+                    "apply"
+                )
+            return self.fixed_pixel_budget(processor)
         image_processor = processor.image_processor
         size = dict(image_processor.size)
         if min_pixels is not None:
@@ -87,6 +102,10 @@ class Family:
             size["longest_edge"] = int(max_pixels)
         image_processor.size = size
         return size["shortest_edge"], size["longest_edge"]
+
+    def fixed_pixel_budget(self, processor: Any) -> tuple[int, int]:
+        """The fewest and most pixels an image gets, for a family with a :attr:`fixed_size`."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- structure
     def text_config(self, model: torch.nn.Module) -> Any:
@@ -171,11 +190,14 @@ class Family:
         return False
 
 
-def refuse_pixel_budget(min_pixels: int | None, max_pixels: int | None, how: str) -> None:
-    """Refuse ``min_pixels`` / ``max_pixels`` on a family whose processor gives every image a fixed size (``how``
-    says which): silently ignoring them would run a different experiment from the one asked for."""
-    if min_pixels is not None or max_pixels is not None:
-        raise FamilyError(f"min_pixels / max_pixels set a Qwen processor's pixel budget; {how}, so they do not apply")
+def per_sequence(flat: Sequence[Any], counts: Sequence[int]) -> list[list[Any]]:
+    """A batch's per-image values (images in prompt order, sequence after sequence) split into one list per sequence
+    of ``counts[b]`` images."""
+    split, start = [], 0
+    for count in counts:
+        split.append(list(flat[start : start + count]))
+        start += count
+    return split
 
 
 def text_positions(inputs: Any) -> torch.Tensor:

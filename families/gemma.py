@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from families.base import Family, FamilyError, refuse_pixel_budget
+from families.base import Family, FamilyError
 from families.pixels import PlanarLayout
 from interventions.prefix import PreRope
 
@@ -59,12 +59,7 @@ class Gemma3(Family):
         kind = self.text_config(model).layer_types[0]
         return self.decoder(model).rotary_emb(probe, positions, kind)
 
-    def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
-        refuse_pixel_budget(
-            min_pixels,
-            max_pixels,
-            "Gemma-3 resizes every image to its processor's square size (896 x 896 for the released checkpoints)",
-        )
+    def fixed_pixel_budget(self, processor: Any) -> tuple[int, int]:
         height, width = self._input_size(processor.image_processor)
         return height * width, height * width
 
@@ -104,5 +99,5 @@ GEMMA_3 = Gemma3(
     pre_rope=PreRope("q_norm", "k_norm", heads_first=True),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
-    takes_pixel_budget=False,
+    fixed_size="Gemma-3 resizes every image to its processor's square size (896 x 896 for the released checkpoints)",
 )

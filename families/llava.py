@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from families.base import Family, Region, refuse_pixel_budget
+from families.base import Family, Region
 from families.pixels import PlanarLayout
 from interventions.prefix import PreRope
 
@@ -30,13 +30,7 @@ class LLaVA(Family):
             "tokens, a token with no cell of the image grid (LLaVA-1.5's 'default' drops it)"
         )
 
-    def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
-        refuse_pixel_budget(
-            min_pixels,
-            max_pixels,
-            "LLaVA-1.5 resizes and crops every image to its processor's crop "
-            "size (336 x 336 for the released checkpoints)",
-        )
+    def fixed_pixel_budget(self, processor: Any) -> tuple[int, int]:
         height, width = self._input_size(processor.image_processor)
         return height * width, height * width
 
@@ -89,5 +83,6 @@ LLAVA_1_5 = LLaVA(
     pre_rope=PreRope("q_proj", "k_proj"),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
-    takes_pixel_budget=False,
+    fixed_size="LLaVA-1.5 resizes and crops every image to its processor's crop size (336 x 336 for the released "
+    "checkpoints)",
 )

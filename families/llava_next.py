@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from families.base import FamilyError, Region, refuse_pixel_budget
+from families.base import FamilyError, Region, per_sequence
 from families.llava import LLaVA
 from families.pixels import AnyResLayout, anyres_geometry
 from interventions.grids import ImageTokens, TokenGrid
@@ -56,12 +56,7 @@ class LLaVANeXT(LLaVA):
                 f"{pinpoints}: the model would stitch the tiles differently from how the processor cut them"
             )
 
-    def configure_pixels(self, processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
-        refuse_pixel_budget(
-            min_pixels,
-            max_pixels,
-            "LLaVA-NeXT picks each image's resolution among its processor's image_grid_pinpoints",
-        )
+    def fixed_pixel_budget(self, processor: Any) -> tuple[int, int]:
         tile = self._input_size(processor.image_processor)[0]
         largest = max(int(h) * int(w) for h, w in processor.image_processor.image_grid_pinpoints)
         return tile * tile, largest
@@ -72,15 +67,9 @@ class LLaVANeXT(LLaVA):
     def image_tokens(self, processor: Any, inputs: Any, counts: Sequence[int]) -> list[list[ImageTokens]]:
         if "pixel_values" not in inputs:
             return [[] for _ in counts]
-        flat = [self.layout_of(processor, int(h), int(w)) for h, w in inputs["image_sizes"].tolist()]
-        layouts, start = [], 0
-        for count in counts:
-            layouts.append(flat[start : start + count])
-            start += count
-        return layouts
-
-    def image_grids(self, processor: Any, inputs: Any, counts: Sequence[int]) -> list[list[tuple[int, int]]]:
-        return [[image.grid for image in images] for images in self.image_tokens(processor, inputs, counts)]
+        return per_sequence(
+            [self.layout_of(processor, int(h), int(w)) for h, w in inputs["image_sizes"].tolist()], counts
+        )
 
     def layout_of(self, processor: Any, height: int, width: int) -> ImageTokens:
         """One image's tokens: the base tile's grid, then the unpadded high-resolution rows each closed by a newline.
@@ -115,5 +104,5 @@ LLAVA_NEXT = LLaVANeXT(
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
     turn_closers=("[/INST]",),
-    takes_pixel_budget=False,
+    fixed_size="LLaVA-NeXT picks each image's resolution among its processor's image_grid_pinpoints",
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from families.base import Family, text_positions
+from families.base import Family, per_sequence, text_positions
 from families.pixels import PatchLayout
 from interventions.prefix import PreRope
 
@@ -30,12 +30,9 @@ class QwenVL(Family):
         if "image_grid_thw" not in inputs:
             return [[] for _ in counts]
         merge = processor.image_processor.merge_size
-        flat = [(int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist()]
-        grids, start = [], 0
-        for count in counts:
-            grids.append(flat[start : start + count])
-            start += count
-        return grids
+        return per_sequence(
+            [(int(h) // merge, int(w) // merge) for _, h, w in inputs["image_grid_thw"].tolist()], counts
+        )
 
     def pixel_layout(self, processor: Any) -> Any:
         return PatchLayout.from_processor(processor.image_processor)

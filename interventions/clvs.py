@@ -122,12 +122,12 @@ class CLVS:
         unbiased_positions: torch.Tensor | None,
         prefix_keys: torch.Tensor | None,
         pre_rope: PreRope,
-        layer0_rotary: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], tuple] | None = None,
+        layer0_rotary: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], tuple],
     ) -> None:
         """``prefix_keys``: layer 0's pre-RoPE keys ``[B, N - 1, H_kv, D]`` when the last position runs alone;
         ``pre_rope``: the attention module's sub-modules whose outputs are the pre-RoPE queries and keys;
         ``layer0_rotary(model, probe, positions) -> (cos, sin)``: layer 0's rotary table (the family's: a decoder with
-        layers of two kinds keeps one per kind); default the decoder's ``rotary_emb``."""
+        layers of two kinds keeps one per kind)."""
         rows = [params] if isinstance(params, CLVSParams) else list(params)
         if not rows or len({p.logit_lens_norm for p in rows}) != 1:
             raise ValueError("CLVS rows need at least one setting and one logit_lens_norm for all")
@@ -138,9 +138,7 @@ class CLVS:
         self.unbiased_positions = unbiased_positions
         self.prefix_keys = prefix_keys
         self.pre_rope = pre_rope
-        self.layer0_rotary = layer0_rotary or (
-            lambda model, probe, positions: language_model(model).rotary_emb(probe, positions)
-        )
+        self.layer0_rotary = layer0_rotary
         self._model: torch.nn.Module | None = None
         self.memory: torch.Tensor | None = None  # [B, N]
         self.smoothing_on: torch.Tensor | None = None  # [B] bool
