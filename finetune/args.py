@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--vsr_data_dir",
         default=os.environ.get(DATA_DIR_VARIABLE) or None,
-        help=f"VSR data folder with splits/{{random,zeroshot}}/train.jsonl (default: ${DATA_DIR_VARIABLE})",
+        help=f"VSR data folder: its images/, and its splits/ if it has one, else the packaged splits (default: ${DATA_DIR_VARIABLE})",
     )
     data.add_argument(
         "--image_dir",
@@ -170,11 +170,12 @@ def validate(args: argparse.Namespace) -> None:
         DimAugmentation(args.dim_share, parse_strength(args.dim_strength), args.seed)
     except ValueError as error:
         raise ArgumentError(str(error)) from None
-    if not args.vsr_data_dir:
+    if not args.vsr_data_dir and args.image_dir is None and not os.environ.get(IMAGE_DIR_VARIABLE, "").strip():
         raise ArgumentError(
-            f"--vsr_data_dir is required (or set {DATA_DIR_VARIABLE}): VSR's data folder with splits/{{random,zeroshot}}/"
+            f"--vsr_data_dir is required (or set {DATA_DIR_VARIABLE}), unless --image_dir or {IMAGE_DIR_VARIABLE} "
+            "names the image folder: VSR's data folder with images/ (the split files ship with the plugin)"
         )
-    if not Path(args.vsr_data_dir).is_dir():
+    if args.vsr_data_dir and not Path(args.vsr_data_dir).is_dir():
         raise ArgumentError(f"--vsr_data_dir {args.vsr_data_dir} does not exist or is not a folder")
     if args.image_dir is not None and not Path(args.image_dir).is_dir():
         raise ArgumentError(f"--image_dir {args.image_dir} does not exist or is not a folder")

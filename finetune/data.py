@@ -35,7 +35,7 @@ class Splits:
     missing_images: list[str]
 
 
-def resolve_image_dir(vsr_data_dir: str | Path, image_dir: str | Path | None) -> Path:
+def resolve_image_dir(vsr_data_dir: str | Path | None, image_dir: str | Path | None) -> Path:
     """``--image_dir``, else ``$VSR_IMAGE_DIR``, else ``VSR_DATA_DIR/images``."""
     if image_dir is not None:
         return Path(image_dir)
@@ -45,7 +45,7 @@ def resolve_image_dir(vsr_data_dir: str | Path, image_dir: str | Path | None) ->
 
 
 def load_splits(
-    vsr_data_dir: str | Path,
+    vsr_data_dir: str | Path | None,
     dataset_type: str,
     image_dir: str | Path | None = None,
     eval_fraction: float = DEFAULT_FRACTION,
@@ -55,7 +55,7 @@ def load_splits(
     skip_missing_images: bool = False,
 ) -> Splits:
     """Train and held-out examples of ``splits/{dataset_type}/train.jsonl`` with their image files resolved."""
-    rows = vsr_data.load_split(dataset_type, "train", Path(vsr_data_dir))
+    rows = vsr_data.load_split(dataset_type, "train", Path(vsr_data_dir) if vsr_data_dir else None)
     folder = resolve_image_dir(vsr_data_dir, image_dir)
     if not folder.is_dir():
         raise vsr_data.VSRDataError(

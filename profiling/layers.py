@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 from tqdm import tqdm
+
+from local_tasks.images import open_rgb
 
 PROFILE_SPLIT = "train"
 ANNOTATION_FILES = {"train2017": "instances_train2017.json", "val2017": "instances_val2017.json"}
@@ -255,10 +256,10 @@ def refuse_held_out(split: str) -> None:
 
 def load_profile_rows(vsr_data_dir: Path, dataset_type: str, split: str = PROFILE_SPLIT) -> list[dict]:
     """The train rows of one VSR split family; any other split is refused."""
-    from vsr_tasks.data import read_rows, split_path
+    from vsr_tasks.data import load_split
 
     refuse_held_out(split)
-    return read_rows(split_path(vsr_data_dir, dataset_type, split))
+    return load_split(dataset_type, split, vsr_data_dir)
 
 
 @torch.inference_mode()
@@ -287,8 +288,7 @@ def profile_layers(
     dtype = next(model.parameters()).dtype
     image_token_id = family.image_token_id(model)
     for sample in tqdm(samples, desc="VEA layer profiling", disable=not progress):
-        with Image.open(sample.image_path) as handle:
-            image = handle.convert("RGB")
+        image = open_rgb(sample.image_path)
         text = render_user_turn(processor, images_first(build_prompt(sample.row["caption"]), [image]).content)
         inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)

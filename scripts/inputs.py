@@ -26,26 +26,28 @@ def check_data_variables(data: dict[str, str]) -> list[str]:
 
 
 def check_vsr_data(folder: Path | None, dataset_types: list[str], splits: list[str], limit: int | None) -> list[str]:
-    """VSR's data folder: each dataset type's split files, and every evaluated row's image (train rows are read by
-    fine-tuning and profiling, which name a missing image themselves)."""
-    if folder is None or not folder.is_dir():
-        where = "is not set" if folder is None else f"={folder} does not exist"
-        return [
-            f"VSR_DATA_DIR {where}: clone cambridgeltl/visual-spatial-reasoning, follow its data/ README, then "
-            "export VSR_DATA_DIR=/path/to/visual-spatial-reasoning/data (or pass --vsr_data_dir)"
-        ]
+    """VSR's images for every evaluated row (train rows are read by fine-tuning and profiling, which name a missing
+    image themselves), and the split files when ``folder`` has its own ``splits/`` (else the packaged ones are read)."""
     from vsr_tasks import data as vsr
 
-    problems = []
+    if folder is not None and not folder.is_dir():
+        return [f"{vsr.DATA_DIR_VARIABLE}={folder} does not exist (or pass --vsr_data_dir)"]
     try:
         images = vsr.image_dir(folder)
     except vsr.VSRDataError as error:
-        return [str(error)]
+        return [
+            f"{error} Clone cambridgeltl/visual-spatial-reasoning and download the images with its data/ script "
+            "(the split files ship with the plugin)."
+        ]
+    annotations = vsr.annotations_dir(folder)
+    problems = []
     for dataset_type in dataset_types:
         for split in splits:
-            path = vsr.split_path(folder, dataset_type, split)
+            path = vsr.split_path(annotations, dataset_type, split)
             if not path.is_file():
-                problems.append(f"{path} is missing: VSR_DATA_DIR must hold splits/{dataset_type}/{split}.jsonl")
+                problems.append(
+                    f"{path} is missing: a VSR data folder with splits/ must hold {dataset_type}/{split}.jsonl"
+                )
                 continue
             if split == "train":
                 continue
@@ -59,7 +61,7 @@ def check_vsr_data(folder: Path | None, dataset_types: list[str], splits: list[s
             if missing:
                 problems.append(
                     f"{len(missing)} of the {len(rows)} {dataset_type}/{split} images are missing from {images} "
-                    f"(first: {missing[0]}): download them with VSR's data/ script or set VSR_IMAGE_DIR"
+                    f"(first: {missing[0]}): download them with VSR's data/ script or set {vsr.IMAGE_DIR_VARIABLE}"
                 )
     return problems
 

@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny Qwen3-VL checkpoint and a VSR data folder with generated images.
 
-Nothing is downloaded: the checkpoint is built by ``testbed.tiny`` and the VSR
-rows are the real annotation files from ``../shared/vsr`` (``VSR_SHARED_DIR``
-overrides), with random images generated for the rows the tests evaluate.
+Nothing is downloaded and nothing outside the clone is read: the checkpoint is built by ``testbed.tiny`` and the VSR
+rows are the real annotation files the package ships (``vsr_tasks/annotations``), with random images generated for
+the rows the tests evaluate.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from pathlib import Path
 # Read once, at import, by huggingface_hub and datasets: set before any test module imports them, so that the
 # command lines the tests run in this process (tests.support.inprocess) see the environment a subprocess would.
 os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+# no answer cache unless a test names one (answer_cache=DIR): a rerun in a test must compute, and nothing is written
+# to the user's ~/.cache
+os.environ["VSR_ANSWER_CACHE"] = "none"
 if "HF_DATASETS_CACHE" not in os.environ:
     _DATASETS_CACHE = tempfile.mkdtemp(prefix="vsr-tests-datasets-")
     os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
@@ -24,15 +27,8 @@ if "HF_DATASETS_CACHE" not in os.environ:
 import pytest
 
 from tests.support.data import build_vsr_data_dir
-from tests.support.environment import built_once, missing_shared_vsr_message, require, shared_vsr_dir
+from tests.support.environment import built_once, require
 from tests.support.training import build_trained_checkpoint
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Stop at once, with one message naming the variable to set, when the real VSR files are missing."""
-    problem = missing_shared_vsr_message()
-    if problem is not None:
-        pytest.exit(problem, returncode=4)
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +40,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def vsr_data_dir(tmp_path_factory) -> Path:
-    """Real VSR splits; images exist for the first 16 rows of dev/test and 64 of train."""
-    return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data", shared_vsr_dir())
+    """A VSR_DATA_DIR holding images only (the rows are the packaged splits, as a user's would be): images exist for
+    the first 16 rows of dev/test and 64 of train."""
+    return build_vsr_data_dir(tmp_path_factory.mktemp("vsr") / "data")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
-"""VSR relation -> meta-category, as in the VSR paper's table.
+"""VSR relation -> meta-category, as in the VSR paper's table: VSR's own ``rel_meta_category_dict.txt`` (shipped in
+``annotations/``), read here, plus one relation it lacks.
 
-The table shipped with VSR (``rel_meta_category_dict.txt``) misses ``congruent``
+That file misses ``congruent``
 (one row in the random split). Congruence is the "equal" relation of the
 region connection calculus, so it belongs with the other topological relations.
 ``among`` appears twice in that file; VSR's own loader keeps the last line that
@@ -9,15 +10,10 @@ names it, so it is ``Unallocated`` here as well.
 
 from __future__ import annotations
 
-_TABLE = """
-Adjacency: adjacent to, alongside, at the side of, at the right side of, at the left side of, attached to, at the back of, ahead of, against, at the edge of
-Directional: off, past, toward, down, deep down, up, away from, along, around, from, into, to, across, across from, through, down from
-Orientation: facing, facing away from, parallel to, perpendicular to
-Projective: on top of, beneath, beside, behind, left of, right of, under, in front of, below, above, over, in the middle of
-Proximity: by, close to, near, far from, far away from
-Topological: connected to, detached from, has as a part, part of, contains, within, at, on, in, with, surrounding, among, consists of, out of, between, inside, outside, touching, congruent
-Unallocated: beyond, next to, opposite to, after, among, enclosed by
-"""
+from pathlib import Path
+
+TABLE_FILE = Path(__file__).resolve().parent / "annotations" / "rel_meta_category_dict.txt"  # VSR's own file
+ADDED = {"congruent": "Topological"}  # the relation the file misses (above)
 
 
 def _parse_table(text: str) -> dict[str, str]:
@@ -29,10 +25,11 @@ def _parse_table(text: str) -> dict[str, str]:
     return relation_to_category
 
 
-RELATION_TO_CATEGORY: dict[str, str] = _parse_table(_TABLE)
-# in the table's order; the tasks' ``accuracy_<category>`` metrics (the YAML names one per category, and a test checks
+_TEXT = TABLE_FILE.read_text(encoding="utf-8")
+RELATION_TO_CATEGORY: dict[str, str] = {**_parse_table(_TEXT), **ADDED}
+# in the file's order; the tasks' ``accuracy_<category>`` metrics (the YAML names one per category, and a test checks
 # that it names exactly these)
-META_CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(line.split(":", 1)[0] for line in _TABLE.strip().splitlines()))
+META_CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(line.split(":", 1)[0] for line in _TEXT.strip().splitlines()))
 
 
 def meta_category(relation: str) -> str:

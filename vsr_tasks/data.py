@@ -5,12 +5,14 @@ Layout (the VSR repository's ``data/`` folder)::
     $VSR_DATA_DIR/splits/{random,zeroshot}/{train,dev,test}.jsonl
     $VSR_DATA_DIR/images/             # or $VSR_IMAGE_DIR: flat, or COCO train2017/ + val2017/
 
-Without ``VSR_DATA_DIR`` the rows come from the hub datasets
-``cambridgeltl/vsr_{random,zeroshot}`` (online only); images always come from disk.
+The split files also ship inside the package (``vsr_tasks/annotations/``, VSR's files gzip-compressed, with their
+licence and checksums): whenever ``VSR_DATA_DIR`` is unset or has no ``splits/``, the rows come from there, so a user
+supplies only the images.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -20,8 +22,7 @@ IMAGE_DIR_VARIABLE = "VSR_IMAGE_DIR"
 DATASET_TYPES = ("random", "zeroshot")
 SPLITS = ("train", "dev", "test")
 REQUIRED_FIELDS = ("image", "caption", "label", "relation")
-HUB_DATASETS = {"random": "cambridgeltl/vsr_random", "zeroshot": "cambridgeltl/vsr_zeroshot"}
-HUB_SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
+PACKAGED_ANNOTATIONS = Path(__file__).resolve().parent / "annotations"  # VSR's splits/ and relation table
 
 
 class VSRDataError(RuntimeError):
@@ -47,10 +48,20 @@ def data_dir(required: bool = False) -> Path | None:
 
 def unset_data_dir_message() -> str:
     return (
-        f"{DATA_DIR_VARIABLE} is not set and the hub datasets cannot be reached (offline). "
-        f"Point it at VSR's data folder: export {DATA_DIR_VARIABLE}=/path/to/visual-spatial-reasoning/data "
-        "(it must hold splits/{random,zeroshot}/{train,dev,test}.jsonl and images/)."
+        f"{DATA_DIR_VARIABLE} is not set, nor {IMAGE_DIR_VARIABLE}: no folder holds VSR's images. "
+        f"export {DATA_DIR_VARIABLE}=/path/to/visual-spatial-reasoning/data (its images/ folder), or "
+        f"{IMAGE_DIR_VARIABLE}=/path/to/images (flat, or COCO's train2017/ + val2017/). The split files ship with "
+        "the plugin."
     )
+
+
+def annotations_dir(root: Path | None = None) -> Path:
+    """The folder whose ``splits/`` the rows are read from: ``root`` (else VSR_DATA_DIR) when it holds ``splits/``,
+    else the packaged copy of VSR's files."""
+    root = root if root is not None else data_dir()
+    if root is not None and (Path(root) / "splits").is_dir():
+        return Path(root)
+    return PACKAGED_ANNOTATIONS
 
 
 def split_path(root: Path, dataset_type: str, split: str) -> Path:
@@ -58,7 +69,9 @@ def split_path(root: Path, dataset_type: str, split: str) -> Path:
         raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return Path(root) / "splits" / dataset_type / f"{split}.jsonl"
+    plain = Path(root) / "splits" / dataset_type / f"{split}.jsonl"
+    compressed = plain.with_name(plain.name + ".gz")  # the packaged copy
+    return compressed if compressed.is_file() and not plain.is_file() else plain
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -67,7 +80,8 @@ def read_rows(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise VSRDataError(f"VSR split file not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -85,13 +99,12 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def load_split(dataset_type: str, split: str, root: Path | None = None) -> list[dict]:
-    """Rows of one split from VSR_DATA_DIR (or ``root``)."""
-    root = root if root is not None else data_dir(required=True)
-    return read_rows(split_path(root, dataset_type, split))
+    """Rows of one split: from ``root`` (else VSR_DATA_DIR) when it holds ``splits/``, else the packaged copy."""
+    return read_rows(split_path(annotations_dir(root), dataset_type, split))
 
 
 def image_dir(root: Path | None = None) -> Path:
-    """VSR_IMAGE_DIR, else ``images/`` beside the splits."""
+    """VSR_IMAGE_DIR, else ``images/`` in ``root`` (else VSR_DATA_DIR)."""
     override = _env_path(IMAGE_DIR_VARIABLE)
     if override is not None:
         if not override.is_dir():
@@ -99,10 +112,7 @@ def image_dir(root: Path | None = None) -> Path:
         return override
     root = root if root is not None else data_dir()
     if root is None:
-        raise VSRDataError(
-            f"No image folder: set {IMAGE_DIR_VARIABLE} (a flat folder of COCO images, or COCO's "
-            f"train2017/ + val2017/) or {DATA_DIR_VARIABLE} (with an images/ folder)."
-        )
+        raise VSRDataError(unset_data_dir_message())
     return root / "images"
 
 

@@ -23,6 +23,7 @@ from testbed.tiny_llava_next import PINPOINTS, TILE
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_module
 from tests.support.reference import llava_next_region
 from tests.support.scoring import vsr_accuracy_from_samples
+from vsr_tasks.data import load_split
 
 pytestmark = pytest.mark.slow
 TASK = "vsr_random_dev"
@@ -68,10 +69,9 @@ def test_the_four_models_answer_and_log_every_document(evaluated):
             continue
         records = read_records(log)
         assert sorted(record["doc_id"] for record in records) == list(range(LIMIT))
+        rows = load_split("random", "dev", evaluated["data"])
         for record in records:
-            image = json.loads(
-                (evaluated["data"] / "splits" / "random" / "dev.jsonl").read_text().splitlines()[record["doc_id"]]
-            )["image"]
+            image = rows[record["doc_id"]]["image"]
             with Image.open(evaluated["data"] / "images" / image) as opened:
                 width, height = opened.size
             side = min(width, height)
@@ -111,7 +111,7 @@ def test_the_report_compares_the_runs_and_draws_every_figure(evaluated):
 def test_a_live_re_run_answers_through_the_family_detecting_models(evaluated, tmp_path):
     live = LiveModel(evaluated["checkpoint"], tmp_path / "cache", device="cpu")
     assert set(live.models) == {"vlm_adaptvis", "vlm_clvs", "vlm_vea"}
-    row = json.loads((evaluated["data"] / "splits" / "random" / "dev.jsonl").read_text().splitlines()[0])
+    row = load_split("random", "dev", evaluated["data"])[0]
     from vsr_tasks.prompt import build_prompt
 
     image = evaluated["data"] / "images" / row["image"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,34 @@ def write_random_image(path: Path, rng: np.random.Generator, min_side: int = 48,
     Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
 
 
-def build_vsr_data_dir(root: Path, shared: Path, eval_rows: int = 16, train_rows: int = 64, seed: int = 0) -> Path:
-    """A VSR_DATA_DIR: the real split files plus random images for the first rows of each split."""
+def build_vsr_data_dir(root: Path, eval_rows: int = 16, train_rows: int = 64, seed: int = 0) -> Path:
+    """A VSR_DATA_DIR as a user with only the images has it: random images for the first rows of each packaged split
+    (``vsr_tasks/annotations``), no ``splits/`` folder."""
+    from vsr_tasks.data import DATASET_TYPES, SPLITS, load_split
+
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    shutil.copytree(shared / "splits", root / "splits")
-    for split_file in sorted((root / "splits").glob("*/*.jsonl")):
-        limit = train_rows if split_file.stem == "train" else eval_rows
-        with split_file.open() as handle:
-            for index, line in enumerate(handle):
-                if index >= limit:
-                    break
-                image = root / "images" / json.loads(line)["image"]
+    for dataset_type in DATASET_TYPES:
+        for split in SPLITS:
+            limit = train_rows if split == "train" else eval_rows
+            for row in load_split(dataset_type, split, root)[:limit]:
+                image = root / "images" / row["image"]
                 if not image.exists():
                     write_random_image(image, rng)
+    return root
+
+
+def write_splits(root: Path) -> Path:
+    """``root/splits/{random,zeroshot}/{train,dev,test}.jsonl``: the packaged split files, decompressed, as a VSR
+    clone's ``data/`` holds them (for tests of a data folder with its own splits)."""
+    from vsr_tasks.data import DATASET_TYPES, PACKAGED_ANNOTATIONS, SPLITS, split_path
+
+    for dataset_type in DATASET_TYPES:
+        for split in SPLITS:
+            target = root / "splits" / dataset_type / f"{split}.jsonl"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with gzip.open(split_path(PACKAGED_ANNOTATIONS, dataset_type, split), "rb") as packed:
+                target.write_bytes(packed.read())
     return root
 
 

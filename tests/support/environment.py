@@ -28,29 +28,6 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-SHARED_VARIABLE = "VSR_SHARED_DIR"
-
-
-def missing_shared_vsr_message() -> str | None:
-    """Why the real VSR annotation files cannot be found (None when they can): the variable to set and how."""
-    path = Path(os.environ.get(SHARED_VARIABLE, REPO_ROOT.parent / "shared" / "vsr"))
-    if (path / "splits").is_dir():
-        return None
-    source = f"{SHARED_VARIABLE}={os.environ[SHARED_VARIABLE]}" if SHARED_VARIABLE in os.environ else "the default"
-    return (
-        f"the tests need VSR's real annotation files: {path / 'splits'} does not exist ({source}). "
-        f"Set {SHARED_VARIABLE} to a folder holding VSR's splits/{{random,zeroshot}}/{{train,dev,test}}.jsonl, e.g. "
-        f"export {SHARED_VARIABLE}=/path/to/visual-spatial-reasoning/data"
-    )
-
-
-def shared_vsr_dir() -> Path:
-    problem = missing_shared_vsr_message()
-    if problem is not None:
-        raise RuntimeError(problem)
-    return Path(os.environ.get(SHARED_VARIABLE, REPO_ROOT.parent / "shared" / "vsr"))
-
-
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Any]) -> Any:
     """``build(folder)`` once per test run, however many xdist workers ask: the first builds under a file lock,
     the others wait for it and reuse the folder. ``build`` returns what the fixture gives (paths, JSON-able)."""

@@ -27,8 +27,10 @@ from profiling.layers import (
     top_layers,
 )
 from tests.support.commands import run_module
-from tests.support.environment import REPO_ROOT, shared_vsr_dir
+from tests.support.environment import REPO_ROOT
 from tests.support.reference import fold_by_loops, llava_next_region, load_reference_model
+from tests.support.tolerance import assert_matches_reference
+from vsr_tasks.data import PACKAGED_ANNOTATIONS
 from vsr_tasks.prompt import build_prompt
 from vsr_tasks.synthetic import generate
 from vsr_tasks.synthetic import parse_caption as synthetic_parse_caption
@@ -101,7 +103,7 @@ def test_coco_category_names_and_aliases():
 def test_every_real_train_caption_parses_on_both_splits():
     """Random rows carry no subj/obj: the caption and its relation are all there is."""
     for dataset_type in ("random", "zeroshot"):
-        rows = load_profile_rows(shared_vsr_dir(), dataset_type)
+        rows = load_profile_rows(PACKAGED_ANNOTATIONS, dataset_type)
         parsed = [parse_caption(row["caption"], row["relation"]) for row in rows]
         assert None not in parsed, dataset_type
         if dataset_type == "random":
@@ -231,7 +233,7 @@ def test_profile_cli_picks_layers_by_auroc(tmp_path, family_checkpoint, syntheti
     assert record["split"] == "train" and record["dataset_type"] == "random"
     assert record["samples_selected"] == SAMPLES and record["samples_used"] == len(record["samples"]) > 0
     expected = reference_layer_auroc(tiny_checkpoint, synthetic, [s["image"] for s in record["samples"]])
-    np.testing.assert_allclose(record["layer_auroc"], expected, atol=1e-5, rtol=0)
+    assert_matches_reference(record["layer_auroc"], expected)
     assert record["layers"] == top_layers(expected, 0.5) and len(record["layers"]) == 2
     assert f"written to {out}" in completed.stdout
 

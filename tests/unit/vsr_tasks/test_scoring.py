@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 
-from tests.support.environment import shared_vsr_dir
 from tests.support.scoring import reference_answer
 from vsr_tasks import scoring
 from vsr_tasks.categories import META_CATEGORIES, RELATION_TO_CATEGORY, meta_category
+from vsr_tasks.data import DATASET_TYPES, PACKAGED_ANNOTATIONS, SPLITS, load_split
 
 PARSE_CASES = [
     ("True", True),
@@ -78,8 +77,9 @@ def test_unparseable_on_true_label_is_a_false_negative():
 
 def test_every_relation_in_vsr_has_a_category():
     relations = set()
-    for path in (shared_vsr_dir() / "splits").glob("*/*.jsonl"):
-        relations |= {json.loads(line)["relation"] for line in path.read_text().splitlines() if line.strip()}
+    for dataset_type in DATASET_TYPES:
+        for split in SPLITS:
+            relations |= {row["relation"] for row in load_split(dataset_type, split, PACKAGED_ANNOTATIONS)}
     assert len(relations) == 66
     assert {meta_category(r) for r in relations} <= set(META_CATEGORIES)
     assert meta_category("congruent") == "Topological"
@@ -88,7 +88,7 @@ def test_every_relation_in_vsr_has_a_category():
 
 def test_table_matches_the_shipped_file_except_the_documented_fixes():
     shipped = {}
-    for line in (shared_vsr_dir() / "rel_meta_category_dict.txt").read_text().strip().splitlines():
+    for line in (PACKAGED_ANNOTATIONS / "rel_meta_category_dict.txt").read_text().strip().splitlines():
         category, relations = line.split(":", 1)
         for relation in relations.split(","):
             shipped[relation.strip()] = category.strip()

@@ -18,8 +18,9 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from tests.support.environment import REPO_ROOT, shared_vsr_dir
+from tests.support.environment import REPO_ROOT
 from vsr_tasks.categories import RELATION_TO_CATEGORY
+from vsr_tasks.data import PACKAGED_ANNOTATIONS, load_split
 from vsr_tasks.synthetic import CATEGORIES, RELATIONS, generate, parse_caption, relation_holds, relation_is_clear
 
 COUNTS = {"train": 40, "dev": 30, "test": 21}  # train: two rows per (relation, label); test is odd
@@ -207,8 +208,7 @@ def test_captions_parse_back_to_subject_relation_object(synthetic):
 
 
 def test_rows_carry_the_vsr_fields(synthetic):
-    with (shared_vsr_dir() / "splits" / "random" / "dev.jsonl").open() as handle:
-        vsr_fields = list(json.loads(handle.readline()))
+    vsr_fields = list(load_split("random", "dev", PACKAGED_ANNOTATIONS)[0])
     for row in _rows(synthetic, "dev"):
         assert set(row) == set(vsr_fields) | {"subj", "obj"}
         assert row["label"] in (0, 1) and isinstance(row["annotator_id"], int)

@@ -13,6 +13,7 @@ from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
 from tests.support.data import write_random_image
 from tests.support.whatsup import write_whatsup
 from vsr_tasks import adaptvis_protocol
+from vsr_tasks.data import load_split
 from whatsup_tasks import TASK_NAMES, data, scoring
 from whatsup_tasks.prompt import build_question
 from whatsup_tasks.subsets import SUBSETS
@@ -147,7 +148,7 @@ def test_the_adaptvis_f1_is_the_harmonic_mean_of_tpr_and_tnr():
 
 
 def test_the_adaptvis_vsr_task_through_lmms_eval(vsr_data_dir, tiny_checkpoint, tmp_path):
-    rows = [json.loads(line) for line in (vsr_data_dir / "splits" / "zeroshot" / "test.jsonl").read_text().splitlines()]
+    rows = load_split("zeroshot", "test", vsr_data_dir)
     parts = {
         part: [rows[i] for i in adaptvis_protocol.part_indices(len(rows), part)][:LIMIT] for part in ("test", "tune")
     }
