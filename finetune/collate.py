@@ -26,6 +26,7 @@ from PIL import Image
 
 from families.turns import without_template_bos
 from finetune.data import Example
+from local_tasks.images import open_rgb
 from vsr_tasks.prompt import answer_text, build_prompt
 
 IGNORE_INDEX = -100
@@ -140,5 +141,4 @@ class Collator:
 
 
 def load_rgb(path: Any) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    return open_rgb(path)

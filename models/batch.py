@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from interventions.grids import ImageTokens
+from local_tasks.images import ImageFileError, open_rgb
 from models.arguments import DEFAULT_MAX_NEW_TOKENS
 
 
@@ -120,10 +121,10 @@ def load_images(visual: Any, task_name: str) -> list[Image.Image]:
         if isinstance(item, Image.Image):
             images.append(item.convert("RGB"))
         elif isinstance(item, (str, Path)) and Path(item).suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"}:
-            if not Path(item).is_file():
-                raise FileNotFoundError(f"task {task_name}: image file not found: {item}")
-            with Image.open(item) as image:
-                images.append(image.convert("RGB"))
+            try:
+                images.append(open_rgb(item))
+            except ImageFileError as error:
+                raise ImageFileError(f"task {task_name}: {error}") from None
         else:
             raise NotImplementedError(
                 f"task {task_name}: visual of type {type(item).__name__} ({str(item)[:80]!r}) is not supported; "

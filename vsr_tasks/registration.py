@@ -6,14 +6,15 @@ after the index is built. Its model registry, however, loads our
 ``lmms_eval.models`` entry point before any ``TaskManager`` exists (the CLI
 imports ``lmms_eval.models`` through the evaluator). That hook calls
 :func:`register_task_folder`, which adds our folder to every TaskManager's
-search path. ``tests/unit/vsr_tasks/test_tasks.py`` (``test_lmms_eval_still_has_the_method_registration_wraps``) fails
-loudly if lmms-eval changes the method this relies on.
+search path. ``tests/unit/vsr_tasks/test_tasks.py`` (``test_lmms_eval_still_has_the_methods_registration_wraps``) fails
+loudly if lmms-eval changes the methods this relies on.
 """
 
 from __future__ import annotations
 
 import functools
 
+from local_tasks.task import install_model_kind_hook
 from vsr_tasks import TASKS_DIR
 
 _MARKER = "_vsr_tasks_folder_added"
@@ -27,8 +28,11 @@ def task_folders() -> list[str]:
 
 
 def register_task_folder() -> None:
-    """Idempotently extend ``TaskManager.initialize_tasks`` with our task folders."""
+    """Idempotently extend ``TaskManager.initialize_tasks`` with our task folders, and let our tasks learn the kind
+    of model they are built for (``local_tasks.task.install_model_kind_hook``: chat or simple requests)."""
     from lmms_eval.tasks import TaskManager
+
+    install_model_kind_hook()
 
     original = TaskManager.initialize_tasks
     if getattr(original, _MARKER, False):

@@ -6,58 +6,28 @@ only wires lmms-eval to the real code in the ``vsr_tasks`` package.
 
 from __future__ import annotations
 
-import datasets
-from lmms_eval.api.task import ConfigurableTask
 from PIL import Image
 
+from local_tasks.images import open_rgb
+from local_tasks.task import LocalRowsTask
 from vsr_tasks import adaptvis_protocol, data, heldout, scoring
 from vsr_tasks.categories import META_CATEGORIES, meta_category
 from vsr_tasks.prompt import build_prompt
 
 
-class VSRTask(ConfigurableTask):
-    """A ConfigurableTask whose documents come from VSR_DATA_DIR (or the hub when it is unset).
+class VSRTask(LocalRowsTask):
+    """VSR's rows: from ``$VSR_DATA_DIR/splits`` when it exists, else the copy shipped in ``vsr_tasks/annotations``."""
 
-    A plain YAML task can only name a fixed path or a hub id; VSR's location is
-    a user's environment variable, so the download step is ours.
-    """
-
-    def __init__(self, config: dict) -> None:
-        config = {key: value for key, value in config.items() if key != "class"}
-        super().__init__(config=config)
-
-    def download(self, dataset_kwargs: dict | None = None) -> None:
-        dataset_kwargs = dict(dataset_kwargs or {})
+    def documents(self, dataset_kwargs: dict) -> list[dict]:
         dataset_type = dataset_kwargs["dataset_type"]
         split = self.config.test_split
         source = "train" if split == heldout.SPLIT_NAME else split  # the held-out slice of the train split
-        root = data.data_dir()
-        if root is not None:
-            rows = data.load_split(dataset_type, source, root)
-        else:
-            rows = _hub_rows(dataset_type, source)
+        rows = data.load_split(dataset_type, source)
         if split == heldout.SPLIT_NAME:
             rows = heldout.held_out_rows(rows)
         if "adaptvis_part" in dataset_kwargs:  # the AdaptVis paper's fifth for tuning, or the rest
             rows = [rows[i] for i in adaptvis_protocol.part_indices(len(rows), dataset_kwargs["adaptvis_part"])]
-        documents = datasets.Dataset.from_list([_document(row) for row in rows])
-        self.dataset = datasets.DatasetDict({split: documents})
-        self.dataset_no_image = self.dataset
-
-
-def _hub_rows(dataset_type: str, split: str) -> list[dict]:
-    import os
-
-    offline = any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-    if offline:
-        raise data.VSRDataError(data.unset_data_dir_message())
-    try:
-        hub = datasets.load_dataset(data.HUB_DATASETS[dataset_type], split=data.HUB_SPLIT_NAMES[split])
-    except Exception as error:  # the hub raises many connection error types
-        raise data.VSRDataError(f"{data.unset_data_dir_message()} (hub error: {error})") from error
-    return [dict(row) for row in hub]
+        return [_document(row) for row in rows]
 
 
 def _document(row: dict) -> dict:
@@ -75,9 +45,7 @@ def _document(row: dict) -> dict:
 
 
 def vsr_doc_to_visual(doc: dict) -> list[Image.Image]:
-    path = data.image_path(doc, data.image_dir())
-    with Image.open(path) as image:
-        return [image.convert("RGB")]
+    return [open_rgb(data.image_path(doc, data.image_dir()))]
 
 
 def vsr_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:

@@ -6,23 +6,19 @@ in the ``whatsup_tasks`` package.
 
 from __future__ import annotations
 
-import datasets
-from lmms_eval.api.task import ConfigurableTask
 from PIL import Image
 
+from local_tasks.images import open_rgb
+from local_tasks.task import LocalRowsTask
 from whatsup_tasks import data, scoring
 from whatsup_tasks.prompt import adaptvis_questions, build_question, prompts_dir
 from whatsup_tasks.subsets import SUBSETS
 
 
-class WhatsUpTask(ConfigurableTask):
-    """A ConfigurableTask whose documents come from ``$WHATSUP_DATA_DIR`` (the official files; nothing on a hub)."""
+class WhatsUpTask(LocalRowsTask):
+    """Documents from ``$WHATSUP_DATA_DIR`` (the official files; nothing on a hub)."""
 
-    def __init__(self, config: dict) -> None:
-        config = {key: value for key, value in config.items() if key != "class"}
-        super().__init__(config=config)
-
-    def download(self, dataset_kwargs: dict | None = None) -> None:
+    def documents(self, dataset_kwargs: dict) -> list[dict]:
         task = self.config.task
         documents = data.load_documents(task)
         subset = SUBSETS[task]
@@ -34,14 +30,11 @@ class WhatsUpTask(ConfigurableTask):
             else:
                 document["question"] = build_question(document["subject"], document["object"] or None, subset)
             document["subset"] = task
-        split = self.config.test_split
-        self.dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(documents)})
-        self.dataset_no_image = self.dataset
+        return documents
 
 
 def whatsup_doc_to_visual(doc: dict) -> list[Image.Image]:
-    with Image.open(doc["image"]) as image:
-        return [image.convert("RGB")]
+    return [open_rgb(doc["image"])]
 
 
 def whatsup_doc_to_text(doc: dict) -> str:
