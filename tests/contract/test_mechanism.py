@@ -19,6 +19,7 @@ from tests.support.reference import (
     prepare,
     reference_logits,
 )
+from tests.support.tolerance import assert_matches_reference, tolerance
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +49,17 @@ def test_recorder_equals_eager_last_row(adaptvis, reference):
     images = image_positions(batch)
     for layer in range(4):
         head_mean = eager.captured[layer].mean(dim=1)
-        torch.testing.assert_close(recorder.used[layer], head_mean, atol=1e-6, rtol=0)
+        assert_matches_reference(recorder.used[layer], head_mean)
     for b in range(2):
         expected_mass = [float(eager.captured[layer].mean(dim=1)[b, images[b]].sum()) for layer in range(4)]
-        assert recorder.image_mass(b) == pytest.approx(expected_mass, abs=1e-6)
+        assert_matches_reference(recorder.image_mass(b), expected_mass)
         total = torch.tensor(recorder.image_mass(b)) + torch.tensor(recorder.text_mass(b))
-        torch.testing.assert_close(total, torch.ones(4), atol=1e-5, rtol=0)
+        assert_matches_reference(total, torch.ones(4))
     per_sequence = record_image_attention(adaptvis.model, batch.inputs, batch.image_token_mask, layers=[1, 3])
     for b in range(2):
         assert per_sequence[b].shape == (2, len(images[b]))
         expected = torch.stack([eager.captured[layer].mean(dim=1)[b, images[b]] for layer in (1, 3)])
-        torch.testing.assert_close(per_sequence[b], expected, atol=1e-6, rtol=0)
+        assert_matches_reference(per_sequence[b], expected)
 
 
 def test_sequence_without_image_is_untouched(checkpoint, baseline, adaptvis):
@@ -69,13 +70,13 @@ def test_sequence_without_image_is_untouched(checkpoint, baseline, adaptvis):
     with steer(adaptvis.model, state):
         steered = adaptvis.engine.prefill_logits(batch)
     assert torch.equal(steered[1], plain[1])
-    assert (steered[0] - plain[0]).abs().max() > 1e-4
+    assert (steered[0] - plain[0]).abs().max() > 10 * tolerance(plain[0])  # edited, well past the tolerance
     clvs = CLVSModel(pretrained=str(checkpoint), device="cpu", batch_size=2, uncertainty_threshold=0.0)
     method = clvs.method.method_for(clvs.engine, batch)
     with steer(clvs.model, SteeringState(batch.image_token_mask, method=method)):
         steered = clvs.engine.prefill_logits(batch)
     assert torch.equal(steered[1], plain[1]) and method.stop_layer == [None, None]
-    assert (steered[0] - plain[0]).abs().max() > 1e-4
+    assert (steered[0] - plain[0]).abs().max() > 10 * tolerance(plain[0])
 
 
 def _attention_outputs(model, run) -> list[torch.Tensor]:
@@ -118,21 +119,29 @@ def test_decode_steps_are_untouched(baseline, adaptvis, reference):
     expected = eager.result
     assert state.edited_layers == layers  # one edit per selected layer: the prefill only
     assert len(steered) == len(plain) == len(expected_outputs) == 4 * 5  # prefill + 4 decode steps, 4 layers each
-    for layer in range(4):  # prefill: every row but the last is the baseline's, bit for bit
-        assert torch.equal(steered[layer][:, :-1], plain[layer][:, :-1])
+    # prefill: every row but the last is the baseline's, bit for bit; a mixture-of-experts layer multiplies each
+    # expert's tokens in one matmul whose shape (so its kernel's blocking, on some CPUs) depends on how many tokens
+    # the expert got, which the edited last row can change: there, equal to the float32 tolerance
+    moe = adaptvis.engine.family.model_type == "qwen3_vl_moe"
+    for layer in range(4):
+        if moe:
+            assert_matches_reference(steered[layer][:, :-1], plain[layer][:, :-1])
+        else:
+            assert torch.equal(steered[layer][:, :-1], plain[layer][:, :-1])
     # the last row, layer by layer: untouched before the first edited layer, then exactly the eager reference's
     assert torch.equal(steered[0][:, -1], plain[0][:, -1])
     for layer in range(4):
-        torch.testing.assert_close(steered[layer][:, -1], expected_outputs[layer][:, -1], atol=1e-5, rtol=0)
+        assert_matches_reference(steered[layer][:, -1], expected_outputs[layer][:, -1])
     for layer in layers:  # and the edit is a real one where alpha != 1 (both sequences), far above the agreement
         change = float((steered[layer][:, -1] - plain[layer][:, -1]).abs().amax(dim=-1).min())
         error = float((steered[layer][:, -1] - expected_outputs[layer][:, -1]).abs().max())
-        assert change > 1e-6 and change > 100 * error, (layer, change, error)
+        allowed = tolerance(expected_outputs[layer][:, -1])
+        assert change > 10 * allowed and change > 100 * error, (layer, change, error, allowed)
     # decode steps: the eager reference edits only the prefill's last row; all five steps agree with it
     got = steered_run.output
     assert torch.equal(got.sequences, expected.sequences)
     for step in range(5):
-        torch.testing.assert_close(got.logits[step], expected.logits[step], atol=1e-5, rtol=0)
+        assert_matches_reference(got.logits[step], expected.logits[step])
 
 
 @torch.no_grad()
@@ -146,7 +155,7 @@ def test_clvs_edits_the_prefill_only(checkpoint, reference):
         got = _generate(clvs.model, batch)
     assert state.edited_layers == [0, 1, 2, 3] and state.prefills == 1
     first, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, [None, None])
-    torch.testing.assert_close(got.logits[0], first, atol=1e-5, rtol=0)
+    assert_matches_reference(got.logits[0], first)
 
 
 def test_parse_layers():

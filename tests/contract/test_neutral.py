@@ -14,6 +14,7 @@ from models import model_class
 from models.batch import GenerationSettings
 from models.names import ANY_FAMILY
 from tests.support.reference import prepare
+from tests.support.tolerance import assert_matches_reference
 
 SETTINGS = GenerationSettings(max_new_tokens=6)
 NEUTRAL = {
@@ -49,4 +50,4 @@ def test_the_neutral_setting_reproduces_the_baseline(checkpoint, baseline, metho
     )
     with neutral.engine.steering(batch, editor):
         steered = neutral.engine.prefill_logits(batch)
-    torch.testing.assert_close(steered, plain.engine.prefill_logits(prepare(plain)), atol=1e-6, rtol=0)
+    assert_matches_reference(steered, plain.engine.prefill_logits(prepare(plain)))

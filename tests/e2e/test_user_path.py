@@ -22,6 +22,7 @@ from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, r
 from tests.support.data import colour_vsr_set
 from tests.support.reference import CONTEXTS, sample_images
 from tests.support.scoring import vsr_accuracy_from_samples
+from tests.support.tolerance import FLOAT16_STORED, assert_matches_reference
 from vsr_tasks.synthetic import generate
 
 pytestmark = pytest.mark.slow
@@ -75,8 +76,8 @@ def test_four_models_answer_through_the_cli_with_the_attention_log(evaluated):
             with np.load(log / record["maps_file"]) as maps:
                 after = maps["after_0"].astype(np.float64)
             assert after.shape == (4, grid_h, grid_w) and len(record["image_mass"]) == 4
-            np.testing.assert_allclose(after.sum(axis=(1, 2)), record["image_mass"], rtol=5e-3, atol=1e-4)
-            np.testing.assert_allclose(np.add(record["image_mass"], record["text_mass"]), 1.0, atol=1e-5)
+            assert_matches_reference(after.sum(axis=(1, 2)), record["image_mass"], FLOAT16_STORED)
+            assert_matches_reference(np.add(record["image_mass"], record["text_mass"]), np.ones(4))
 
 
 def test_vea_profiled_its_layers_on_the_train_boxes(evaluated):

@@ -210,13 +210,20 @@ def clvs_reference_logits(
     return logits, last_positions
 
 
-def lens_entropy(model, hidden_last: torch.Tensor, norm: bool = True) -> torch.Tensor:
-    """Normalised entropy of the softmax over the top-10 logit-lens logits, ``[B]``."""
+LENS_TOP_K = 10  # METHODS.md: the entropy of the top-10 logit-lens logits
+
+
+def lens_logits(model, hidden_last: torch.Tensor, norm: bool = True) -> torch.Tensor:
+    """The logit lens at the last position, ``[B, V]``: ``lm_head`` of the hidden state (after the final norm)."""
     if norm:
         hidden_last = model.model.language_model.norm(hidden_last)
-    top = model.lm_head(hidden_last).topk(10, dim=-1).values
-    p = torch.softmax(top, dim=-1)
-    return -(p * p.log()).sum(dim=-1) / math.log(10)
+    return model.lm_head(hidden_last)
+
+
+def lens_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Normalised entropy of the softmax over the top-10 logit-lens logits, ``[B]``."""
+    p = torch.softmax(logits.topk(LENS_TOP_K, dim=-1).values, dim=-1)
+    return -(p * p.log()).sum(dim=-1) / math.log(LENS_TOP_K)
 
 
 def fold_by_loops(values, image) -> torch.Tensor:

@@ -10,7 +10,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from families import FAMILIES, family_for
 from models.batch import GenerationSettings
@@ -22,6 +21,7 @@ from models.registered import VLMAdaptVis as AdaptVisModel
 from models.registered import VLMBaseline as VLM
 from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import prepare
+from tests.support.tolerance import assert_matches_reference
 
 SETTINGS = GenerationSettings(max_new_tokens=4)
 SUPPORTED = ", ".join(FAMILIES)
@@ -49,11 +49,11 @@ def test_the_shared_prefix_equals_the_whole_prompt_passes(checkpoint):
     batch = prepare(adaptvis)
     new, old = adaptvis.engine.respond(batch, SETTINGS), adaptvis.engine.answer_whole_prompt(batch, SETTINGS)
     assert new.texts == old.texts
-    torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)
+    assert_matches_reference(new.first_token_logits, old.first_token_logits)
     clvs = CLVSModel(pretrained=str(checkpoint), device="cpu", batch_size=2, uncertainty_threshold=0.0)
     new, old = clvs.engine.respond(batch, SETTINGS), clvs.engine.answer_whole_prompt(batch, SETTINGS)
     assert new.texts == old.texts
-    torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)
+    assert_matches_reference(new.first_token_logits, old.first_token_logits)
 
 
 # ----------------------------------------------------------------- refused, with the cause
@@ -154,7 +154,7 @@ def test_vea_is_refused_where_an_image_token_has_no_cell_and_the_other_methods_r
     batch = prepare(adaptvis)
     assert [int(n) for n in batch.image_token_mask.sum(dim=1)] == [65, 65]  # 8 x 8 patches and the class token
     new, old = adaptvis.engine.respond(batch, SETTINGS), adaptvis.engine.answer_whole_prompt(batch, SETTINGS)
-    torch.testing.assert_close(new.first_token_logits, old.first_token_logits, atol=1e-5, rtol=0)
+    assert_matches_reference(new.first_token_logits, old.first_token_logits)
 
 
 def test_a_system_prompt_is_rendered_by_every_familys_template(checkpoint):

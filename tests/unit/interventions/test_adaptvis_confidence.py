@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from interventions.adaptvis import CONFIDENCE_RULES, AdaptVisParams
+from tests.support.tolerance import assert_matches_reference
 
 # sequence 0: probabilities (0.396, 0.302, 0.302); sequence 1: logits (0.3949, -5, -5)
 LOGITS = torch.tensor([[math.log(0.396), math.log(0.302), math.log(0.302)], [0.3949, -5.0, -5.0]])
@@ -27,7 +28,7 @@ TOP_PROBABILITY_1 = math.exp(0.3949) / (math.exp(0.3949) + 2 * math.exp(-5.0))
 def test_each_rule_gives_its_confidence_and_decision(rule, expected, alphas):
     params = AdaptVisParams(confidence_threshold=0.4, smoothen_weight=0.5, sharpen_weight=1.5, confidence_rule=rule)
     confidence = params.confidence(LOGITS)
-    np.testing.assert_allclose(confidence.double().numpy(), expected, rtol=0, atol=1e-6)
+    assert_matches_reference(confidence, expected)
     assert params.alphas(confidence) == alphas
 
 

@@ -25,6 +25,7 @@ from profiling.layers import top_layers
 from testbed.tiny_qwen3 import build_processor
 from testbed.vocabulary import build_tokenizer
 from tests.support.environment import require
+from tests.support.tolerance import assert_matches_reference
 
 
 def t(rows) -> torch.Tensor:
@@ -162,11 +163,11 @@ def test_highlight_pixel_values_equals_processing_the_highlighted_image(image_pr
     got = highlight_pixel_values(
         original["pixel_values"], original["image_grid_thw"], [torch.from_numpy(m) for m in maps], 0.5, layout
     )
-    torch.testing.assert_close(got, expected["pixel_values"], atol=1e-6, rtol=0)
+    assert_matches_reference(got, expected["pixel_values"])
     for index, image in enumerate(highlighted):  # and the inverse layout gives the image back
         rows = slice(0, 24) if index == 0 else slice(24, 36)
         back = layout.rows_to_image(got[rows], original["image_grid_thw"][index].tolist())
-        torch.testing.assert_close(back * 255, torch.from_numpy(image).permute(2, 0, 1).float(), atol=1e-3, rtol=0)
+        assert_matches_reference(back * 255, torch.from_numpy(image).permute(2, 0, 1).float())
 
 
 def test_highlight_strength_one_returns_the_pixel_values_bit_for_bit(image_processor):
