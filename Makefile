@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 REPRODUCE_DIR ?= reproduce_out
 
-.PHONY: test lint format demo reproduce clean
+.PHONY: test test-lower lint format demo reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,22 @@ lint: $(STAMP)
 
 # Two workers, one test file each at a time, one thread per process: most of the suite is command lines
 # starting Python (single-threaded imports), so two at once use both cores; two 2-thread torch processes
-# would oversubscribe them.
+# would oversubscribe them. Then the family x method contract tests once more (test-lower).
 test: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
+	$(MAKE) --no-print-directory test-lower
+
+# The family x method contract tests with the lowest transformers pyproject.toml declares (a venv layered over .venv,
+# scripts/lower_bounds.py) and with other CPU kernels than the machine's own: ATen's generic ones and MKL's SSE4.2
+# path, which no x86-64 CPU picks by itself. docs/DEVELOPMENT.md: "Versions" and "Tolerances".
+LOWER ?= .venv-lower
+OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2
+CONTRACT_TESTS := tests/contract/test_adaptvis.py tests/contract/test_clvs.py tests/contract/test_vea.py \
+	tests/contract/test_mechanism.py tests/contract/test_neutral.py tests/contract/test_attention_log.py
+test-lower: $(STAMP)
+	$(BIN)/python scripts/lower_bounds.py --venv $(LOWER)
+	$(OTHER_KERNELS) OMP_NUM_THREADS=1 $(LOWER)/bin/python -m pytest -n 2 --dist loadfile -m "not bfloat16_sdpa" \
+		-p no:cacheprovider $(CONTRACT_TESTS)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -37,4 +50,4 @@ reproduce: $(STAMP)
 	$(BIN)/python scripts/reproduce.py --out $(REPRODUCE_DIR) $(if $(BENCHMARKS),--benchmarks $(BENCHMARKS),) $(REPRODUCE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) $(REPRODUCE_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWER) $(DEMO_DIR) $(REPRODUCE_DIR) .pytest_cache .ruff_cache
