@@ -15,7 +15,26 @@ def pick_device(device: str | None, world_size: int = 1, local_rank: int = 0) ->
         return torch.device(f"cuda:{local_rank}")
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device={device}: not a device name; the devices here: {available_devices()}") from None
+    missing = (
+        chosen.type == "cuda" and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count())
+    ) or (chosen.type == "mps" and not torch.backends.mps.is_available())
+    if missing:
+        raise ValueError(f"device={device}: there is no such device here; the devices here: {available_devices()}")
+    return chosen
+
+
+def available_devices() -> str:
+    """The devices this process can compute on, as ``device=`` spells them."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return ", ".join(names)
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:

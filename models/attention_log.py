@@ -45,6 +45,32 @@ class AttentionLogWriter:
         self._recorder: Any = None  # interventions.recording.LastRowRecorder
         self._method_active = False
 
+    def keep_answered(self, answered: set[tuple[str, int]]) -> int:
+        """Drop this model's records of documents without a kept answer; returns how many.
+
+        With the answer cache (``models.answer_cache``) a rerun computes exactly the documents without a kept answer;
+        a record of such a document can only come from a run killed between writing the record and keeping the
+        answer, and is written again. Dropping it first leaves one record per document. Rewritten in one replace.
+        """
+        if not self.records_path.is_file():
+            return 0
+        kept, dropped = [], 0
+        for line in self.records_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # cut short by a kill
+                dropped += 1
+                continue
+            if record.get("model") == self.model_name and (record["task"], int(record["doc_id"])) not in answered:
+                dropped += 1
+                continue
+            kept.append(line)
+        if dropped:
+            partial = self.records_path.with_suffix(".jsonl.partial")
+            partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            partial.replace(self.records_path)
+        return dropped
+
     def start(self, method_active: bool) -> Any:
         """A fresh recorder for the next batch's steered generation (all layers)."""
         from interventions.recording import LastRowRecorder

@@ -12,13 +12,13 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from families.devices import pick_device, pick_dtype
 from models.arguments import is_unset, parse_flag, unquote
 from models.checkpoint import Checkpoint
 from models.engine import Engine
+from models.folders import writable_folder
 from models.methods import METHODS, MethodSpec
 from models.names import DEFAULT_PRETRAINED, scheme_of
 from models.sharding import input_device, parse_placement
@@ -66,7 +66,7 @@ def load_engine(
     placement = parse_placement(device_map, max_memory, offload_folder, device, process.world_size)
     device = pick_device(device, process.world_size, process.local_rank)
     dtype = pick_dtype(dtype, device)
-    log_folder = None if is_unset(attention_log) else Path(attention_log)
+    log_folder = None if is_unset(attention_log) else writable_folder(attention_log, "attention_log")
     interleave_visuals = parse_flag("interleave_visuals", interleave_visuals)
     checkpoint.configure_pixels(min_pixels, max_pixels)
     problem = checkpoint.grid_problem()

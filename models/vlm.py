@@ -23,10 +23,13 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from tqdm import tqdm
 
+from models.answer_cache import AnswerCache, Request, cache_root
 from models.arguments import parse_batch_size
 from models.batch import GenerationSettings, PreparedBatch, truncate_at_stops
+from models.folders import writable_folder
 from models.loading import COMMON_ARGUMENTS, Process, UnknownArguments, load_engine
 from models.methods import MethodSpec
+from models.names import DEFAULT_PRETRAINED
 
 
 class VLM(lmms):
@@ -45,8 +48,15 @@ class VLM(lmms):
             )
         return super().__new__(cls)
 
-    def __init__(self, batch_size: int | str = 1, max_batch_size: int | None = None, **arguments: Any) -> None:
-        """``arguments``: ``models.loading.load_engine``'s (the common ones, documented there) and the method's."""
+    def __init__(
+        self,
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        answer_cache: str | None = None,
+        **arguments: Any,
+    ) -> None:
+        """``arguments``: ``models.loading.load_engine``'s (the common ones, documented there) and the method's;
+        ``answer_cache``: where answers are kept as they are given (``models.answer_cache``)."""
         super().__init__()
         del max_batch_size  # lmms-eval always passes it; there is no automatic batch sizing here
         self.batch_size_per_gpu = parse_batch_size(batch_size)
@@ -62,6 +72,28 @@ class VLM(lmms):
                 f"unknown model argument(s) for {self.MODEL_NAME}: {error}. "
                 f"Valid arguments: {', '.join(self.valid_arguments())}"
             ) from None
+        self._answer_cache_root = cache_root(answer_cache)
+        if answer_cache is not None and self._answer_cache_root is not None:  # named: checked now, not at the end
+            writable_folder(self._answer_cache_root, "answer_cache")
+        self._answer_cache_args = {**arguments, "batch_size": batch_size}
+        self._answer_cache: AnswerCache | None = None
+
+    @property
+    def answer_cache(self) -> AnswerCache | None:
+        """The kept answers of this run (None: ``answer_cache=none``), opened on the first request, so that commands
+        which only borrow the adapter's batching (the sweep) leave no folder behind."""
+        if self._answer_cache is None and self._answer_cache_root is not None:
+            args = self._answer_cache_args
+            pretrained = str(args.get("pretrained", DEFAULT_PRETRAINED))
+            cache = AnswerCache(self._answer_cache_root, self.MODEL_NAME, args, pretrained, self._rank)
+            log = self.engine.attention_log
+            dropped = log.keep_answered(cache.documents) if log is not None else 0
+            note = f"; {dropped} attention record(s) of unanswered documents dropped, written again" if dropped else ""
+            logger.info(
+                f"{self.MODEL_NAME}: answers kept in {cache.folder} ({len(cache.answers)} from earlier runs{note})"
+            )
+            self._answer_cache = cache
+        return self._answer_cache
 
     # ----------------------------------------------------------------- set-up
     @classmethod
@@ -75,9 +107,9 @@ class VLM(lmms):
 
     @classmethod
     def valid_arguments(cls) -> list[str]:
-        """Every ``--model_args`` key this model accepts: the loader's, the adapter's batch sizes, the method's."""
+        """Every ``--model_args`` key this model accepts: the loader's, the adapter's own, the method's."""
         after = COMMON_ARGUMENTS.index("dtype") + 1  # the docs' order: pretrained, device, dtype, batch_size, ...
-        common = [*COMMON_ARGUMENTS[:after], "batch_size", "max_batch_size", *COMMON_ARGUMENTS[after:]]
+        common = [*COMMON_ARGUMENTS[:after], "batch_size", "max_batch_size", *COMMON_ARGUMENTS[after:], "answer_cache"]
         return common + ([argument.name for argument in cls.METHOD.arguments()] if cls.METHOD else [])
 
     # ------------------------------------------------------- lmms-eval surface
@@ -126,11 +158,33 @@ class VLM(lmms):
         collator = lmms_utils.Collator([request.args for request in requests], sort_key, grouping=True)
         return collator, list(collator.get_batched(n=self.batch_size, batch_fn=None))
 
+    def cache_request(self, args: tuple) -> Request:
+        """A request's identity for the answer cache: its task, document, context and generation settings."""
+        context, generation, _, doc_id, task, split = args
+        document = self.task_dict[task][split][doc_id]
+        return Request(task, int(doc_id), context, dict(generation), document)
+
     def generate_until(self, requests: list[Instance]) -> list[str]:
         logger.info(f"{self.MODEL_NAME} rank {self.rank}/{self.world_size}: {len(requests)} requests")
+        kept: dict[int, str] = {}
+        cache = self.answer_cache
+        if cache is not None:
+            for index, request in enumerate(requests):
+                answer = cache.get(self.cache_request(request.args))
+                if answer is not None:
+                    kept[index] = answer
+                    self.cache_hook.add_partial("generate_until", (request.args[0], request.args[1]), answer)
+            if kept:
+                logger.info(f"{self.MODEL_NAME}: {len(kept)} of {len(requests)} answers kept from an earlier run")
+        fresh = [request for index, request in enumerate(requests) if index not in kept]
+        answers = iter(self.answer(fresh, len(requests), len(kept)))
+        return [kept[index] if index in kept else next(answers) for index in range(len(requests))]
+
+    def answer(self, requests: list[Instance], total: int, done: int) -> list[str]:
+        """Compute ``requests`` in lmms-eval's batches (``done`` of ``total`` were kept); answers in request order."""
         collator, chunks = self.request_batches(requests)
         answers: list[str] = []
-        progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.MODEL_NAME} responding")
+        progress = tqdm(total=total, initial=done, disable=self.rank != 0, desc=f"{self.MODEL_NAME} responding")
         # Images are decoded and processed for the next batch while the model answers this one.
         with ThreadPoolExecutor(max_workers=1) as prefetcher:
             upcoming = prefetcher.submit(self.prepare_chunk, chunks[0]) if chunks else None
@@ -141,7 +195,9 @@ class VLM(lmms):
                 settings = self.chunk_settings(chunk)
                 response = self.engine.respond(batch, settings)
                 texts = [truncate_at_stops(text, settings.until) for text in response.texts]
-                self.engine.finish(batch, response, texts)
+                self.engine.finish(batch, response, texts)  # the attention log first, then the kept answers
+                if self.answer_cache is not None:
+                    self.answer_cache.put([(self.cache_request(args), text) for args, text in zip(chunk, texts)])
                 for args, text in zip(chunk, texts):
                     answers.append(text)
                     self.cache_hook.add_partial("generate_until", (args[0], args[1]), text)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import lmms_eval.models  # noqa: F401  (registers the VSR task folder)
 import pytest
@@ -12,6 +14,7 @@ from lmms_eval.tasks import TaskManager
 
 from models.registered import Qwen3VLBaseline as Qwen3VL
 from tests.support.commands import lmms_eval_env, run_lmms_eval
+from tests.support.data import write_splits
 from tests.support.environment import REPO_ROOT
 from vsr_tasks.data import VSRDataError
 
@@ -63,7 +66,7 @@ def test_coco_layout_is_resolved_from_image_link(monkeypatch, vsr_data_dir, tmp_
 
 def test_malformed_row_names_file_and_line(monkeypatch, vsr_data_dir, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(vsr_data_dir / "splits", broken / "splits")
+    write_splits(broken)
     dev = broken / "splits" / "random" / "dev.jsonl"
     lines = dev.read_text().splitlines()
     lines[2] = lines[2][:-10]  # truncated JSON on line 3
@@ -75,7 +78,7 @@ def test_malformed_row_names_file_and_line(monkeypatch, vsr_data_dir, tmp_path):
 
 def test_row_missing_a_field_names_the_field(monkeypatch, vsr_data_dir, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(vsr_data_dir / "splits", broken / "splits")
+    write_splits(broken)
     dev = broken / "splits" / "zeroshot" / "dev.jsonl"
     lines = dev.read_text().splitlines()
     lines[4] = '{"image": "x.jpg", "caption": "The cat is on the mat.", "label": 1}'
@@ -100,13 +103,54 @@ def test_bad_argument_values_are_refused(tiny_checkpoint, argument, message):
         Qwen3VL.create_from_arg_string(f"pretrained={tiny_checkpoint},{argument}")
 
 
-def test_without_the_real_vsr_files_the_suite_stops_once_naming_the_variable(tmp_path):
-    env = {**lmms_eval_env(), "VSR_SHARED_DIR": str(tmp_path / "absent")}
+def test_the_data_tests_pass_from_a_copy_with_nothing_beside_it(tmp_path):
+    """The suite reads VSR's rows from the package: a copy of the tracked files, alone in a folder (no ../shared, no
+    variable), runs the tests that read every split file and the relation table."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    clone = tmp_path / "alone" / "clone"
+    for name in filter(None, files.decode().split("\0")):
+        target = clone / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, target)
+    env = {key: value for key, value in lmms_eval_env().items() if not key.startswith("VSR_")}
+    tests = ["tests/unit/vsr_tasks/test_scoring.py", "tests/unit/vsr_tasks/test_data.py"]
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/vsr_tasks/test_scoring.py"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     output = completed.stdout + completed.stderr
-    assert completed.returncode == 4, output[-2000:]
-    assert output.count("Set VSR_SHARED_DIR to a folder holding VSR's splits/") == 1
-    assert f"{tmp_path / 'absent' / 'splits'} does not exist" in output and "passed" not in output
+    assert completed.returncode == 0, output[-3000:]
+    assert " passed" in output and "skipped" not in output and not (tmp_path / "alone" / "shared").exists()
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "unwritable"])
+def test_an_attention_log_that_cannot_be_a_folder_is_refused_by_name(tiny_checkpoint, tmp_path, where):
+    afile = tmp_path / "records.txt"
+    afile.write_text("mine")
+    folder, why = {
+        "a file": (afile, "a file is there; attention_log names a folder"),
+        "under a file": (afile / "log", f"{afile} is a file, so no folder can be made under it"),
+        "unwritable": (Path("/proc/no_such_log"), "cannot write there"),  # /proc refuses new folders, even to root
+    }[where]
+    with pytest.raises(ValueError, match=re.escape(f"attention_log={folder}: {why}")):
+        Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", attention_log=str(folder))
+    assert afile.read_text() == "mine"
+
+
+def test_a_device_that_is_not_here_is_refused_before_any_weight_loads(tiny_checkpoint, tmp_path):
+    """The checkpoint has no weights file: a refusal that comes after loading would name that instead."""
+    config_only = shutil.copytree(tiny_checkpoint, tmp_path / "config_only")
+    (config_only / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"^device=cuda: there is no such device here; the devices here: cpu$"):
+        Qwen3VL(pretrained=str(config_only), device="cuda")
+    with pytest.raises(ValueError, match=r"^device=cuda:3: there is no such device here"):
+        Qwen3VL(pretrained=str(config_only), device="cuda:3")
+    with pytest.raises(ValueError, match=r"^device=gpu: not a device name; the devices here: cpu$"):
+        Qwen3VL(pretrained=str(config_only), device="gpu")
+
+
+def test_an_answer_cache_that_cannot_be_a_folder_is_refused_by_name(tiny_checkpoint, tmp_path):
+    afile = tmp_path / "answers.txt"
+    afile.write_text("")
+    with pytest.raises(ValueError, match=re.escape(f"answer_cache={afile}: a file is there")):
+        Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", answer_cache=str(afile))
