@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -150,8 +149,10 @@ def generate_data(out: Path, budget: Budget, seed: int, stage: Stage) -> Path:
             "-m", "vsr_tasks.synthetic", str(data),
             "--n_train", str(budget.n_train), "--n_dev", str(budget.n_dev), "--n_test", str(budget.n_test),
             "--seed", str(seed), "--image_size", str(budget.image_size), "--relations", budget.relations,
-            "--categories", budget.categories, "--train_skew", str(stage.train_skew), "--overwrite",
+            "--categories", budget.categories, "--train_skew", str(stage.train_skew),
         ],
+        output=data,
+        fresh=("--overwrite",),
     )  # fmt: skip
     return data
 
@@ -160,7 +161,7 @@ def build_tiny(folder: Path, budget: Budget, seed: int) -> Path:
     args = ["-m", "testbed.tiny", str(folder), "--layers", str(budget.layers), "--seed", str(seed)]
     if budget.vision_position_std is not None:
         args += ["--vision_position_std", str(budget.vision_position_std)]
-    PIPELINE.run(f"2/5 tiny checkpoint (seed {seed})", [*args, "--tokenizer", budget.tokenizer])
+    PIPELINE.run(f"2/5 tiny checkpoint (seed {seed})", [*args, "--tokenizer", budget.tokenizer], output=folder)
     return folder
 
 
@@ -172,22 +173,26 @@ def finetune_once(
     What the demo needs from it: at most ``stage.steps`` optimizer steps, a high learning rate with a short warmup
     and no weight decay (the model starts random), the vision tower frozen, held-out evaluations for the early
     stop, no worker processes (2 cores), and ``trainer_state.json`` naming the last checkpoint (a
-    folder that ``from_pretrained`` and lmms-eval load).
+    folder that ``from_pretrained`` and lmms-eval load). A checkpoint at every held-out evaluation, so that a demo
+    killed mid-stage resumes from the last one (``--resume_from_checkpoint latest``; finetune resumes exactly).
     """
     target = ["--stop_at_accuracy", str(stage.target)] if stage.target is not None else []
     PIPELINE.run(
         label,
         [
             "-m", "finetune", "--dataset_type", "random", "--vsr_data_dir", str(data), "--model_id", str(start),
-            "--output_dir", str(output_dir), "--overwrite_output_dir", "--freeze_vision",
+            "--output_dir", str(output_dir), "--freeze_vision",
             "--max_steps", str(stage.steps), "--per_device_batch_size", str(budget.batch_size),
             "--gradient_accumulation_steps", "1", "--learning_rate", str(stage.learning_rate),
             "--warmup_steps", str(budget.warmup_steps), "--weight_decay", "0", "--lr_scheduler_type", stage.scheduler,
-            "--eval_fraction", "0.05", "--eval_steps", str(stage.eval_steps), "--save_steps", str(stage.steps),
+            "--eval_fraction", "0.05", "--eval_steps", str(stage.eval_steps), "--save_steps", str(stage.eval_steps),
             "--save_total_limit", "1", *target,
             "--logging_steps", str(max(1, stage.steps // 10)), "--dataloader_num_workers", "0", "--seed", str(seed),
             "--dim_share", str(stage.dim_share), "--dim_strength", "0.2,0.5",
         ],
+        output=output_dir,
+        fresh=("--overwrite_output_dir",),
+        resume=("--resume_from_checkpoint", "latest"),
     )  # fmt: skip
     path = output_dir / "trainer_state.json"
     if not path.exists():
@@ -246,6 +251,7 @@ def finetune(out: Path, datasets: list[Path], tiny: Path, budget: Budget, seed: 
 def model_args(method: str, checkpoint: Path, out: Path, data: Path) -> dict:
     args = {"pretrained": checkpoint, "device": "cpu", "dtype": "float32", "batch_size": 8}
     args["attention_log"] = out / "attention" / method
+    args["answer_cache"] = out / "answers"  # a killed evaluation resumes where it stopped
     if method == study_model("vea"):  # VEA picks its layers by profiling on the synthetic train boxes
         args.update(coco_annotations_dir=data / "annotations", vsr_data_dir=data, profile_samples=16)
     return args
@@ -255,7 +261,6 @@ def evaluate(out: Path, data: Path, checkpoint: Path, methods: list[str]) -> dic
     accuracies: dict[str, float] = {}
     for index, method in enumerate(methods, 1):
         run_dir = out / "runs" / method
-        shutil.rmtree(run_dir, ignore_errors=True)
         results = PIPELINE.evaluate(
             f"4/5 evaluate {method} ({index}/{len(methods)})",
             method,
@@ -264,6 +269,7 @@ def evaluate(out: Path, data: Path, checkpoint: Path, methods: list[str]) -> dic
             run_dir,
             PIPELINE.env(VSR_DATA_DIR=str(data)),
             batch_size=8,
+            keep=True,
         )
         accuracies[method] = task_accuracy(results, TASK)
     return accuracies
@@ -303,6 +309,15 @@ def accuracy_lines(accuracies: dict[str, float], baseline: float, seed: int, mea
     return lines
 
 
+def interpreter() -> str:
+    """The Python that ran the demo, as a user would type it: ``.venv/bin/python`` from the repository."""
+    python = Path(sys.executable)
+    try:
+        return str(python.relative_to(Path.cwd()))
+    except ValueError:
+        return str(python)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
@@ -327,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     log = PIPELINE.log
-    log(f"{'fast' if args.fast else 'full'} demo into {out}")
+    PIPELINE.ran = False  # what an earlier run of the demo into OUT finished is kept (Pipeline.run)
+    log(f"{'fast' if args.fast else 'full'} demo into {out} (rerun after an interruption: finished stages are kept)")
     datasets = [generate_data(out, budget, args.seed, stage) for stage in budget.stages]
     data = datasets[-1]  # the task's set: its dev split is what the models are evaluated on
     tiny = build_tiny(out / "tiny", budget, args.seed)
@@ -344,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"report: {report_path} (and {report_path.with_suffix('.html')})")
     runs = " ".join(str(out / "runs" / method) for method in methods)
     log("browse the runs, and re-run a document live, in the viewer (offline, http://127.0.0.1:7860):")
-    log(f"  VSR_DATA_DIR={data} python -m analysis view {runs} --live {checkpoint}")
+    log(f"  VSR_DATA_DIR={data} {interpreter()} -m analysis view {runs} --live {checkpoint}")
     log(f"total {time.perf_counter() - start:.0f}s")
     return 0
 

@@ -8,12 +8,14 @@ file exists; that also makes pipelines resumable (a finished evaluation is skipp
 
 from __future__ import annotations
 
+import codecs
 import glob
 import json
 import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,9 +24,43 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
+TAIL = 16_000  # characters of a step's output kept for the message when it fails
+
+
+def _pump(source, sink, kept: list[str]) -> None:
+    """Copy a child's output to ours as it comes (progress bars included), keeping its tail."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while chunk := source.read1(4096):
+        text = decoder.decode(chunk)
+        sink.write(text)
+        sink.flush()
+        kept.append(text)
+        if sum(map(len, kept)) > 2 * TAIL:
+            kept[:] = ["".join(kept)[-TAIL:]]
+
+
 def run_subprocess(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    """``python ARGS`` as a new process, output captured: how every step runs."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=dict(env), capture_output=True, text=True)
+    """``python ARGS`` as a new process, its output shown as it comes (a long step is never silent: fine-tuning's
+    steps, loss and ETA, an evaluation's progress) and its tail returned for the failure message."""
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out: list[str] = []
+    err: list[str] = []
+    pumps = [
+        threading.Thread(target=_pump, args=(process.stdout, sys.stdout, out), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, sys.stderr, err), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    try:
+        returncode = process.wait()
+    except BaseException:  # interrupted: take the child down with us
+        process.kill()
+        raise
+    for pump in pumps:
+        pump.join()
+    return subprocess.CompletedProcess(args, returncode, "".join(out)[-TAIL:], "".join(err)[-TAIL:])
 
 
 class Pipeline:
@@ -39,6 +75,7 @@ class Pipeline:
     def __init__(self, name: str, dry_run: bool = False, offline: bool = True, env: Mapping[str, str] | None = None):
         self.name = name
         self.dry_run = dry_run
+        self.ran = False  # a step with an output ran in this process: the later ones run too (see run)
         self.base_env = dict(os.environ)
         self.base_env["TOKENIZERS_PARALLELISM"] = "false"
         if offline:
@@ -51,8 +88,40 @@ class Pipeline:
     def env(self, **extra: str) -> dict[str, str]:
         return {**self.base_env, **extra}
 
-    def run(self, step: str, args: list[str], env: Mapping[str, str] | None = None) -> float:
-        """Run ``python ARGS``; stop the pipeline with its output when it fails. Returns the seconds it took."""
+    def run(
+        self,
+        step: str,
+        args: list[str],
+        env: Mapping[str, str] | None = None,
+        output: Path | None = None,
+        fresh: tuple[str, ...] = (),
+        resume: tuple[str, ...] = (),
+    ) -> float:
+        """Run ``python ARGS``; stop the pipeline with its output when it fails. Returns the seconds it took.
+
+        With ``output`` (the folder the step writes) a rerun of the pipeline keeps what an earlier one finished: the
+        step is skipped when a stamp beside ``output`` says the same command finished, and no step before it ran in
+        this process (a step that ran again may have changed what this one reads). A step that started with the same
+        command and did not finish (killed) runs with ``resume`` added; any other runs with ``fresh`` added.
+        """
+        if output is not None and not self.dry_run:
+            started, finished = (
+                output.parent / ".pipeline" / f"{output.name}.{kind}.json" for kind in ("started", "done")
+            )
+            key = json.dumps(args)
+            if not self.ran and finished.is_file() and finished.read_text() == key:
+                self.log(f"{step}: finished by an earlier run ({output}), kept")
+                return 0.0
+            self.ran = True
+            again = started.is_file() and started.read_text() == key and resume
+            if again:
+                self.log(f"{step}: started by an earlier run that did not finish, resuming")
+            started.parent.mkdir(parents=True, exist_ok=True)
+            started.write_text(key)
+            finished.unlink(missing_ok=True)
+            elapsed = self.run(step, [*args, *(resume if again else fresh)], env)
+            finished.write_text(key)
+            return elapsed
         command = [sys.executable, *args]
         if self.dry_run:
             extra = {k: v for k, v in (env or {}).items() if self.base_env.get(k) != v}
@@ -82,10 +151,13 @@ class Pipeline:
         resume: bool = False,
         include_path: str | None = None,
         gen_kwargs: str | None = None,
+        keep: bool = False,
     ) -> Path | None:
         """One lmms-eval run with ``--log_samples``; returns its results file (None in a dry run).
 
-        With ``resume`` an output folder that already holds a results file is not evaluated again.
+        With ``resume`` an output folder that already holds a results file is not evaluated again; with ``keep`` the
+        run is a step with an output (:meth:`run`): kept when an earlier pipeline run finished it and nothing before it
+        ran again (a killed evaluation resumes through the models' answer cache, ``answer_cache=``).
         """
         if resume and not self.dry_run and find_results(output) is not None:
             self.log(f"{step}: results exist in {output}, skipped")
@@ -99,7 +171,7 @@ class Pipeline:
             args += ["--include_path", str(include_path)]
         if gen_kwargs:
             args += ["--gen_kwargs", gen_kwargs]
-        self.run(step, args, env)
+        self.run(step, args, env, output=output if keep else None)
         if self.dry_run:
             return None
         results = find_results(output)

@@ -81,3 +81,30 @@ def test_the_demo_prints_the_measured_range_and_warns_below_it():
     assert "seed 9 is not one of those measured" in demo.accuracy_lines({"qwen3vl": 0.5}, 0.5, 9, measured=True)[-1]
     fast = demo.accuracy_lines({"qwen3vl": 0.5}, 0.5, seed=0, measured=False)  # --fast or overrides: no range
     assert fast == ["  qwen3vl            0.500  (+0.0 points over majority)"]
+
+
+def test_a_rerun_after_an_interruption_keeps_what_was_finished(fast_demo):
+    """What a kill during the last evaluation leaves behind: its step started and did not finish, no results, half
+    its answers kept. Rerun, the demo keeps the data, the checkpoints and the finished evaluations, and the killed one
+    computes only its missing answers; the attention log ends with one record per document. (Kept last in this file:
+    it rewrites the fixture's folder.)"""
+    out, _ = fast_demo
+    vea = METHODS[-1]
+    (out / "runs" / ".pipeline" / f"{vea}.done.json").unlink()
+    for results in (out / "runs" / vea).rglob("*_results.json"):
+        results.unlink()
+    [answers] = (out / "answers").glob(f"{vea}-*/answers.rank0.jsonl")
+    lines = answers.read_text().splitlines()
+    answers.write_text("".join(line + "\n" for line in lines[: len(lines) // 2]))
+    checkpoint = out / "finetune_2_0" / "checkpoint-4" / "model.safetensors"
+    trained_at = checkpoint.stat().st_mtime_ns
+    completed = run_script_in_process(SCRIPTS / "demo.py", ["--out", str(out), "--fast"], dict(os.environ), REPO_ROOT)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-6000:]
+    kept = [line for line in completed.stdout.splitlines() if "finished by an earlier run" in line]
+    assert len(kept) == 2 + 1 + 2 + len(METHODS) - 1, "\n".join(kept)  # two data sets, tiny, two stages, 3 runs
+    assert f"4/5 evaluate {vea} (4/4) ..." in completed.stdout
+    assert checkpoint.stat().st_mtime_ns == trained_at  # not trained again
+    assert len(answers.read_text().splitlines()) == len(lines)  # only the missing half was computed
+    assert any((out / "runs" / vea).rglob("*_results.json"))
+    records = [json.loads(line) for line in (out / "attention" / vea / "records.rank0.jsonl").read_text().splitlines()]
+    assert sorted(record["doc_id"] for record in records) == list(range(len(lines)))
