@@ -119,11 +119,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _view(args: argparse.Namespace) -> int:
-    from analysis.view import DEFAULT_CACHE, offline_environment
+    from analysis.view import DEFAULT_CACHE, offline_environment, port_in_use
 
+    problem = port_in_use(args.host, args.port)
+    if problem is not None:
+        raise SystemExit(f"error: {problem}")
     cache_dir = (args.cache_dir or DEFAULT_CACHE).expanduser().resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     offline_environment(cache_dir)
+    from analysis.comparison import check_baseline
     from analysis.report import attention_source
     from analysis.view import build_app, import_gradio
     from analysis.viewer import Viewer
@@ -138,6 +142,10 @@ def _view(args: argparse.Namespace) -> int:
         except LiveError as error:
             raise SystemExit(f"error: {error}") from None
     runs = load_runs(args.runs)
+    try:
+        check_baseline(runs, args.baseline)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     overrides = _overrides(args.attention_log)
     sources = {run.label: attention_source(run, overrides) for run in runs}
     logs = {label: source.log for label, source in sources.items()}

@@ -30,7 +30,7 @@ from analysis.stats import (
     paired_metric,
     summarise_metric,
 )
-from models.names import is_baseline
+from models.names import DEFAULT_BASELINE, is_baseline
 
 SIGNIFICANCE = 0.05
 
@@ -100,6 +100,16 @@ def baseline_runs(runs: list[Run], task: str, name: str) -> list[Run]:
     having = [run for run in runs if task in run.tasks]
     named = [run for run in having if run.label == name] or [run for run in having if run.model == name]
     return named or [run for run in having if is_baseline(run.model)]
+
+
+def check_baseline(runs: list[Run], name: str) -> None:
+    """A baseline named on the command line must be one of the runs (by label or model): a typo is refused naming the
+    runs there, instead of silently comparing against the default's fallback. The default itself may fall back to
+    the runs of a baseline model (``vlm_baseline``, ...)."""
+    if name == DEFAULT_BASELINE or any(name in (run.label, run.model) for run in runs):
+        return
+    shown = ", ".join(sorted({run.label for run in runs} | {run.model for run in runs}))
+    raise ValueError(f"--baseline {name}: no run is labelled or modelled so; the runs here: {shown}")
 
 
 def baseline_for(run: Run, candidates: list[Run]) -> Run | None:

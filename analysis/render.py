@@ -44,6 +44,7 @@ class Picture:
 Block = Heading | Paragraph | Bullets | TableBlock | Picture
 
 _CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
@@ -78,7 +79,8 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 def _inline(text: str) -> str:
-    return _CODE.sub(r"<code>\1</code>", html.escape(text))
+    """The markdown the blocks use inline, as HTML: `code` and **bold**."""
+    return _BOLD.sub(r"<strong>\1</strong>", _CODE.sub(r"<code>\1</code>", html.escape(text)))
 
 
 def to_html(blocks: list[Block], folder: Path, title: str) -> str:

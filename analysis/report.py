@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from analysis import tables
-from analysis.comparison import TaskComparison, baseline_for, baseline_runs, compare_runs
+from analysis.comparison import TaskComparison, baseline_for, baseline_runs, check_baseline, compare_runs
 from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES  # noqa: E402  (re-exported)
 from analysis.heatmaps import NO_IMAGE, choose_examples, document_figure, document_pictures
 from analysis.plots import OUTCOMES, MassSet, forest_figure, layer_mass_figure
@@ -106,7 +106,10 @@ def _mass_sets(run: Run, log: AttentionLog, task: str) -> dict[str, MassSet | No
 
 def build_report(paths: list[str | Path], out: str | Path, settings: ReportSettings | None = None) -> dict:
     """Write the report for ``paths`` into ``out``; returns the summary (also written as summary.json)."""
-    builder = _ReportBuilder(load_runs(paths), Path(out), settings or ReportSettings())
+    settings = settings or ReportSettings()
+    runs = load_runs(paths)
+    check_baseline(runs, settings.baseline)
+    builder = _ReportBuilder(runs, Path(out), settings)
     return builder.write()
 
 

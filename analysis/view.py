@@ -28,6 +28,23 @@ def offline_environment(cache_dir: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served (None when it can): checked before the runs or a live model load, so a busy
+    port costs a line, not a minute of loading and a Gradio traceback."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as error:
+        return f"--host {host}: not an address here ({error.strerror})"
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return f"--port {port} is not free on {host} ({error.strerror}): pass another --port"
+    return None
+
+
 def import_gradio():
     try:
         import gradio

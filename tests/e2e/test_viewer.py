@@ -172,6 +172,24 @@ def test_live_refuses_a_folder_that_is_not_a_supported_checkpoint(tmp_path):
     assert completed.returncode != 0 and "model_type 'llama', not a supported family" in completed.stderr
 
 
+def test_a_port_in_use_is_one_line_naming_the_flag(fixture_runs, tmp_path):
+    """Checked before the runs or a live model load: no minute of loading, no Gradio traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = str(fixture_runs["runs"]["qwen3vl"])
+        args = ["view", run, "--port", str(port), "--live", str(tmp_path / "nowhere"), "--cache_dir", str(tmp_path)]
+        completed = run_module("analysis", args, lmms_eval_env())
+    assert completed.returncode != 0 and "Traceback" not in completed.stderr
+    assert (
+        completed.stderr.strip()
+        == f"error: --port {port} is not free on 127.0.0.1 (Address already in use): pass another --port"
+    )
+
+
 def test_without_gradio_the_command_names_the_extra(tmp_path):
     code = "import sys; sys.modules['gradio'] = None; from analysis.__main__ import main; main(sys.argv[1:])"
     args = [sys.executable, "-c", code, "view", str(tmp_path), "--cache_dir", str(tmp_path / "c")]

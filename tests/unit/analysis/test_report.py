@@ -316,3 +316,22 @@ def test_vea_shows_its_highlighted_image_and_relative_log_folders_resolve(tmp_pa
     monkeypatch.setenv("VSR_IMAGE_DIR", str(write_images(tmp_path / "images", documents)))
     path, note = document_figure(tmp_path / "vea.png", TASK, 1, [run], {run.label: source.log})
     assert note == "" and Image.open(path).format == "PNG"
+
+
+def test_an_unknown_baseline_is_refused_naming_the_runs(two_runs, capsys):
+    """A typo used to compare silently against the default's fallback while the header named the typo."""
+    code = main(
+        ["report", str(two_runs["runs"]), "--out", str(two_runs["tmp"] / "typo"), "--baseline", "qwen3vl_basline"]
+    )
+    assert code == 2 and not (two_runs["tmp"] / "typo").exists()
+    error = capsys.readouterr().err.strip()
+    assert (
+        error
+        == "error: --baseline qwen3vl_basline: no run is labelled or modelled so; the runs here: qwen3vl, qwen3vl_adaptvis"
+    )
+
+
+def test_the_html_renders_the_markdown_emphasis_it_is_given(report):
+    html = (report["out"] / "report.html").read_text()
+    assert "<strong>qwen3vl_adaptvis</strong> vs <code>qwen3vl</code>" in html  # "Documents a run changed"
+    assert "**" not in html
