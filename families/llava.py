@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from families.base import Family, Region
@@ -52,10 +53,13 @@ class LLaVA(Family):
             if shortest is None or not crop:
                 regions.append((0.0, 0.0, float(width), float(height)))
                 continue
-            scale = shortest / min(width, height)
-            resized_w, resized_h = width * scale, height * scale
-            left, top = (resized_w - crop["width"]) / 2, (resized_h - crop["height"]) / 2
-            regions.append((left / scale, top / scale, (left + crop["width"]) / scale, (top + crop["height"]) / scale))
+            # in exact arithmetic: a float scale put a 480 x 640 image's crop at y = 80.00000000000001, so a box edge
+            # on a cell boundary labelled the cell before it
+            scale = Fraction(int(shortest), min(int(width), int(height)))
+            left = (int(width) * scale - int(crop["width"])) / 2 / scale
+            top = (int(height) * scale - int(crop["height"])) / 2 / scale
+            right, bottom = left + int(crop["width"]) / scale, top + int(crop["height"]) / scale
+            regions.append((float(left), float(top), float(right), float(bottom)))
         return regions
 
     def pixel_layout(self, processor: Any) -> Any:

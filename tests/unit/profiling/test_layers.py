@@ -76,6 +76,24 @@ def test_token_labels_map_cells_back_to_original_pixels():
     assert labels.tolist() == [[True, True], [False, False]]  # x 60..68 straddles the crop's middle at 64
 
 
+def test_a_box_edge_on_a_llava_cell_boundary_labels_only_the_cell_it_covers():
+    """LLaVA-1.5 keeps the centre 300 x 300 of a 300 x 460 image: y 80..380, 24 rows of 12.5 px. A box from y = 92.5
+    (the boundary between rows 0 and 1) covers row 1 only; a float region starting at 80.00000000000001 also
+    labelled row 0."""
+    from families import FAMILIES
+
+    class LlavaImageProcessor:  # llava-1.5-7b-hf's resize and centre crop
+        size, crop_size, do_center_crop = {"shortest_edge": 336}, {"height": 336, "width": 336}, True
+
+    processor = type("Processor", (), {"image_processor": LlavaImageProcessor()})()
+    [region] = FAMILIES["llava"].image_regions(processor, [(300, 460)])
+    assert region == (0.0, 80.0, 300.0, 380.0)
+    column = token_labels([[0, 92.5, 12.5, 12.5]], region, (24, 24))[:, 0]
+    assert column.nonzero().flatten().tolist() == [1]
+    column = token_labels([[0, 80, 12.5, 12.5]], region, (24, 24))[:, 0]
+    assert column.nonzero().flatten().tolist() == [0]
+
+
 @pytest.mark.parametrize(
     "caption, relation, expected",
     [
