@@ -1,4 +1,8 @@
-"""Parsing the ``layers`` model argument: ``all``, ``[0,1,2,20]`` or ranges such as ``[0-13,20]``.
+"""Parsing the ``layers`` model argument: ``all``, ``[0,1,2,20]``, ranges such as ``[0-13,20]``, or ``<32``.
+
+``<N`` is every layer below N that the model has: AdaptVis' code edits where ``idx < 32`` (shiqichen17/AdaptVis
+3b41399 ``model_zoo/llama/modeling_llama_add_attn.py:269``), all 32 layers of a 7B LLaVA but only the first 32 of a
+13B's 40, and every layer of a smaller model.
 
 lmms-eval hands ``--model_args layers=[0-13,20]`` through as the string ``'[0-13,20]'``
 (commas inside brackets are kept), so the string form is the one users write.
@@ -17,11 +21,16 @@ def format_layers(layers: Iterable[int]) -> str:
 def parse_layers(value: str | int | Iterable[int] | None, num_layers: int, argument: str = "layers") -> list[int]:
     """Sorted, de-duplicated layer indices in ``[0, num_layers)``; ``all`` / None means every layer.
 
-    Accepts ``all``, an int, a list of ints, or a string ``[a,b,c-d]`` (brackets optional, ranges inclusive).
-    Anything else raises ``ValueError`` naming ``argument``.
+    Accepts ``all``, ``<N`` (every layer below N that exists), an int, a list of ints, or a string ``[a,b,c-d]``
+    (brackets optional, ranges inclusive). Anything else raises ``ValueError`` naming ``argument``.
     """
     if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
         return list(range(num_layers))
+    if isinstance(value, str) and value.strip().startswith("<"):
+        bound = value.strip()[1:].strip()
+        if not bound.isdigit() or int(bound) < 1:
+            raise ValueError(f"{argument}: {value!r} must be <N with N a positive whole number, like <32")
+        return list(range(min(int(bound), num_layers)))
     if isinstance(value, bool):
         raise ValueError(
             f"{argument} must be 'all' or a list of layer indices like [0,1,2] or [0-13,20], got {value!r}"

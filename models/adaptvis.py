@@ -21,6 +21,7 @@ import torch
 from interventions.adaptvis import AdaptVis, AdaptVisParams
 from interventions.layers import parse_layers
 from interventions.prefix import next_token_logits
+from local_tasks.adaptvis_split import task_lineage
 from models.batch import GenerationSettings, PreparedBatch, Response
 from models.methods import ADAPTVIS
 from models.runner import LastRowRunner, Plan
@@ -53,7 +54,12 @@ class AdaptVisRunner(LastRowRunner):
         """The runner's setting, or with a per-task preset (``adaptvis_paper``) each sequence its task's."""
         if not self.by_task:
             return [self.params]
-        return [PerTask(tuple(self.by_task.get(task, self.params) for task in batch.task_names))]
+        return [PerTask(tuple(self.task_setting(task) for task in batch.task_names))]
+
+    def task_setting(self, task: str) -> AdaptVisParams:
+        """The preset's setting of ``task``, else of the dataset it is a part of (``whatsup_vg_one_adaptvis`` takes
+        ``whatsup_vg_one``'s: ``local_tasks.adaptvis_split.task_lineage``), else the runner's."""
+        return next((self.by_task[name] for name in task_lineage(task) if name in self.by_task), self.params)
 
     def check_arguments(self, values: dict[str, Any]) -> None:
         parse_layers(values["layers"], 10**6)  # a malformed value is refused before the checkpoint is loaded

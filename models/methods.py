@@ -85,7 +85,7 @@ class MethodSpec:
 
 
 PRESET = Argument("preset", None, "a named set of the method's arguments (`models/presets.json`; the table below)")
-LAYERS_FORMAT = "`all`, `[0,1,2,20]` or with inclusive ranges `[0-13,20]` (0-based decoder layers)"
+LAYERS_FORMAT = "`all`, `[0,1,2,20]`, inclusive ranges `[0-13,20]` or `<32` (those below 32); 0-based"
 
 ADAPTVIS = MethodSpec(
     name="adaptvis",

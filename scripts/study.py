@@ -85,8 +85,19 @@ class Study:
 
         return next((model for model in self.spec["methods"] if method_of_model(model).name == "vea"), None)
 
-    def reference(self, pretrained: dict[str, str]) -> dict:
-        """The published numbers keyed by the checkpoints this run uses (the report matches ``pretrained``)."""
+    def missing_optional_data(self) -> dict[str, str]:
+        """The optional inputs a run goes without (``optional_data``: variable -> what the run does without it)."""
+        optional = self.spec.get("optional_data", {})
+        missing = {}
+        for name, without in optional.items():
+            path = env_path(name)
+            if path is None or not path.is_dir():
+                missing[name] = without
+        return missing
+
+    def reference(self, pretrained: dict[str, str], caveats: list[str] | None = None) -> dict:
+        """The published numbers keyed by the checkpoints this run uses (the report matches ``pretrained``); a
+        ``caveat`` (an optional input the run went without) is named in the reference column's title."""
         reference = self.spec["reference"]
         results = [
             {
@@ -97,7 +108,8 @@ class Study:
             for entry in reference["results"]
             if entry["checkpoint"] in pretrained
         ]
-        return {"name": reference["name"], "scale": reference.get("scale", 1), "results": results}
+        name = reference["name"] + "".join(f"; ours {caveat}" for caveat in caveats or [])
+        return {"name": name, "scale": reference.get("scale", 1), "results": results}
 
 
 def settings(study: Study) -> list[tuple[str, object]]:
@@ -121,9 +133,33 @@ def settings(study: Study) -> list[tuple[str, object]]:
     return rows
 
 
+def preset_settings(study: Study) -> list[tuple[str, object, str]]:
+    """Every value of the presets the study's models run, as (path, value, source): a preset's own settings with its
+    ``source``, and each task's line of a per-task preset with the file and line it comes from."""
+    from models.methods import METHODS
+    from models.names import scheme_of
+    from models.presets import NOT_ARGUMENTS, presets
+
+    used = [(model, preset) for model, preset in study.spec["methods"].items()]
+    used += [(model, preset) for model, names in study.spec.get("variants", {}).items() for preset in names]
+    rows: list[tuple[str, object, str]] = []
+    for model, preset in used:
+        if "{" in preset:  # a preset per checkpoint (seed_{checkpoint}): its rows are the seed presets' own table
+            continue
+        _, method = scheme_of(model, METHODS)
+        values = presets()[preset][method]
+        own = {key: value for key, value in values.items() if key not in (*NOT_ARGUMENTS, "by_task")}
+        rows.append((f"presets.{preset}", own, values.get("source", "MISSING")))
+        for task, task_values in values.get("by_task", {}).items():
+            shown = {key: value for key, value in task_values.items() if key not in NOT_ARGUMENTS}
+            rows.append((f"presets.{preset}.by_task.{task}", shown, task_values.get("source", "MISSING")))
+    return rows
+
+
 def provenance_table(study: Study) -> str:
-    """docs/REPRODUCE.md's tables of a study: every setting with its value and source, then every published number
-    with its table and row (``tests/unit/scripts/test_studies.py`` keeps the page equal to this)."""
+    """docs/REPRODUCE.md's tables of a study: every setting with its value and source, the values of the presets it
+    runs with theirs, then every published number with its table and row (``tests/unit/scripts/test_studies.py``
+    keeps the page equal to this)."""
     sources = study.spec.get("sources", {})
 
     def cell(value: object) -> str:
@@ -132,6 +168,7 @@ def provenance_table(study: Study) -> str:
 
     lines = ["| setting | value | source |", "|---|---|---|"]
     lines += [f"| `{path}` | {cell(value)} | {sources.get(path, 'MISSING')} |" for path, value in settings(study)]
+    lines += [f"| `{path}` | {cell(value)} | {source} |" for path, value, source in preset_settings(study)]
     results = study.spec["reference"]["results"]
     if results:
         lines += ["", "| task | checkpoint | model | metric | published | source |", "|---|---|---|---|---|---|"]
@@ -203,6 +240,19 @@ def make_plan(study: Study, args: argparse.Namespace) -> Plan:
     )
 
 
+def group_members(task: str) -> list[str]:
+    """The tasks a group of lmms-eval's index names (empty for a task, or a name the index does not have)."""
+    import yaml
+
+    from analysis.metrics import task_manager
+
+    entry = task_manager(()).task_index.get(task, {})
+    if entry.get("type") != "group":
+        return []
+    with open(entry["yaml_path"], encoding="utf-8") as handle:
+        return [str(member) for member in yaml.safe_load(handle).get("task", [])]
+
+
 def describe(study: Study, plan: Plan, pipeline: Pipeline) -> None:
     """The paper, its settings (with their sources) and its numbers: printed before anything runs."""
     from models.methods import method_of_model
@@ -222,6 +272,9 @@ def describe(study: Study, plan: Plan, pipeline: Pipeline) -> None:
             pipeline.log(f"  from: {values.get('source', 'not stated')}")
             if ARM not in (study.preset(run, ARM) or ""):
                 break  # one preset for every arm
+    for task in study.tasks(next(iter(plan.arms))):
+        members = group_members(task)
+        pipeline.log(f"task {task}" + (f": the group of {', '.join(members)}" if members else ""))
     pipeline.log(
         f"model_args: {json.dumps(spec.get('model_args', {}))}; gen_kwargs: {spec.get('gen_kwargs') or 'the tasks own'}"
     )
@@ -376,6 +429,10 @@ def run(study: Study, args: argparse.Namespace) -> int:
         return 2
     for problem in problems:
         print(f"[reproduce] warning (a real run would stop here): {problem}", file=sys.stderr)
+    caveats = []
+    for variable, without in study.missing_optional_data().items():
+        print(f"[reproduce] warning: {variable} is not set, so ours {without}", file=sys.stderr)
+        caveats.append(f"{without} ({variable} unset)")
     if not args.dry_run:
         plan.out.mkdir(parents=True, exist_ok=True)
     env = pipeline.env(**({"VSR_DATA_DIR": str(plan.vsr_data_dir)} if plan.vsr_data_dir else {}))
@@ -412,7 +469,7 @@ def run(study: Study, args: argparse.Namespace) -> int:
     extra = ["--baseline", study.baseline, "--examples", "4"]
     if args.include_path:
         extra += ["--include_path", args.include_path]
-    reference = study.reference(pretrained)
+    reference = study.reference(pretrained, caveats)
     if reference["results"]:
         path = plan.out / "reference.json"
         if not args.dry_run:

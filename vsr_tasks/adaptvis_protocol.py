@@ -3,10 +3,8 @@ its "F1".
 
 - Prompt (``model_zoo/llava15.py``): "Determine whether the description about the spatial relationship is correct or
   not. Answer with yes or no: <caption>" (LLaVA's ``USER: ... Assistant:`` turn is the chat template's job here).
-- Split (``main_aro.py``): VSR zeroshot **test**; ``seed_all(1)`` then ``random.sample(range(N), int(0.2 * N))``
-  (sorted) picks a fifth for tuning, and ``TEST_MODE=True`` evaluates the other four fifths. Python's ``random`` is
-  deterministic, so both parts are reproduced here (assuming, as the released code reads, that nothing draws from
-  ``random`` between the seed and the sample).
+- Split: VSR zeroshot **test**, parted as every AdaptVis dataset is (``local_tasks.adaptvis_split``): a seeded fifth
+  for tuning, the other four fifths evaluated with ``TEST_MODE=True``.
 - Image (``dataset_zoo/aro_datasets.py:105``, ``VSR.__getitem__``): every image resized to 2300 x 4096 (width x
   height) before the processor, which then takes the centre square of that stretched image (LLaVA-1.5: its middle
   56% of the height, the full width).
@@ -18,14 +16,11 @@ its "F1".
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 IMAGE_SIZE = (2300, 4096)  # (width, height): shiqichen17/AdaptVis 3b41399 dataset_zoo/aro_datasets.py:105
 PROMPT = "Determine whether the description about the spatial relationship is correct or not. Answer with yes or no: "
-SEED, TUNE_SHARE = 1, 0.2
-PARTS = ("tune", "test")
 
 
 def build_prompt(caption: str) -> str:
@@ -36,17 +31,6 @@ def prepare_image(image: Any) -> Any:
     """The image as AdaptVis feeds it to the processor: resized to :data:`IMAGE_SIZE` (PIL's default filter, as
     theirs)."""
     return image.resize(IMAGE_SIZE)
-
-
-def part_indices(n: int, part: str) -> list[int]:
-    """The rows of a split AdaptVis uses for ``part``: ``tune`` (its sampled fifth) or ``test`` (the rest)."""
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
-    sampled = sorted(random.Random(SEED).sample(range(n), int(TUNE_SHARE * n)))
-    if part == "tune":
-        return sampled
-    chosen = set(sampled)
-    return [index for index in range(n) if index not in chosen]
 
 
 def score_record(answer: str, label: int, relation: str, category: str) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from local_tasks.adaptvis_split import part_indices
 from local_tasks.images import open_rgb
 from local_tasks.task import LocalRowsTask
 from vsr_tasks import adaptvis_protocol, data, heldout, scoring
@@ -26,7 +27,7 @@ class VSRTask(LocalRowsTask):
         if split == heldout.SPLIT_NAME:
             rows = heldout.held_out_rows(rows)
         if "adaptvis_part" in dataset_kwargs:  # the AdaptVis paper's fifth for tuning, or the rest
-            rows = [rows[i] for i in adaptvis_protocol.part_indices(len(rows), dataset_kwargs["adaptvis_part"])]
+            rows = [rows[i] for i in part_indices(len(rows), dataset_kwargs["adaptvis_part"])]
         return [_document(row) for row in rows]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from local_tasks.adaptvis_split import part_indices, task_lineage
 from local_tasks.images import open_rgb
 from local_tasks.task import LocalRowsTask
 from whatsup_tasks import data, scoring
@@ -16,10 +17,11 @@ from whatsup_tasks.subsets import SUBSETS
 
 
 class WhatsUpTask(LocalRowsTask):
-    """Documents from ``$WHATSUP_DATA_DIR`` (the official files; nothing on a hub)."""
+    """Documents from ``$WHATSUP_DATA_DIR`` (the official files; nothing on a hub); a part's task (``adaptvis_part``:
+    AdaptVis' tuning fifth or the test rest, ``local_tasks.adaptvis_split``) keeps its rows of the whole subset."""
 
     def documents(self, dataset_kwargs: dict) -> list[dict]:
-        task = self.config.task
+        task = task_lineage(self.config.task)[-1]  # the whole subset's task
         documents = data.load_documents(task)
         subset = SUBSETS[task]
         folder = prompts_dir()
@@ -30,6 +32,8 @@ class WhatsUpTask(LocalRowsTask):
             else:
                 document["question"] = build_question(document["subject"], document["object"] or None, subset)
             document["subset"] = task
+        if "adaptvis_part" in dataset_kwargs:  # after the questions: AdaptVis' prompt files are row for row
+            documents = [documents[i] for i in part_indices(len(documents), dataset_kwargs["adaptvis_part"])]
         return documents
 
 

@@ -112,8 +112,9 @@ def test_the_authors_confidence_rules_gate_on_the_first_tokens_logits(checkpoint
 
 def test_the_paper_preset_gives_each_sequence_its_tasks_setting(checkpoint):
     """adaptvis_paper has one setting per dataset: in one batch, a WhatsUp VG row and a VSR-protocol row each take
-    their task's threshold, weights and confidence rule; an explicit argument wins over every task's value."""
-    tasks = ["whatsup_vg_one", "vsr_zeroshot_test_adaptvis"]
+    their dataset's threshold, weights and confidence rule, here from the parts AdaptVis evaluates and tunes on
+    (whatsup_vg_one's and vsr_zeroshot_test_adaptvis' lines); an explicit argument wins over every task's value."""
+    tasks = ["whatsup_vg_one_adaptvis", "vsr_zeroshot_test_adaptvis_tune"]
     baseline = VLM(pretrained=str(checkpoint), device="cpu", batch_size=2)
     batch = baseline.engine.prepare(list(CONTEXTS), [[image] for image in sample_images()], [0, 1], tasks)
     logits = baseline.engine.prefill_logits(batch).double().numpy()
@@ -132,3 +133,24 @@ def test_the_paper_preset_gives_each_sequence_its_tasks_setting(checkpoint):
         ]
         np.testing.assert_allclose([d["confidence"] for d in decisions], expected_confidence, rtol=0, atol=1e-9)
         assert [d["alpha"] for d in decisions] == alphas
+
+
+def test_the_paper_presets_edit_the_first_32_layers_as_their_code_does(tmp_path_factory):
+    """AdaptVis' code edits where ``idx < 32`` (modeling_llama_add_attn.py:269): a 40-layer model (LLaVA-1.5-13B's
+    depth) is edited in layers 0-31 only under adaptvis_paper; the last row equals the eager reference edited there."""
+    from testbed.tiny import build_tiny_checkpoint
+    from tests.support.reference import eager_logits, load_reference_model
+
+    checkpoint = build_tiny_checkpoint(tmp_path_factory.mktemp("deep") / "checkpoint", num_layers=40, family="llava")
+    for preset in ("adaptvis_paper", "scalingvis_paper"):
+        wrapper = AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2, preset=preset)
+        assert wrapper.method.layers == list(range(32))
+    wrapper = AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2, preset="adaptvis_paper")
+    batch = prepare(wrapper)
+    response = wrapper.engine.respond(batch, GenerationSettings(max_new_tokens=1))
+    alphas = [extra["decision"]["alpha"] for extra in response.extras]
+    model, eager = load_reference_model(checkpoint)
+    first_32 = eager_logits(model, eager, batch, adaptvis_row_fn(alphas, set(range(32)), image_positions(batch)))
+    assert_matches_reference(response.first_token_logits, first_32)
+    every = eager_logits(model, eager, batch, adaptvis_row_fn(alphas, set(range(40)), image_positions(batch)))
+    assert (every - first_32).abs().max() > 10 * tolerance(first_32)  # layers 32-39 would have moved the logits

@@ -165,7 +165,8 @@ def test_parse_layers():
     assert parse_layers("[0-13,20]", 28) == list(range(14)) + [20]
     assert parse_layers([3, 1, 3], 4) == [1, 3]
     assert parse_layers(2, 4) == [2]
-    for bad in ("[1,", "[]", "[a]", "[5-2]", "[0,30]", True, "[-1]"):
+    assert parse_layers("<32", 40) == list(range(32)) and parse_layers("<32", 4) == [0, 1, 2, 3]  # AdaptVis' idx < 32
+    for bad in ("[1,", "[]", "[a]", "[5-2]", "[0,30]", True, "[-1]", "<0", "<x", "<"):
         with pytest.raises(ValueError, match="layers"):
             parse_layers(bad, 28)
 

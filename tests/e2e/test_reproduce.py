@@ -239,14 +239,20 @@ def test_the_adaptvis_study_end_to_end_with_the_papers_column(setup, trained_che
     completed = reproduce_study(
         "adaptvis", out, "--checkpoint", f"llava-1.5-7b={llava}", "--splits", "llava-1.5-7b", "--limit", "2",
         "--batch_size", "2",
-        env_extra={"WHATSUP_DATA_DIR": str(whatsup), "VSR_DATA_DIR": str(setup["data"])},
+        env_extra={"WHATSUP_DATA_DIR": str(whatsup), "VSR_DATA_DIR": str(setup["data"]), "ADAPTVIS_PROMPTS_DIR": ""},
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     summary = json.loads((out / "report" / "summary.json").read_text())
     reference = json.loads((out / "reference.json").read_text())
     assert {entry["pretrained"] for entry in reference["results"]} == {str(llava)}
-    controlled = summary["tasks"]["whatsup_controlled_a"]["reference"]
-    assert controlled["name"] == "reported by AdaptVis (project page)"
+    controlled = summary["tasks"]["whatsup_controlled_a_adaptvis"]["reference"]  # AdaptVis' test part
+    # without AdaptVis' prompt files the questions are rebuilt: the dry run warns, the reference column says so
+    output = completed.stdout + completed.stderr
+    assert "warning: ADAPTVIS_PROMPTS_DIR is not set, so ours asked the WhatsUp questions rebuilt" in output
+    assert controlled["name"].startswith(
+        "reported by AdaptVis (project page); ours asked the WhatsUp questions rebuilt"
+    )
+    assert controlled["name"].endswith("(ADAPTVIS_PROMPTS_DIR unset)")
     reported = {label.split("preset=")[-1].rstrip(")") if "preset=" in label else entry["model"]: entry["reported"]
                 for label, entry in controlled["runs"].items()}  # fmt: skip
     assert reported == {"vlm_baseline": pytest.approx(0.603), "adaptvis_paper": pytest.approx(0.849),
@@ -255,7 +261,7 @@ def test_the_adaptvis_study_end_to_end_with_the_papers_column(setup, trained_che
     assert {e["model"]: e["reported"] for e in vsr["tpr_tnr_harmonic_mean"].values()}["vlm_adaptvis"] == pytest.approx(
         0.625
     )
-    comparison = summary["tasks"]["whatsup_controlled_a"]["metrics"]["accuracy,none"]["comparisons"]
+    comparison = summary["tasks"]["whatsup_controlled_a_adaptvis"]["metrics"]["accuracy,none"]["comparisons"]
     # AdaptVis and ScalingVis, each against the baseline
     assert [c["baseline"] for c in comparison.values()] == ["vlm_baseline"] * 2 and len(summary["tasks"]) == 7
     assert (out / "report" / "report.md").read_text().count("Against the results reported by AdaptVis") == 7

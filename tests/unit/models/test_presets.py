@@ -107,22 +107,25 @@ def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
     adaptvis = preset_arguments("adaptvis_paper", "adaptvis", "llava", 32)
     by_task = adaptvis.pop("by_task")
     assert adaptvis == {"confidence_threshold": 0.4, "smoothen_weight": 0.5, "sharpen_weight": 1.5,
-                        "confidence_rule": "probability_rounded"}  # fmt: skip
+                        "confidence_rule": "probability_rounded", "layers": "<32"}  # fmt: skip
     lines = {"whatsup_controlled_a": (0.5, 1.5, 0.4), "whatsup_controlled_b": (0.5, 1.5, 0.35),
              "whatsup_coco_one": (0.5, 1.2, 0.3), "whatsup_coco_two": (0.5, 1.2, 0.3),
              "whatsup_vg_one": (0.5, 2.0, 0.2), "whatsup_vg_two": (0.5, 2.0, 0.2),
-             "vsr_zeroshot_test_adaptvis": (0.5, 1.2, 0.64), "vsr_zeroshot_test_adaptvis_tune": (0.5, 1.2, 0.64)}  # fmt: skip
+             "vsr_zeroshot_test_adaptvis": (0.5, 1.2, 0.64)}  # fmt: skip
     assert {
         task: (v["smoothen_weight"], v["sharpen_weight"], v["confidence_threshold"]) for task, v in by_task.items()
     } == lines
     assert by_task["vsr_zeroshot_test_adaptvis"]["confidence_rule"] == "max_logit_rounded"  # their VSR branch
     assert "run.sh:4" in preset_source("adaptvis_paper", "adaptvis")
+    # each line names its file and line: the later run.sh (its fork's copy), lines 18-24
+    assert [v["source"].split(" (")[0] for v in by_task.values()] == [
+        f"dltmdwoOS/AdaptVis_copy 22a18df run.sh:{line}" for line in range(18, 25)
+    ]
     # ScalingVis: one weight per dataset for both branches
     scaling = preset_arguments("scalingvis_paper", "adaptvis", "llava", 32)["by_task"]
     assert {task: v["smoothen_weight"] for task, v in scaling.items() if v["smoothen_weight"] == v["sharpen_weight"]} == {
         "whatsup_controlled_a": 0.8, "whatsup_controlled_b": 0.8, "whatsup_coco_one": 1.2, "whatsup_coco_two": 1.2,
-        "whatsup_vg_one": 2.0, "whatsup_vg_two": 2.0, "vsr_zeroshot_test_adaptvis": 0.5,
-        "vsr_zeroshot_test_adaptvis_tune": 0.5}  # fmt: skip
+        "whatsup_vg_one": 2.0, "whatsup_vg_two": 2.0, "vsr_zeroshot_test_adaptvis": 0.5}  # fmt: skip
     # CLVS scripts/all.sh: beta 0.8, gamma 0.8, delta 0.5; the logit lens without the final norm
     assert preset_arguments("clvs_paper", "clvs", "qwen2_5_vl", 28) == {
         "smoothing": 0.8, "window_memory_size": 0.8, "uncertainty_threshold": 0.5, "position_unbiased": True,

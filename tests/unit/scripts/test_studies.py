@@ -77,12 +77,14 @@ def test_model_args_with_commas_reach_the_model_as_one_argument():
 @pytest.mark.parametrize("name", study_names())
 def test_every_setting_has_a_source_and_the_page_shows_them(name):
     """docs/REPRODUCE.md's provenance table of each study is generated from its file; every setting has a source."""
-    from study import provenance_table, settings
+    from study import preset_settings, provenance_table, settings
 
     study = Study.load(name)
     sources = study.spec["sources"]
     assert [path for path, _ in settings(study)] == list(sources)  # every setting, and only settings, in order
     assert all(source.strip() for source in sources.values())
+    # every value of the presets it runs, each task's line of a per-task preset included, names its source
+    assert all(source.strip() and source != "MISSING" for _, _, source in preset_settings(study))
     assert all(entry["source"].strip() for entry in study.spec["reference"]["results"])
     page = (REPO_ROOT / "docs" / "REPRODUCE.md").read_text()
     marker = f"<!-- provenance: {name} -->\n"
@@ -93,7 +95,7 @@ def test_every_setting_has_a_source_and_the_page_shows_them(name):
 
 def test_a_variant_is_a_run_of_its_model_under_another_preset_with_its_own_published_numbers(tmp_path):
     """AdaptVis' study runs ScalingVis as vlm_adaptvis with preset=scalingvis_paper; its published row (index.html
-    423-433) belongs to that run only, so the report puts it beside that run and not beside AdaptVis'."""
+    424-434) belongs to that run only, so the report puts it beside that run and not beside AdaptVis'."""
     from analysis.reference import load_reference
 
     study = Study.load("adaptvis")
@@ -103,10 +105,12 @@ def test_a_variant_is_a_run_of_its_model_under_another_preset_with_its_own_publi
     path = tmp_path / "reference.json"
     path.write_text(json.dumps(study.reference({"llava-1.5-7b": "/m"})))
     reference = load_reference(path)
-    assert reference.get("whatsup_controlled_a", "vlm_adaptvis", "accuracy", "/m", "adaptvis_paper") == pytest.approx(
-        0.849
+    assert reference.get(
+        "whatsup_controlled_a_adaptvis", "vlm_adaptvis", "accuracy", "/m", "adaptvis_paper"
+    ) == pytest.approx(0.849)
+    assert reference.get(
+        "whatsup_controlled_a_adaptvis", "vlm_adaptvis", "accuracy", "/m", "scalingvis_paper"
+    ) == pytest.approx(0.645)
+    assert reference.get("whatsup_controlled_a_adaptvis", "vlm_baseline", "accuracy", "/m", None) == pytest.approx(
+        0.603
     )
-    assert reference.get("whatsup_controlled_a", "vlm_adaptvis", "accuracy", "/m", "scalingvis_paper") == pytest.approx(
-        0.645
-    )
-    assert reference.get("whatsup_controlled_a", "vlm_baseline", "accuracy", "/m", None) == pytest.approx(0.603)

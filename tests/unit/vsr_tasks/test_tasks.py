@@ -151,7 +151,7 @@ def test_the_logged_record_carries_the_caption_that_the_analysis_reads():
 def test_the_adaptvis_protocol_feeds_the_image_and_prompt_as_written(tmp_path, monkeypatch, family_checkpoint):
     """AdaptVis' VSR input: the image resized to 2300 x 4096 (their aro_datasets.py:105) and their question, in
     LLaVA's turn as the llava-hf chat template writes it. Theirs is the raw text
-    'User: <image>\\n Determine ... Assistant:' (llava15.py:498-500): the remaining difference, documented."""
+    'User: <image>\\n Determine ... Assistant:' (llava15.py:499-501): the remaining difference, documented."""
     import numpy as np
     from PIL import Image
     from transformers import AutoProcessor

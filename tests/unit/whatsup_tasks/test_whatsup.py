@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 
+from local_tasks.adaptvis_split import part_indices, task_lineage
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
 from tests.support.data import write_random_image
 from tests.support.whatsup import write_whatsup
@@ -131,12 +132,48 @@ def test_missing_data_names_the_variable_the_file_and_the_image(whatsup_dir, tmp
 
 
 # ------------------------------------------------------------ the AdaptVis paper's VSR protocol
-def test_the_adaptvis_split_is_its_seeded_fifth_and_the_rest():
-    random.seed(1)  # AdaptVis' seed_all(1), then random.sample over the split's rows
-    sampled = sorted(random.sample(range(1222), int(0.2 * 1222)))
-    assert adaptvis_protocol.part_indices(1222, "tune") == sampled and len(sampled) == 244
-    rest = adaptvis_protocol.part_indices(1222, "test")
-    assert sorted(rest + sampled) == list(range(1222)) and not set(rest) & set(sampled)
+# Each AdaptVis dataset's rows (their prompt files' line counts; VSR: the zeroshot test split), the size of the fifth
+# it samples for tuning and that sample's first indices, pinned.
+ADAPTVIS_SPLITS = {
+    "whatsup_controlled_a": (412, 82, [1, 4, 11, 13, 14]),
+    "whatsup_controlled_b": (408, 81, [1, 4, 11, 13, 14]),
+    "whatsup_coco_one": (2247, 449, [6, 8, 20, 21, 23]),
+    "whatsup_coco_two": (440, 88, [1, 4, 11, 13, 14]),
+    "whatsup_vg_one": (1160, 232, [3, 4, 11, 17, 18]),
+    "whatsup_vg_two": (291, 58, [1, 4, 11, 13, 14]),
+    "vsr_zeroshot_test": (1222, 244, [3, 4, 11, 17, 18]),
+}
+
+
+@pytest.mark.parametrize("task", ADAPTVIS_SPLITS)
+def test_the_adaptvis_split_is_its_seeded_fifth_and_the_rest(task):
+    """Their rule, written again here: seed_all(1), then random.sample over the dataset's rows, sorted."""
+    n, size, first = ADAPTVIS_SPLITS[task]
+    random.seed(1)
+    sampled = sorted(random.sample(range(n), int(0.2 * n)))
+    assert part_indices(n, "tune") == sampled and len(sampled) == size and sampled[:5] == first
+    rest = part_indices(n, "test")
+    assert sorted(rest + sampled) == list(range(n)) and not set(rest) & set(sampled)
+    assert task_lineage(f"{task}_adaptvis_tune") == [f"{task}_adaptvis_tune", f"{task}_adaptvis", task]
+
+
+def test_the_whatsup_parts_are_tasks_with_the_subsets_rows(whatsup_dir, monkeypatch):
+    """whatsup_<subset>_adaptvis / _adaptvis_tune: the rows of AdaptVis' parts of the subset, with the whole subset's
+    questions; the groups name the six parts."""
+    import lmms_eval.models  # noqa: F401
+    from lmms_eval.tasks import TaskManager
+
+    monkeypatch.setenv("WHATSUP_DATA_DIR", str(whatsup_dir))
+    manager = TaskManager()
+    for task in TASK_NAMES:
+        loaded = manager.load_task_or_group([task, f"{task}_adaptvis", f"{task}_adaptvis_tune"])
+        whole = [dict(doc) for doc in loaded[task].test_docs()]
+        for part, name in (("test", f"{task}_adaptvis"), ("tune", f"{task}_adaptvis_tune")):
+            expected = [whole[i] for i in part_indices(len(whole), part)]
+            assert [dict(doc) for doc in loaded[name].test_docs()] == expected and expected, (task, part)
+    for group, suffix in (("whatsup_adaptvis", "_adaptvis"), ("whatsup_adaptvis_tune", "_adaptvis_tune")):
+        [(config, members)] = manager.load_task_or_group([group]).items()
+        assert config.group == group and sorted(members) == sorted(t + suffix for t in TASK_NAMES)
 
 
 def test_the_adaptvis_f1_is_the_harmonic_mean_of_tpr_and_tnr():
@@ -149,9 +186,7 @@ def test_the_adaptvis_f1_is_the_harmonic_mean_of_tpr_and_tnr():
 
 def test_the_adaptvis_vsr_task_through_lmms_eval(vsr_data_dir, tiny_checkpoint, tmp_path):
     rows = load_split("zeroshot", "test", vsr_data_dir)
-    parts = {
-        part: [rows[i] for i in adaptvis_protocol.part_indices(len(rows), part)][:LIMIT] for part in ("test", "tune")
-    }
+    parts = {part: [rows[i] for i in part_indices(len(rows), part)][:LIMIT] for part in ("test", "tune")}
     rng = np.random.default_rng(0)
     for row in parts["test"] + parts["tune"]:  # the fixture has images for the split's first rows only
         if not (vsr_data_dir / "images" / row["image"]).exists():
