@@ -70,13 +70,14 @@ def denoise(grid: torch.Tensor, denoise_lambda: float) -> torch.Tensor:
     """Replace isolated spikes: ``v > lambda * max(neighbours)`` -> ``mean(neighbours)``.
 
     Neighbours are the cells of the 3 x 3 window that exist (centre excluded): a corner has 3, an
-    edge cell 5. A 1 x 1 grid has none and is returned unchanged.
+    edge cell 5. A grid narrower than 3 on either side is returned unchanged, as VEA's code returns it
+    (ZhiningLiu1998/VEA c03e995 ``vea/highlight.py:74-75``): no cell there has a full window.
     """
     if grid.dim() != 2:
         raise ValueError(f"denoise expects a [grid_h, grid_w] grid, got shape {tuple(grid.shape)}")
     grid = grid.double()
     height, width = grid.shape
-    if height * width == 1:
+    if height < 3 or width < 3:
         return grid.clone()
     windows_max = F.pad(grid, (1, 1, 1, 1), value=float("-inf")).unfold(0, 3, 1).unfold(1, 3, 1)
     windows_sum = F.pad(grid, (1, 1, 1, 1), value=0.0).unfold(0, 3, 1).unfold(1, 3, 1)

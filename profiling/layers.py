@@ -56,11 +56,15 @@ NOUN_ALIASES = {
 
 
 def top_layers(scores: Sequence[float], fraction: float) -> list[int]:
-    """The ``ceil(fraction * L)`` best-scoring layers (at least one), ascending; NaN scores rank last."""
+    """The ``ceil(fraction * L)`` best-scoring layers (at least one), ascending; NaN scores rank last.
+
+    Equal scores: the higher layer is kept, as VEA's code keeps it (ZhiningLiu1998/VEA c03e995 ``vea/profiling.py:88``
+    takes the last ``n_keep`` of an ascending ``np.argsort``; numpy's default sort keeps equal values in index order
+    below 17 elements and most of the time above, not always: ours always)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"layer_top_fraction must be in (0, 1], got {fraction}")
     keep = max(1, math.ceil(fraction * len(scores)))
-    ranked = sorted(range(len(scores)), key=lambda i: (math.isnan(scores[i]), -scores[i], i))
+    ranked = sorted(range(len(scores)), key=lambda i: (math.isnan(scores[i]), -scores[i], -i))
     return sorted(ranked[:keep])
 
 

@@ -40,19 +40,28 @@ def test_denoise_replaces_a_central_spike_by_the_mean_of_its_eight_neighbours():
 
 
 def test_denoise_uses_only_existing_neighbours_at_corners_and_edges():
-    grid = t([[90, 1, 2], [3, 5, 1]])
+    """A border cell's window holds its existing neighbours only, never copies of itself: VEA's code pads with the
+    edge's own values (vea/highlight.py:77-78), so there a border spike is its own neighbour and always survives."""
+    grid = t([[90, 1, 2], [3, 5, 1], [2, 1, 4]])
     # corner (0,0): neighbours 1, 3, 5 -> max 5, 90 > 50 -> mean 3
-    assert torch.equal(denoise(grid, 10), t([[3, 1, 2], [3, 5, 1]]))
-    edge = t([[1, 2, 1], [2, 30, 4]])
-    # (1,1): neighbours 1, 2, 1, 2, 4 -> max 4: 30 < 10 * 4 stays; with lambda 5, 30 > 20 -> mean 2
-    assert torch.equal(denoise(edge, 10), edge)
-    assert torch.equal(denoise(edge, 5), t([[1, 2, 1], [2, 2, 4]]))
+    assert torch.equal(denoise(grid, 10), t([[3, 1, 2], [3, 5, 1], [2, 1, 4]]))
+    centre = t([[1, 2, 1], [2, 30, 4], [1, 1, 1]])
+    # (1,1): neighbours 1, 2, 1, 2, 4, 1, 1, 1 -> max 4: 30 < 10 * 4 stays; with lambda 5, 30 > 20 -> their mean 13 / 8
+    assert torch.equal(denoise(centre, 10), centre)
+    assert torch.equal(denoise(centre, 5), t([[1, 2, 1], [2, 13 / 8, 4], [1, 1, 1]]))
+    side = t([[1, 2, 1], [40, 3, 4], [1, 1, 1]])  # a spike on the left edge: neighbours 1, 2, 3, 1, 1 -> mean 1.6
+    assert torch.equal(denoise(side, 10), t([[1, 2, 1], [1.6, 3, 4], [1, 1, 1]]))
+
+
+def test_a_grid_narrower_than_three_is_not_denoised():
+    """As VEA's code (vea/highlight.py:74-75): no cell of a 2-row or 1-column grid has a full window."""
+    for grid in (t([[90, 1, 2], [3, 5, 1]]), t([[90], [1], [2]]), t([[7.0]])):
+        assert torch.equal(denoise(grid, 10), grid)
 
 
 def test_denoise_decides_on_the_original_values_and_keeps_clusters():
     grid = t([[1, 1, 1, 1], [1, 100, 100, 1], [1, 1, 1, 1]])  # two adjacent peaks: evidence, not a spike
     assert torch.equal(denoise(grid, 10), grid)
-    assert torch.equal(denoise(t([[7.0]]), 10), t([[7.0]]))  # no neighbours
 
 
 # ------------------------------------------------------ upsample, blur, norm
@@ -126,7 +135,8 @@ def test_evidence_grids_average_the_chosen_layers_per_image():
 def test_top_layers_keeps_the_ceil_fraction_best():
     assert top_layers([0.5, 0.9, 0.7, float("nan"), 0.8], 0.4) == [1, 4]
     assert top_layers([0.5, 0.9, 0.7, float("nan"), 0.8], 0.1) == [1]
-    assert top_layers([0.6] * 36, 0.1) == [0, 1, 2, 3]
+    assert top_layers([0.6] * 36, 0.1) == [32, 33, 34, 35]  # ties keep the higher layers, as VEA's code
+    assert top_layers([0.9, 0.7, 0.9, 0.7, 0.9], 0.4) == [2, 4]
     with pytest.raises(ValueError):
         top_layers([0.5], 0.0)
 
