@@ -11,6 +11,7 @@ Usage::
 
     python -m benchmarks.snapshot --save /tmp/before.pt
     python -m benchmarks.snapshot --compare /tmp/before.pt
+    python -m benchmarks.snapshot --save /tmp/before.pt --trained demo_out/finetune_2_0/checkpoint-2000  # and a trained one
 """
 
 from __future__ import annotations
@@ -63,14 +64,22 @@ def first_token_logits(pretrained: Path, method: str, family: str, arguments: di
     return response.first_token_logits.detach().cpu().clone()
 
 
-def snapshot(root: Path) -> dict[str, torch.Tensor]:
+def snapshot(root: Path, trained: list[Path] = ()) -> dict[str, torch.Tensor]:
+    """Every case on each family's random tiny checkpoint, then on each ``trained`` checkpoint (a fine-tuned one, whose
+    decisions are real: the demo's), keyed ``family/case`` and ``trained/<folder>/case``."""
+    import json
+
     torch.manual_seed(0)
+    checkpoints = [(family, build_tiny_checkpoint(root / family, family=family), family) for family in TINY_FAMILIES]
+    for path in trained:
+        family = json.loads((Path(path) / "config.json").read_text())["model_type"]
+        checkpoints.append((f"trained/{Path(path).name}", Path(path), family))
     results = {}
-    for family in TINY_FAMILIES:
-        checkpoint = build_tiny_checkpoint(root / family, family=family)
+    for label, checkpoint, family in checkpoints:
         for case, (method, arguments) in CASES.items():
-            results[f"{family}/{case}"] = first_token_logits(checkpoint, method, family, arguments, root / "log" / case)
-            print(f"{family}/{case}: argmax {results[f'{family}/{case}'].argmax(-1).tolist()}", flush=True)
+            key = f"{label}/{case}"
+            results[key] = first_token_logits(checkpoint, method, family, arguments, root / "log" / key)
+            print(f"{key}: argmax {results[key].argmax(-1).tolist()}", flush=True)
     return results
 
 
@@ -80,9 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     action.add_argument("--save", type=Path, help="write the logits to this file")
     action.add_argument("--compare", type=Path, help="compare with the logits in this file")
     parser.add_argument("--tolerance", type=float, default=1e-6, help="largest absolute difference allowed")
+    parser.add_argument(
+        "--trained", type=Path, action="append", default=[], help="a fine-tuned checkpoint to add (repeatable)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        results = snapshot(Path(folder))
+        results = snapshot(Path(folder), args.trained)
     if args.save:
         torch.save(results, args.save)
         print(f"saved {len(results)} cases to {args.save}")
