@@ -9,6 +9,10 @@
 | ``llava_next`` | LLaVA-NeXT / 1.6 (llava-hf) | 1-D RoPE | a 24 x 24 base tile, then anyres tiles unpadded, rows closed by a newline | ``q_proj`` / ``k_proj`` | tiles ``[B, T, 3, H, W]`` |
 | ``gemma3`` | Gemma-3 (4B, 12B, 27B) | 1-D RoPE, two bases | 14 px patches of 896 px pooled 4 x 4: 16 x 16 | ``q_norm`` / ``k_norm`` | ``[B, 3, H, W]`` |
 
+Each family is one record (a :class:`~families.base.Family`) in :data:`FAMILIES`, keyed by its ``model_type``: its
+adapter, the test-bed module that builds its random checkpoints, its benchmark shapes and default image sides. A new
+family is one file here plus its builder in ``testbed/`` (docs/DEVELOPMENT.md, "Adding a family").
+
 :func:`family_for` reads a checkpoint's ``config.json`` (no weights) and returns its family, or refuses it naming
 its ``model_type`` and the supported ones.
 """
@@ -41,7 +45,7 @@ TEXT_ONLY = {
 }
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
-__all__ = ["FAMILIES", "Family", "FamilyError", "family_for", "model_type_of"]
+__all__ = ["FAMILIES", "Family", "FamilyError", "family_for", "family_of_type", "model_type_of"]
 
 
 def model_type_of(pretrained: str) -> str:
@@ -69,7 +73,11 @@ def model_type_of(pretrained: str) -> str:
 def family_for(pretrained: str, allowed: Iterable[str] | None = None, model: str = "") -> Family:
     """The family of ``pretrained``; refused before any weight is loaded when it is not supported (or not among
     ``allowed``, the model types the model ``model`` takes)."""
-    model_type = model_type_of(pretrained)
+    return family_of_type(model_type_of(pretrained), pretrained, allowed, model)
+
+
+def family_of_type(model_type: str, pretrained: str, allowed: Iterable[str] | None = None, model: str = "") -> Family:
+    """The family of a checkpoint whose config says ``model_type`` (``family_for`` once the config is read)."""
     allowed = list(allowed) if allowed is not None else list(FAMILIES)
     if model_type in VIDEO_ONLY:
         raise FamilyError(

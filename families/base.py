@@ -31,7 +31,8 @@ Region = tuple[float, float, float, float]  # (x0, y0, x1, y1) in the original i
 
 @dataclass(frozen=True)
 class Family:
-    """One model family's answers (subclasses fill in what differs).
+    """One model family's record: its answers (subclasses fill in what differs) and where the rest of the project finds
+    what it needs of the family, so that a new family is this record plus its test-bed builder.
 
     ``pre_rope``: the two modules, on a decoder layer's attention module, whose outputs are the queries and keys
     before the rotary embedding, and their layout (``interventions.prefix.PreRope``). ``vision_prefixes``:
@@ -44,6 +45,17 @@ class Family:
     pre_rope: PreRope
     vision_prefixes: tuple[str, ...]
     rope: str  # "M-RoPE" or "1-D RoPE": how the prompt's positions are built
+    testbed: str
+    """The module that builds the family's random checkpoints (``"testbed.tiny_qwen3"``), named, not imported:
+    ``families/`` imports no test bed. It defines ``build(kind, num_layers, seed)``, the tiny checkpoint
+    (``testbed.tiny.BUILDERS``), and, for a family with a wide :attr:`benchmark_shapes`,
+    ``build_wide(shape, text_layers, vision_layers)`` (``benchmarks.shapes.build_checkpoint``)."""
+    benchmark_sides: tuple[int, ...]
+    """Square image sides in pixels that ``python -m benchmarks.interventions`` measures by default, one measurement
+    each: about 256 and 1,024 image tokens where the image's size sets the count."""
+    benchmark_shapes: tuple[str, ...] = ("tiny",)
+    """The random checkpoints the cost benchmarks build (``--shape``): ``tiny`` (the test checkpoint) and wide shapes
+    with a released model's widths and few layers (``benchmarks.shapes``)."""
     # text that, closing the user's turn, already asks for the answer: a template ending a turn with it needs no
     # generation prompt (Mistral's "[INST] ... [/INST]", which LLaVA-NeXT's Mistral checkpoints use)
     turn_closers: tuple[str, ...] = ()
@@ -188,6 +200,22 @@ class Family:
     def ties_positions_to_images(self) -> bool:
         """Whether an image's tokens take 2-D grid positions (M-RoPE) rather than one position each."""
         return False
+
+
+@dataclass(frozen=True)
+class FixedSizeFamily(Family):
+    """A family whose processor brings every image to one input size (LLaVA-1.5's crop, Gemma-3's square): every
+    image gets that many pixels, the fewest and the most alike. (LLaVA-NeXT, a LLaVA, gives its own budget: from
+    one tile to its largest canvas.)"""
+
+    def fixed_pixel_budget(self, processor: Any) -> tuple[int, int]:
+        height, width = self._input_size(processor.image_processor)
+        return height * width, height * width
+
+    @staticmethod
+    def _input_size(image_processor: Any) -> tuple[int, int]:
+        """``(height, width)`` of every image the processor gives the vision tower."""
+        raise NotImplementedError
 
 
 def per_sequence(flat: Sequence[Any], counts: Sequence[int]) -> list[list[Any]]:

@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from families.base import Family, FamilyError
+from families.base import FamilyError, FixedSizeFamily
 from families.pixels import PlanarLayout
 from interventions.prefix import PreRope
 
 
 @dataclass(frozen=True)
-class Gemma3(Family):
+class Gemma3(FixedSizeFamily):
     def check(self, config: Any, processor: Any, pretrained: str | None = None) -> None:
         super().check(config, processor, pretrained)
         image_processor = processor.image_processor
@@ -58,10 +58,6 @@ class Gemma3(Family):
         decoder keeps one table per kind."""
         kind = self.text_config(model).layer_types[0]
         return self.decoder(model).rotary_emb(probe, positions, kind)
-
-    def fixed_pixel_budget(self, processor: Any) -> tuple[int, int]:
-        height, width = self._input_size(processor.image_processor)
-        return height * width, height * width
 
     def image_grids(self, processor: Any, inputs: Any, counts: Sequence[int]) -> list[list[tuple[int, int]]]:
         if "pixel_values" not in inputs:
@@ -99,5 +95,8 @@ GEMMA_3 = Gemma3(
     pre_rope=PreRope("q_norm", "k_norm", heads_first=True),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
+    testbed="testbed.tiny_gemma3",
+    benchmark_shapes=("tiny", "4b-wide"),  # the family has no 7B
+    benchmark_sides=(896,),  # its square: always 256 image tokens
     fixed_size="Gemma-3 resizes every image to its processor's square size (896 x 896 for the released checkpoints)",
 )

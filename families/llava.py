@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from families.base import Family, Region
+from families.base import FixedSizeFamily, Region
 from families.pixels import PlanarLayout
 from interventions.prefix import PreRope
 
 
 @dataclass(frozen=True)
-class LLaVA(Family):
+class LLaVA(FixedSizeFamily):
     def grid_problem(self, config: Any) -> str | None:
         strategy = getattr(config, "vision_feature_select_strategy", "default")
         if strategy == "default":
@@ -30,10 +30,6 @@ class LLaVA(Family):
             f"its vision_feature_select_strategy is {strategy!r}, which keeps CLIP's class token among each image's "
             "tokens, a token with no cell of the image grid (LLaVA-1.5's 'default' drops it)"
         )
-
-    def fixed_pixel_budget(self, processor: Any) -> tuple[int, int]:
-        height, width = self._input_size(processor.image_processor)
-        return height * width, height * width
 
     def image_grids(self, processor: Any, inputs: Any, counts: Sequence[int]) -> list[list[tuple[int, int]]]:
         if "pixel_values" not in inputs:
@@ -87,6 +83,9 @@ LLAVA_1_5 = LLaVA(
     pre_rope=PreRope("q_proj", "k_proj"),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
+    testbed="testbed.tiny_llava",
+    benchmark_shapes=("tiny", "7b-wide"),
+    benchmark_sides=(336,),  # its crop: always 576 image tokens
     fixed_size="LLaVA-1.5 resizes and crops every image to its processor's crop size (336 x 336 for the released "
     "checkpoints)",
 )

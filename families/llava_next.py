@@ -103,6 +103,10 @@ LLAVA_NEXT = LLaVANeXT(
     pre_rope=PreRope("q_proj", "k_proj"),
     vision_prefixes=("vision_tower.",),
     rope="1-D RoPE",
+    testbed="testbed.tiny_llava_next",
+    benchmark_shapes=("tiny", "7b-wide"),
+    # 1,176 image tokens (a 2-tile canvas: the base tile's 576, then 24 rows of 24 + a newline) and 2,928 (2 x 2 tiles)
+    benchmark_sides=(336, 672),
     turn_closers=("[/INST]",),
     fixed_size="LLaVA-NeXT picks each image's resolution among its processor's image_grid_pinpoints",
 )

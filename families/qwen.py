@@ -78,6 +78,9 @@ QWEN3_VL = QwenVL(
     pre_rope=PreRope("q_norm", "k_norm"),
     vision_prefixes=("visual.",),
     rope="M-RoPE",
+    testbed="testbed.tiny_qwen3",
+    benchmark_shapes=("tiny", "2b-wide", "7b-wide"),
+    benchmark_sides=(512, 1024),  # 32 px a token: 256 and 1,024 image tokens
 )
 # Qwen3-VL-30B-A3B and 235B-A22B: the same attention, vision tower and positions; only each layer's MLP is a sparse
 # block of routed experts, which no method touches.
@@ -88,6 +91,8 @@ QWEN3_VL_MOE = QwenVL(
     pre_rope=PreRope("q_norm", "k_norm"),
     vision_prefixes=("visual.",),
     rope="M-RoPE",
+    testbed="testbed.tiny_qwen3_moe",
+    benchmark_sides=(512, 1024),  # as Qwen3-VL: 256 and 1,024 image tokens
 )
 QWEN2_5_VL = QwenVL(
     model_type="qwen2_5_vl",
@@ -96,4 +101,7 @@ QWEN2_5_VL = QwenVL(
     pre_rope=PreRope("q_proj", "k_proj"),
     vision_prefixes=("visual.",),
     rope="M-RoPE",
+    testbed="testbed.tiny_qwen2_5",
+    benchmark_shapes=("tiny", "7b-wide"),
+    benchmark_sides=(448, 896),  # 28 px a token: 256 and 1,024 image tokens
 )

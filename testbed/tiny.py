@@ -8,8 +8,9 @@ Usage: ``python -m testbed.tiny OUT_DIR [--family qwen3_vl|qwen3_vl_moe|qwen2_5_
 :mod:`testbed.tiny_qwen3`), Qwen3-VL mixture-of-experts (:mod:`testbed.tiny_qwen3_moe`), Qwen2.5-VL
 (:mod:`testbed.tiny_qwen2_5`), LLaVA-1.5 and LLaVA-NeXT in the llava-hf format (:mod:`testbed.tiny_llava`,
 :mod:`testbed.tiny_llava_next`) or Gemma-3
-(:mod:`testbed.tiny_gemma3`). :data:`BUILDERS` holds
-one builder per supported family (``families.FAMILIES``), keyed by ``model_type``.
+(:mod:`testbed.tiny_gemma3`). Each family's record (``families.FAMILIES``) names its module (``Family.testbed``);
+:data:`BUILDERS` holds that module's ``build``, one per supported family, keyed by ``model_type``, and
+:data:`WIDE_BUILDERS` its ``build_wide`` for a family with wide benchmark shapes (``benchmarks.shapes``).
 
 ``--tokenizer qwen`` puts the tiny architecture behind what a user's checkpoint has: the real Qwen
 BPE vocabulary (151,936 ids, special tokens at their real ids), the released Qwen3-VL instruct chat
@@ -19,28 +20,50 @@ template's rendering and the released preprocessor settings (see :mod:`testbed.q
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
-from families import FAMILIES
-from testbed import tiny_gemma3, tiny_llava, tiny_llava_next, tiny_qwen2_5, tiny_qwen3, tiny_qwen3_moe
+from families import FAMILIES, Family
 from testbed.vocabulary import TOKENIZERS
 
+
+def _testbed_of(family: Family) -> ModuleType:
+    """The module ``family.testbed`` names, checked: a family without a tiny checkpoint would go untested, one whose
+    wide benchmark shapes nothing builds would fail only when measured."""
+    try:
+        module = importlib.import_module(family.testbed)
+    except ModuleNotFoundError as error:
+        if error.name is None or not (family.testbed + ".").startswith(error.name + "."):
+            raise  # the module exists, something it imports does not
+        raise ImportError(f"{family.model_type}: its testbed module {family.testbed!r} does not exist") from None
+    wide = [shape for shape in family.benchmark_shapes if shape != "tiny"]
+    needs = ["build"] + (["build_wide"] if wide else [])
+    missing = [name for name in needs if not callable(getattr(module, name, None))]
+    if missing:
+        raise ImportError(
+            f"{family.model_type}: its testbed module {family.testbed} has no {' or '.join(missing)}"
+            + (f" (its benchmark shapes {', '.join(wide)} are built by build_wide)" if "build_wide" in missing else "")
+        )
+    return module
+
+
+TESTBEDS: dict[str, ModuleType] = {model_type: _testbed_of(family) for model_type, family in FAMILIES.items()}
 # model_type -> builder(tokenizer kind, decoder layers, seed) -> (model, processor, tokenizer, vision position embedding
 # or None); the caller seeds torch first
 BUILDERS: dict[str, Callable[[str, int, int], tuple]] = {
-    "qwen3_vl": tiny_qwen3.build,
-    "qwen3_vl_moe": tiny_qwen3_moe.build,
-    "qwen2_5_vl": tiny_qwen2_5.build,
-    "llava": tiny_llava.build,
-    "llava_next": tiny_llava_next.build,
-    "gemma3": tiny_gemma3.build,
+    model_type: module.build for model_type, module in TESTBEDS.items()
 }
-if set(BUILDERS) != set(FAMILIES):  # a family without a tiny checkpoint would go untested
-    raise ImportError(f"testbed builders {sorted(BUILDERS)} do not match the supported families {sorted(FAMILIES)}")
+# model_type -> build_wide(shape, text layers, vision layers) -> (model, processor), for a family with wide shapes
+WIDE_BUILDERS: dict[str, Callable[[str, int, int], tuple]] = {
+    model_type: TESTBEDS[model_type].build_wide
+    for model_type, family in FAMILIES.items()
+    if set(family.benchmark_shapes) - {"tiny"}
+}
 TINY_FAMILIES = tuple(FAMILIES)  # in the families' order
 
 

@@ -141,3 +141,28 @@ def build(kind: str, num_layers: int, seed: int) -> tuple:
     tokenizer = build_gemma3_tokenizer(kind, VOCAB_SIZE)
     model, processor = build_gemma3(tokenizer, num_layers, VOCAB_SIZE)
     return model, processor, tokenizer, model.model.vision_tower.embeddings.position_embedding.weight
+
+
+def build_wide(shape: str, text_layers: int, vision_layers: int) -> tuple:
+    """``(model, processor)`` at Gemma-3-4B's widths (``4b-wide``: every 6th layer global, SigLIP at 896 px, 256
+    tokens), random, with ``text_layers`` decoder and ``vision_layers`` vision layers (``benchmarks.shapes``)."""
+    tokenizer = build_gemma3_tokenizer("bytes", 384)
+    model, processor = build_gemma3(tokenizer, text_layers, 262208)
+    config = model.config
+    config.text_config.update(
+        {"hidden_size": 2560, "intermediate_size": 10240, "num_attention_heads": 8, "num_key_value_heads": 4,
+         "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 1024,
+         "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(text_layers)]}
+    )  # fmt: skip
+    config.vision_config.update(
+        {"hidden_size": 1152, "intermediate_size": 4304, "num_attention_heads": 16, "num_hidden_layers": vision_layers,
+         "image_size": 896, "patch_size": 14}
+    )  # fmt: skip
+    config.mm_tokens_per_image = 256
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # zeros at initialisation: every image would look the same
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
+    processor.image_processor.size = {"height": 896, "width": 896}
+    processor.image_seq_length = 256
+    return model, processor

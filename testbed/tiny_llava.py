@@ -10,6 +10,7 @@ tokens (``<s>`` prepended to every text, ``</s>`` ends an answer, ``<pad>``, ``<
 
 from __future__ import annotations
 
+import torch
 from transformers import (
     CLIPImageProcessor,
     CLIPVisionConfig,
@@ -27,6 +28,10 @@ CROP = 112  # the released checkpoints: 336
 PATCH = 14
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+# the wide shapes' widths (benchmarks.shapes), LLaVA-1.5-7B's and LLaVA-1.6-Vicuna-7B's alike
+LLAMA_2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32}
+CLIP_L_336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "image_size": 336,
+              "patch_size": 14, "projection_dim": 768}  # fmt: skip
 # The chat template of llava-hf/llava-1.5-7b-hf: images first, then the text, each turn "ROLE: ".
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
@@ -116,3 +121,29 @@ def build(kind: str, num_layers: int, seed: int) -> tuple:
     tokenizer = build_llava_tokenizer(kind, VOCAB_SIZE)
     model, processor = build_llava(tokenizer, num_layers, VOCAB_SIZE)
     return model, processor, tokenizer, model.model.vision_tower.embeddings.position_embedding.weight
+
+
+def set_7b_widths(config, vision_layers: int) -> None:
+    """LLaVA-1.5-7B's widths on a LLaVA config (LLaVA-NeXT's 7B has the same): Llama-2-7B, CLIP ViT-L/14 at 336 px."""
+    config.text_config.update(LLAMA_2_7B)
+    config.text_config.head_dim = 128
+    config.vision_config.update({**CLIP_L_336, "num_hidden_layers": vision_layers})
+
+
+def build_wide(shape: str, text_layers: int, vision_layers: int) -> tuple:
+    """``(model, processor)`` at LLaVA-1.5-7B's widths (``7b-wide``: Llama-2-7B, CLIP ViT-L/14 at 336 px), random,
+    with ``text_layers`` decoder and ``vision_layers`` vision layers (``benchmarks.shapes``)."""
+    tokenizer = build_llava_tokenizer("bytes", 384)
+    model, processor = build_llava(tokenizer, text_layers, 32064)
+    config = model.config
+    set_7b_widths(config, vision_layers)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config).eval()
+    processor.image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 336},
+        crop_size={"height": 336, "width": 336},
+        do_center_crop=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    return model, processor

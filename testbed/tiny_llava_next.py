@@ -26,6 +26,7 @@ from testbed.tiny_llava import (
     build_llava_tokenizer,
     llava_configs,
     llava_processor_settings,
+    set_7b_widths,
 )
 from testbed.vocabulary import VOCAB_SIZE
 
@@ -60,3 +61,22 @@ def build(kind: str, num_layers: int, seed: int) -> tuple:
     tokenizer = build_llava_tokenizer(kind, VOCAB_SIZE)
     model, processor = build_llava_next(tokenizer, num_layers, VOCAB_SIZE)
     return model, processor, tokenizer, model.model.vision_tower.embeddings.position_embedding.weight
+
+
+def build_wide(shape: str, text_layers: int, vision_layers: int) -> tuple:
+    """``(model, processor)`` at LLaVA-1.6-Vicuna-7B's widths (``7b-wide``: as LLaVA-1.5-7B, 336 px tiles, the
+    released five canvases), random, with ``text_layers`` decoder and ``vision_layers`` vision layers
+    (``benchmarks.shapes``)."""
+    tokenizer = build_llava_tokenizer("bytes", 384)
+    model, processor = build_llava_next(tokenizer, text_layers, 32064)
+    config = model.config
+    set_7b_widths(config, vision_layers)
+    pinpoints = [[336 * down, 336 * across] for down, across in CANVASES]
+    config.image_grid_pinpoints = pinpoints
+    torch.manual_seed(0)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    image_processor = processor.image_processor
+    image_processor.size = {"shortest_edge": 336}
+    image_processor.crop_size = {"height": 336, "width": 336}
+    image_processor.image_grid_pinpoints = pinpoints
+    return model, processor

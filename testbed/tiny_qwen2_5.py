@@ -3,6 +3,7 @@ tower, M-RoPE, no query/key norms, CLIP's mean/std) at the Qwen3-VL tiny model's
 
 from __future__ import annotations
 
+import torch
 from transformers import (
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
@@ -67,3 +68,37 @@ def build(kind: str, num_layers: int, seed: int) -> tuple:
     tokenizer = build_tokenizer(kind)
     model, processor = build_qwen2_5_vl(tokenizer, num_layers, VOCAB_SIZE, CHAT_TEMPLATE)
     return model, processor, tokenizer, None
+
+
+def build_wide(shape: str, text_layers: int, vision_layers: int) -> tuple:
+    """``(model, processor)`` at Qwen2.5-VL-7B's widths (``7b-wide``), random, with ``text_layers`` decoder and
+    ``vision_layers`` vision layers (``benchmarks.shapes``)."""
+    tokenizer = build_tokenizer("bytes")
+    model, processor = build_qwen2_5_vl(tokenizer, text_layers, 152064, CHAT_TEMPLATE)
+    config = model.config
+    text, vision = config.text_config, config.vision_config
+    text.update(
+        {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 128000,
+        }
+    )
+    text.rope_parameters = {**text.rope_parameters, "mrope_section": [16, 24, 24], "rope_theta": 1000000.0}
+    vision.update(
+        {
+            "depth": vision_layers,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "window_size": 112,
+            "fullatt_block_indexes": [i for i in (7, 15, 23, 31) if i < vision_layers],
+            "out_hidden_size": 3584,
+        }
+    )
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    processor.image_processor.size = {"shortest_edge": TOKEN_PIXELS**2, "longest_edge": TOKEN_PIXELS**2 * 4096}
+    return model, processor

@@ -91,3 +91,42 @@ def build(kind: str, num_layers: int, seed: int) -> tuple:
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
     return model, processor, tokenizer, model.model.visual.pos_embed.weight
+
+
+def build_wide(shape: str, text_layers: int, vision_layers: int) -> tuple:
+    """``(model, processor)`` at Qwen3-VL-2B's widths (``2b-wide``) or Qwen3-VL-8B's (``7b-wide``), random, with
+    ``text_layers`` decoder and ``vision_layers`` vision layers (``benchmarks.shapes``)."""
+    tokenizer = build_tokenizer("bytes")
+    config = build_config(tokenizer, num_layers=text_layers)
+    text, vision = config.text_config, config.vision_config
+    eight = shape == "7b-wide"
+    text.update(
+        {
+            "vocab_size": 151936,
+            "hidden_size": 4096 if eight else 2048,
+            "intermediate_size": 12288 if eight else 6144,
+            "num_attention_heads": 32 if eight else 16,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "max_position_embeddings": 262144,
+        }
+    )
+    text.rope_parameters = {**text.rope_parameters, "mrope_section": [24, 20, 20], "rope_theta": 5000000.0}
+    deepstack = (8, 16, 24) if eight else (5, 11, 17)
+    vision.update(
+        {
+            "depth": vision_layers,
+            "hidden_size": 1152 if eight else 1024,
+            "intermediate_size": 4304 if eight else 4096,
+            "num_heads": 16,
+            "out_hidden_size": text.hidden_size,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [i for i in deepstack if i < vision_layers],
+        }
+    )
+    config.tie_word_embeddings = text.tie_word_embeddings = not eight
+    torch.manual_seed(0)
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    processor = build_processor(tokenizer)
+    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 32 * 32 * 4096}
+    return model, processor

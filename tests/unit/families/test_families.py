@@ -13,12 +13,12 @@ import pytest
 
 from families import FAMILIES, family_for
 from models.batch import GenerationSettings
-from models.registered import VLMCLVS as CLVSModel
-from models.registered import VLMVEA as VEAModel
-from models.registered import Qwen3VLAdaptVis
-from models.registered import Qwen3VLBaseline as Qwen3VL
-from models.registered import VLMAdaptVis as AdaptVisModel
-from models.registered import VLMBaseline as VLM
+from plugin.registered import VLMCLVS as CLVSModel
+from plugin.registered import VLMVEA as VEAModel
+from plugin.registered import Qwen3VLAdaptVis
+from plugin.registered import Qwen3VLBaseline as Qwen3VL
+from plugin.registered import VLMAdaptVis as AdaptVisModel
+from plugin.registered import VLMBaseline as VLM
 from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import prepare
 from tests.support.tolerance import assert_matches_reference
@@ -33,9 +33,21 @@ def checkpoint(request, family_checkpoint):
 
 
 def test_every_family_has_exactly_one_tiny_checkpoint_builder():
+    """Each record names its test-bed module, whose ``build`` is the family's one builder."""
+    import importlib
+
     from testbed.tiny import BUILDERS, TINY_FAMILIES
 
-    assert sorted(BUILDERS) == sorted(FAMILIES) and TINY_FAMILIES == tuple(FAMILIES) == FAMILY_TYPES
+    assert list(BUILDERS) == list(FAMILIES) and TINY_FAMILIES == tuple(FAMILIES) == FAMILY_TYPES
+    assert {model_type: BUILDERS[model_type].__module__ for model_type in FAMILIES} == {
+        "qwen3_vl": "testbed.tiny_qwen3",
+        "qwen3_vl_moe": "testbed.tiny_qwen3_moe",
+        "qwen2_5_vl": "testbed.tiny_qwen2_5",
+        "llava": "testbed.tiny_llava",
+        "llava_next": "testbed.tiny_llava_next",
+        "gemma3": "testbed.tiny_gemma3",
+    }
+    assert all(BUILDERS[t] is importlib.import_module(f.testbed).build for t, f in FAMILIES.items())
 
 
 def test_each_checkpoint_is_detected_from_its_config(checkpoint):
@@ -130,6 +142,22 @@ def test_a_pixel_budget_is_taken_exactly_where_the_family_says_so(checkpoint):
     else:
         with pytest.raises(ValueError, match="min_pixels / max_pixels set a Qwen processor's pixel budget"):
             family.configure_pixels(processor, None, 4096)
+
+
+def test_a_fixed_size_familys_budget_is_its_processors_input_size(family_checkpoint):
+    """LLaVA-1.5 (its 112 px crop) and Gemma-3 (its 224 px square) share one rule; LLaVA-NeXT runs from its tile to
+    its largest canvas (224 x 224)."""
+    from transformers import AutoProcessor
+
+    from families.base import FixedSizeFamily
+
+    budgets = {"llava": (112 * 112, 112 * 112), "gemma3": (224 * 224, 224 * 224), "llava_next": (112 * 112, 224 * 224)}
+    for model_type, budget in budgets.items():
+        processor = AutoProcessor.from_pretrained(str(family_checkpoint(model_type)))
+        assert FAMILIES[model_type].configure_pixels(processor, None, None) == budget
+    fixed = [t for t, family in FAMILIES.items() if isinstance(family, FixedSizeFamily)]
+    assert fixed == ["llava", "llava_next", "gemma3"]
+    assert [t for t, family in FAMILIES.items() if not family.takes_pixel_budget] == fixed
 
 
 def test_pixel_budgets_are_refused_where_the_processor_crops(family_checkpoint):

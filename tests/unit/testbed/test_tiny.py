@@ -73,3 +73,21 @@ def test_vision_position_std_redraws_only_the_vision_position_embedding(tmp_path
     Qwen3VLForConditionalGeneration.from_pretrained(wide)  # loads as any checkpoint
     refused = run_module("testbed.tiny", [str(tmp_path / "bad"), "--vision_position_std", "0"], dict(os.environ))
     assert refused.returncode == 2 and "--vision_position_std must be positive" in refused.stderr
+
+
+def test_a_family_record_whose_testbed_module_lacks_a_builder_is_refused():
+    """``testbed.tiny`` checks, on import, every record's module: ``build``, and ``build_wide`` for wide shapes."""
+    import dataclasses
+
+    from families import FAMILIES
+    from testbed.tiny import _testbed_of
+
+    moe = FAMILIES["qwen3_vl_moe"]
+    assert _testbed_of(moe).__name__ == "testbed.tiny_qwen3_moe"
+    with pytest.raises(ImportError, match=r"^qwen3_vl_moe: its testbed module testbed\.tiny_qwen3_moe has no "
+                       r"build_wide \(its benchmark shapes 7b-wide are built by build_wide\)$"):  # fmt: skip
+        _testbed_of(dataclasses.replace(moe, benchmark_shapes=("tiny", "7b-wide")))
+    with pytest.raises(ImportError, match=r"^qwen3_vl_moe: its testbed module 'testbed\.tiny_nothing' does not exist$"):
+        _testbed_of(dataclasses.replace(moe, testbed="testbed.tiny_nothing"))
+    with pytest.raises(ImportError, match=r"its testbed module testbed\.vocabulary has no build or build_wide"):
+        _testbed_of(dataclasses.replace(moe, testbed="testbed.vocabulary", benchmark_shapes=("tiny", "7b-wide")))
