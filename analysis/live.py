@@ -1,7 +1,7 @@
 """Live re-runs for the viewer: one document answered again by a method at the user's settings.
 
 ``analysis/`` loads no model at import time: the model classes are imported and the checkpoint loaded on the
-first request (one engine per method, ``models.loading.engine_for``, then kept). Each answer goes through the engine
+first request (one engine per method, ``plugin.loading.engine_for``, then kept). Each answer goes through the engine
 (``models.engine``: ``prepare``, ``respond``) with the attention log writing into the request's cache folder, so the
 heatmap is drawn from a real log record by the report's own drawing code. Results are cached on disk, keyed by
 checkpoint, method, settings, task and doc_id: the same request is instant the second time. One request runs
@@ -15,13 +15,18 @@ import json
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from analysis.attention import layer_selection
-from analysis.heatmaps import Panel, draw_panels, load_image, mean_map
+from analysis.document_images import load_image
+from analysis.heatmaps import Panel, draw_panels, mean_map
 from models.attention_log import read_attention_log
+
+if TYPE_CHECKING:
+    from models.checkpoint import Checkpoint
 
 
 class LiveError(ValueError):
@@ -37,30 +42,26 @@ class LiveResult:
     cached: bool = False
 
 
-def check_checkpoint(path: str | Path) -> Path:
-    """Refuse, at start-up, a folder that is not a checkpoint of a supported family (no weights are loaded here)."""
-    from families import FAMILIES
+def check_checkpoint(path: str | Path) -> Checkpoint:
+    """Refuse, at start-up, a folder that is not a checkpoint of a supported family (no weights are loaded here: the
+    checkpoint is resolved as every command resolves one)."""
+    from models.checkpoint import Checkpoint
 
     folder = Path(path).expanduser()
-    config = folder / "config.json"
-    if not config.is_file():
+    if not (folder / "config.json").is_file():
         raise LiveError(f"--live {folder}: no config.json there; pass a checkpoint folder")
-    model_type = json.loads(config.read_text()).get("model_type")
-    if model_type not in FAMILIES:
-        raise LiveError(
-            f"--live {folder}: its config.json says model_type {model_type!r}, not a supported family "
-            f"({', '.join(FAMILIES)})"
-        )
-    return folder.resolve()
+    try:
+        return Checkpoint.resolve(str(folder.resolve()), model_name=f"--live {folder}")
+    except ValueError as error:
+        raise LiveError(str(error)) from None
 
 
-def live_models(checkpoint: Path) -> dict:
-    """Model name -> method, for the live re-runs of ``checkpoint``: the study's ``qwen3vl_*`` names on a Qwen3-VL
-    checkpoint (they match its runs), the family-detecting ``vlm_*`` models on any other."""
+def live_models(model_type: str) -> dict:
+    """Model name -> method, for the live re-runs of a checkpoint of ``model_type``: the study's ``qwen3vl_*`` names on
+    a Qwen3-VL checkpoint (they match its runs), the family-detecting ``vlm_*`` models on any other."""
     from models.methods import METHODS
     from models.names import model_name
 
-    model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
     return {model_name(method.name, model_type): method for method in METHODS.values()}
 
 
@@ -68,8 +69,9 @@ class LiveModel:
     """One checkpoint, its method engines (made on first use) and the on-disk cache of answers."""
 
     def __init__(self, checkpoint: str | Path, cache_dir: Path, device: str | None = None) -> None:
-        self.checkpoint = check_checkpoint(checkpoint)
-        self.models = live_models(self.checkpoint)  # model name -> method
+        self.resolved = check_checkpoint(checkpoint)
+        self.checkpoint = Path(self.resolved.pretrained)
+        self.models = live_models(self.resolved.model_type)  # model name -> method
         self.cache_dir = Path(cache_dir) / "live"
         self.device = device
         self._engines: dict[str, object] = {}
@@ -81,9 +83,7 @@ class LiveModel:
         from interventions.layers import format_layers
         from models.presets import scaled_vea_layers
 
-        config = json.loads((self.checkpoint / "config.json").read_text())
-        depth = int(config.get("text_config", config)["num_hidden_layers"])
-        return format_layers(scaled_vea_layers(depth))
+        return format_layers(scaled_vea_layers(self.resolved.depth))
 
     def key(self, method: str, settings: dict, task: str, doc_id: int) -> str:
         text = json.dumps([str(self.checkpoint), method, settings, task, int(doc_id)], sort_keys=True)
@@ -120,7 +120,7 @@ class LiveModel:
 
     def _engine(self, method: str, settings: dict):
         if method not in self._engines:
-            from models.loading import engine_for
+            from plugin.loading import engine_for
 
             extra = {}
             if self.models[method].name == "vea":  # the logged run's layers, else late layers as profiling picks them
@@ -138,7 +138,7 @@ class LiveModel:
         point = params_class(**{**asdict(engine.method.params), **values})
         batch = engine.prepare([prompt], [list(images)], [doc_id], [task])
         shown = {**engine.method.arguments(), **asdict(point)}
-        writer = AttentionLogWriter(folder, 0, method, engine.num_layers, shown)
+        writer = AttentionLogWriter(folder, 0, method, engine.depth, shown)
         self.calls += 1
         with engine.logging_to(writer):
             response = engine.respond(batch, GenerationSettings(max_new_tokens=max_new_tokens), point)

@@ -16,11 +16,12 @@ fastest round, as wall time and as CPU time of the process. The rows (``--models
 Peak memory is what a model alone would need: its weights plus the working memory of an
 answer above what was in use before it (``torch.cuda.max_memory_allocated`` on CUDA; on CPU,
 where the allocator keeps no statistics, the peak of live tensor storage seen by a dispatch
-mode). The working memory is printed too: gigabytes of weights hide a working-memory difference.
+mode: ``benchmarks.memory``). The working memory is printed too: gigabytes of weights hide a
+working-memory difference.
 
 Checkpoints (``--family``, ``--shape``; ``benchmarks.shapes``): random-initialised, nothing downloaded. Image
 sides default to about 256 and 1,024 image tokens per family (LLaVA-1.5 always has 576, Gemma-3 256; LLaVA-NeXT
-1,176 and 2,928).
+1,176 and 2,928), as each family's record declares them (``Family.benchmark_sides``).
 
 Usage::
 
@@ -32,30 +33,28 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
-import importlib
 import re
 import tempfile
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from tqdm import tqdm
-from transformers import AutoConfig
 
+from benchmarks.memory import model_bytes, working_memory
 from benchmarks.shapes import SHAPES, build_checkpoint
-from families import FAMILIES, family_for
+from families import FAMILIES
 from interventions.layers import format_layers
 from models.batch import GenerationSettings
-from models.loading import engine_for
+from models.checkpoint import Checkpoint
 from models.names import model_name as registered_model_name
 from models.presets import scaled_vea_layers
+from plugin.loading import engine_for
 from vsr_tasks.prompt import build_prompt
 
 
@@ -80,14 +79,10 @@ MODELS: dict[str, Entry] = {
     "vea": Entry("vea"),  # layers: vea_layers(depth)
 }
 BASELINE = "baseline"
-DEFAULT_SIDES = {
-    "qwen3_vl": "512,1024",
-    "qwen3_vl_moe": "512,1024",
-    "qwen2_5_vl": "448,896",
-    "llava": "336",
-    "llava_next": "336,672",
-    "gemma3": "896",
-}  # ~256 / ~1,024 tokens; LLaVA-1.5: 576; LLaVA-NeXT: 1,176 (one 2-tile canvas) and 2,928 (2 x 2); Gemma-3: 256
+# square image sides per family, each record's (Family.benchmark_sides: ~256 / ~1,024 image tokens, or the one size)
+DEFAULT_SIDES: dict[str, tuple[int, ...]] = {
+    model_type: family.benchmark_sides for model_type, family in FAMILIES.items()
+}
 
 
 def model_name(row: str, family: str) -> str:
@@ -96,84 +91,6 @@ def model_name(row: str, family: str) -> str:
 
 
 CONTEXT = build_prompt("The cat is left of the dog.")
-
-
-def _load_class(path: str):
-    module, name = path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)
-
-
-class LiveTensorPeak(TorchDispatchMode):
-    """Peak bytes of tensor storage created inside the block and still alive (CPU has no allocator stats).
-
-    Every op's outputs are counted once per storage and released when the last tensor seen on that
-    storage is collected. Weights created before the block are not counted; buffers internal to one
-    kernel are not seen, so this is the working memory of the answer as Python tensors hold it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._owners: dict[int, list[int]] = {}  # storage pointer -> [tensors alive, bytes]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        output = func(*args, **(kwargs or {}))
-        inputs = {
-            t.untyped_storage().data_ptr()
-            for t in tree_flatten((args, kwargs or {}))[0]
-            if isinstance(t, torch.Tensor) and t.device.type == "cpu"
-        }
-        for tensor in tree_flatten(output)[0]:
-            if isinstance(tensor, torch.Tensor) and tensor.device.type == "cpu":
-                pointer = tensor.untyped_storage().data_ptr()
-                if pointer in inputs and pointer not in self._owners:
-                    continue  # a view of (or an in-place op on) memory that existed before the block
-                self._track(tensor)
-        return output
-
-    def _track(self, tensor: torch.Tensor) -> None:
-        storage = tensor.untyped_storage()
-        pointer, size = storage.data_ptr(), storage.nbytes()
-        if size == 0:
-            return
-        owner = self._owners.get(pointer)
-        if owner is None:
-            owner = self._owners[pointer] = [0, size]
-            self.live += size
-            self.peak = max(self.peak, self.live)
-        owner[0] += 1
-        weakref.finalize(tensor, self._release, pointer)
-
-    def _release(self, pointer: int) -> None:
-        owner = self._owners.get(pointer)
-        if owner is None:
-            return
-        owner[0] -= 1
-        if owner[0] == 0:
-            self.live -= owner[1]
-            del self._owners[pointer]
-
-
-def _working_memory(contender: Contender, settings: GenerationSettings) -> int:
-    """Peak bytes above what was in use before one answer."""
-    device = contender.engine.device
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        in_use = torch.cuda.memory_allocated(device)
-        contender.answer_once(settings)
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - in_use
-    with LiveTensorPeak() as tracker:
-        contender.answer_once(settings)
-    return tracker.peak
-
-
-def _model_bytes(model: torch.nn.Module) -> int:
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
 
 def share_weights(model: torch.nn.Module, source: torch.nn.Module) -> None:
@@ -209,7 +126,7 @@ class Contender:
             gc.collect()
         self.respond = getattr(self.engine, entry.respond)
         self.images = images
-        self.weights = _model_bytes(self.engine.model)
+        self.weights = model_bytes(self.engine.model)
         self.batch = None
         self.wall: list[float] = []
         self.cpu: list[float] = []
@@ -239,6 +156,10 @@ class Contender:
         self.wall, self.cpu, self.working = [], [], 0
 
 
+def _sides(sides: tuple[int, ...]) -> str:
+    return ",".join(str(side) for side in sides)
+
+
 def _ratio(value: float, base: float) -> str:
     return f"x{value / base:.3f}" if base > 0 else "x  nan"
 
@@ -247,7 +168,8 @@ def measure(contenders: list[Contender], settings: GenerationSettings, repeats: 
     for contender in contenders:
         contender.reset()
         contender.prepare()
-        contender.working = _working_memory(contender, settings)  # also the warm-up (not timed)
+        answer = functools.partial(contender.answer_once, settings)
+        contender.working = working_memory(answer, contender.engine.device)  # also the warm-up (not timed)
     for round_index in tqdm(range(repeats), desc="rounds (every model once per round)"):
         start = round_index % len(contenders)  # a different model goes first each round: no place is favoured
         for contender in contenders[start:] + contenders[:start]:
@@ -280,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--shape",
         default="tiny",
-        help="random checkpoint to build: tiny, 7b-wide (every family but gemma3), 2b-wide (qwen3_vl), 4b-wide (gemma3)",
+        help="random checkpoint to build, per family: "
+        + "; ".join(f"{model_type} {', '.join(shapes)}" for model_type, shapes in SHAPES.items()),
     )
     parser.add_argument("--pretrained", help="a checkpoint folder instead of --family/--shape (its family detected)")
     parser.add_argument("--text-layers", type=int, default=8, help="wide shapes: decoder layers (default 8)")
@@ -290,8 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--image-sides",
         default=None,
-        help="square image sides in pixels, one measurement each (default per family: ~256 and ~1,024 image tokens; "
-        "qwen3_vl 512,1024; qwen2_5_vl 448,896; llava 336, its crop; llava_next 336,672; gemma3 896, its size)",
+        help="square image sides in pixels, one measurement each (default per family: ~256 and ~1,024 image tokens, "
+        "or the one size its processor brings every image to; "
+        + "; ".join(f"{model_type} {_sides(sides)}" for model_type, sides in DEFAULT_SIDES.items())
+        + ")",
     )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=8)
@@ -303,33 +228,34 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"--models: unknown {unknown}; known: {', '.join(MODELS)}")
     names = [BASELINE] + [name for name in names if name != BASELINE]
-    family = family_for(args.pretrained).model_type if args.pretrained else args.family
+    checkpoint = Checkpoint.resolve(args.pretrained) if args.pretrained else None  # its family, before any weight
+    family = checkpoint.model_type if checkpoint else args.family
     if not args.pretrained and args.shape not in SHAPES[family]:
         parser.error(f"--shape {args.shape}: {family} has {', '.join(SHAPES[family])}")
-    sides = [int(side) for side in (args.image_sides or DEFAULT_SIDES[family]).split(",") if side.strip()]
+    sides = [int(side) for side in (args.image_sides or _sides(DEFAULT_SIDES[family])).split(",") if side.strip()]
 
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        pretrained = args.pretrained or str(
-            build_checkpoint(family, args.shape, scratch / args.shape, args.text_layers, args.vision_layers)
-        )
-        depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
+        if checkpoint is None:
+            built = build_checkpoint(family, args.shape, scratch / args.shape, args.text_layers, args.vision_layers)
+            checkpoint = Checkpoint.resolve(str(built))
+        depth = checkpoint.depth
         common = {
-            "pretrained": pretrained,
+            "pretrained": checkpoint.pretrained,
             "device": args.device,
             "dtype": args.dtype,
             "batch_size": args.batch_size,
             "depth": depth,
         }
-        if FAMILIES[family].takes_pixel_budget:  # the others resize every image to a size of their own
+        if checkpoint.family.takes_pixel_budget:  # the others resize every image to a size of their own
             common["max_pixels"] = max(sides) ** 2
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, until=[])
         contenders: list[Contender] = []
         for name in tqdm(names, desc="loading (weights shared)"):
             source = contenders[0].engine.model if contenders else None
             contenders.append(Contender(name, common, [], scratch, family, source))
-        checkpoint = args.pretrained or f"{family} {args.shape} (random)"
-        print(f"checkpoint={checkpoint} layers={depth} vea_layers={vea_layers(depth)} batch={args.batch_size} "
+        shown = args.pretrained or f"{family} {args.shape} (random)"
+        print(f"checkpoint={shown} layers={depth} vea_layers={vea_layers(depth)} batch={args.batch_size} "
               f"max_new_tokens={args.max_new_tokens} rounds={args.repeats} threads={torch.get_num_threads()}")  # fmt: skip
         for side in sides:
             rng = np.random.default_rng(0)

@@ -52,9 +52,9 @@ def images() -> list[list[Image.Image]]:
 
 def first_token_logits(pretrained: Path, method: str, family: str, arguments: dict, log_dir: Path) -> torch.Tensor:
     """The batch's first-token logits ``[2, V]`` from the model ``--model`` would run, through its public seams."""
-    from models import model_class
     from models.batch import GenerationSettings
     from models.names import model_name
+    from plugin import model_class
 
     arguments = {key: (str(log_dir) if value == "LOG" else value) for key, value in arguments.items()}
     registered = model_class(model_name(None if method == "baseline" else method, family))

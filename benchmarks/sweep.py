@@ -3,8 +3,8 @@
 Not a test: the measurement behind the sweep's cost target (<= 3x one baseline evaluation for 27 AdaptVis or
 CLVS settings; a naive grid of lmms-eval runs costs 27x, 54x for AdaptVis' two passes). The documents are a
 synthetic VSR held-out slice (every image present); the baseline answers them as lmms-eval would
-(``generate_until``), the sweeps through the sweep engine (the engine's ``answer`` per batch, the neutral setting
-included). The checkpoint is random-initialised (``--shape``, as in ``benchmarks.interventions``); weights
+(the lmms-eval model's ``generate_until``, no answer cache), the sweeps through the sweep engine on an engine of their
+own (the engine's ``answer`` per batch, the neutral setting included). The checkpoint is random-initialised (``--shape``, as in ``benchmarks.interventions``); weights
 are shared between the models.
 
 Usage::
@@ -26,9 +26,12 @@ import torch
 from benchmarks.interventions import share_weights
 from benchmarks.shapes import build_checkpoint
 from models.methods import METHODS
+from plugin.loading import engine_for
+from plugin.requests import RequestBatches
 from sweep.engine import answer_all
 from sweep.points import point, settings
 from sweep.tasks import load_task
+from vsr_tasks.data import DATA_DIR_VARIABLE
 
 GRIDS = {  # 27 points per method, around the defaults
     "adaptvis": {
@@ -56,15 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args(argv)
 
-    from models import model_class
     from models.names import STUDY
+    from plugin import model_class
     from vsr_tasks.synthetic import generate
 
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         data = scratch / "data"
         generate(data, n_train=args.docs * 20, n_dev=2, n_test=2, seed=0, image_size=args.image_size)  # 5% held out
-        os.environ.update({"VSR_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+        os.environ.update({DATA_DIR_VARIABLE: str(data), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
         checkpoint = build_checkpoint(
             "qwen3_vl", args.shape, scratch / args.shape, args.text_layers, args.vision_layers
         )
@@ -72,13 +75,13 @@ def main(argv: list[str] | None = None) -> None:
             "pretrained": str(checkpoint),
             "device": args.device,
             "dtype": args.dtype,
-            "batch_size": args.batch_size,
             "max_pixels": args.image_size**2,
         }
         task = load_task("vsr_random_heldout", args.docs)
-        baseline = model_class(STUDY.name(None))(**common)
-        baseline.task_dict = {task.name: task.task.dataset}
-        tokens = int(baseline.prepare_chunk([task.requests[0].args]).image_token_mask.sum())
+        documents = {task.name: task.task.dataset}
+        baseline = model_class(STUDY.name(None))(**common, batch_size=args.batch_size, answer_cache="none")
+        baseline.task_dict = documents  # as lmms-eval's evaluator hands a model its documents
+        tokens = int(baseline.batches.prepare([task.requests[0].args]).image_token_mask.sum())
         baseline.generate_until(list(task.requests)[: args.batch_size])  # warm-up
         start = time.perf_counter()
         baseline.generate_until(list(task.requests))
@@ -90,16 +93,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{STUDY.name(None)} evaluation: {base_time:.2f} s (x1.00)")
         for method_name in ("adaptvis", "clvs"):
             name = STUDY.name(method_name)
-            wrapper = model_class(name)(**common)
-            share_weights(wrapper.model, baseline.model)
-            wrapper.task_dict = baseline.task_dict
+            engine = engine_for(name, **common)
+            share_weights(engine.model, baseline.model)
             grid_settings = settings(GRIDS[method_name])
-            neutral = point(wrapper.method.params, METHODS[method_name].neutral)
-            points = [point(wrapper.method.params, s) for s in grid_settings] + [neutral]
+            neutral = point(engine.method.params, METHODS[method_name].neutral)
+            points = [point(engine.method.params, s) for s in grid_settings] + [neutral]
             out = scratch / f"sweep_{name}"
             out.mkdir()
             start = time.perf_counter()
-            answer_all(wrapper, task.requests, points, out)
+            answer_all(engine, RequestBatches(engine, documents, args.batch_size), task.requests, points, out)
             elapsed = time.perf_counter() - start
             print(
                 f"{name} sweep, {len(grid_settings)} settings + neutral: {elapsed:.2f} s "

@@ -1,37 +1,30 @@
 """Loading a checkpoint of any supported family for training: what is trainable (all, language only, or LoRA
-adapters) and how it decays. The family (``families``) says which class loads it and where its vision tower is."""
+adapters) and how it decays. The checkpoint is resolved as every command resolves one (``models.checkpoint``: its
+family, config and processor checked once, an unsupported one refused by name); its family says which class loads it
+and where its vision tower is. Training answers nothing, so it needs no engine."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from transformers import AutoProcessor
 
-from families import Family, FamilyError, family_for
+from families import Family, FamilyError
+from models.checkpoint import Checkpoint
 
 
-def model_family(model_id: str) -> Family:
-    """The checkpoint's family from its config; an unsupported one is refused naming the supported ones."""
+def resolve_checkpoint(model_id: str, min_pixels: int | None = None, max_pixels: int | None = None) -> Checkpoint:
+    """The checkpoint (an unsupported family refused naming the supported ones) with its processor's pixel budget set,
+    so every checkpoint evaluates at the trained size."""
+    checkpoint = Checkpoint.resolve(model_id, model_name="--model_id")
     try:
-        return family_for(model_id)
-    except FamilyError as error:
-        raise ValueError(f"--model_id: {error}") from None
-
-
-def load_processor(model_id: str, family: Family, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
-    """The checkpoint's processor with the pixel budget set, so every checkpoint evaluates at the trained size."""
-    processor = AutoProcessor.from_pretrained(model_id)
-    try:
-        family.configure_pixels(processor, min_pixels, max_pixels)
+        checkpoint.family.configure_pixels(checkpoint.processor, min_pixels, max_pixels)
     except FamilyError as error:
         raise ValueError(f"--min_pixels/--max_pixels: {error}") from None
-    return processor
+    return checkpoint
 
 
-def load_model(model_id: str, family: Family, gradient_checkpointing: bool = False) -> torch.nn.Module:
+def load_model(checkpoint: Checkpoint, gradient_checkpointing: bool = False) -> torch.nn.Module:
     """fp32 master weights (``--bf16`` autocasts through accelerate), SDPA attention, no KV cache."""
-    model = family.load(model_id, torch.float32)
+    model = checkpoint.load(torch.float32)
     model.config.use_cache = False
     if gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it

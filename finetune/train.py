@@ -34,9 +34,8 @@ from finetune.model import (
     count_parameters,
     freeze_vision,
     load_model,
-    load_processor,
-    model_family,
     parameter_groups,
+    resolve_checkpoint,
 )
 from finetune.plan import Plan
 from finetune.steps import evaluate, loader, optimizer_step
@@ -160,9 +159,9 @@ def build_session(args: argparse.Namespace) -> Session:
         max_eval_samples=args.max_eval_samples,
         skip_missing_images=args.skip_missing_images,
     )
-    family = model_family(args.model_id)
-    processor = load_processor(args.model_id, family, args.min_pixels, args.max_pixels)
-    model = load_model(args.model_id, family, args.gradient_checkpointing)
+    checkpoint = resolve_checkpoint(args.model_id, args.min_pixels, args.max_pixels)
+    family, processor = checkpoint.family, checkpoint.processor
+    model = load_model(checkpoint, args.gradient_checkpointing)
     if args.use_lora:
         targets = lora_targets(args)
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, targets, args.gradient_checkpointing)

@@ -20,11 +20,13 @@ import torch
 
 from interventions.adaptvis import AdaptVis, AdaptVisParams
 from interventions.layers import parse_layers
-from interventions.prefix import next_token_logits
+from interventions.prefix import PromptPrefix, next_token_logits
 from local_tasks.adaptvis_split import task_lineage
 from models.batch import GenerationSettings, PreparedBatch, Response
-from models.methods import ADAPTVIS
+from models.checkpoint import Checkpoint
+from models.host import MethodHost, Process
 from models.runner import LastRowRunner, Plan
+from models.spec import LAYERS_FORMAT, Argument, MethodSpec
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,6 @@ class PerTask:
 class AdaptVisRunner(LastRowRunner):
     """AdaptVis: smoothen (low confidence) or sharpen (high) the last row's image attention."""
 
-    SPEC = ADAPTVIS
     per_sequence = True  # each sequence's weight is its own: a preset may set AdaptVis per task
 
     def default_points(self, batch: PreparedBatch) -> list:
@@ -64,7 +65,7 @@ class AdaptVisRunner(LastRowRunner):
     def check_arguments(self, values: dict[str, Any]) -> None:
         parse_layers(values["layers"], 10**6)  # a malformed value is refused before the checkpoint is loaded
 
-    def set_up(self, model: Any, checkpoint: Any, rank: int, wait: Any) -> None:
+    def set_up(self, host: MethodHost, checkpoint: Checkpoint, process: Process) -> None:
         self.layers_argument = self.values["layers"]
         self.layers = parse_layers(self.layers_argument, checkpoint.depth)
 
@@ -72,9 +73,9 @@ class AdaptVisRunner(LastRowRunner):
         layers = self.layers_argument
         return {**super().arguments(), "layers": layers if isinstance(layers, (str, int)) else list(layers)}
 
-    def plan(self, engine: Any, batch: PreparedBatch, prefix: Any, points: list[AdaptVisParams]) -> Plan:
+    def plan(self, host: MethodHost, batch: PreparedBatch, prefix: PromptPrefix, points: list[AdaptVisParams]) -> Plan:
         """One confidence pass for every setting; settings with the same weights per sequence share a generation."""
-        logits = next_token_logits(engine.model, prefix)
+        logits = next_token_logits(host.model, prefix)
         keys, confidences = [], {}
         for point in points:
             confidence = point.confidence(logits)
@@ -83,7 +84,7 @@ class AdaptVisRunner(LastRowRunner):
             confidences.setdefault(key, confidence)
         return Plan(keys=keys, context=confidences)
 
-    def editor(self, engine: Any, batch: PreparedBatch, prefix: Any, keys: list, plan: Plan) -> AdaptVis:
+    def editor(self, host: MethodHost, batch: PreparedBatch, prefix: PromptPrefix, keys: list, plan: Plan) -> AdaptVis:
         return AdaptVis([alpha for alphas in keys for alpha in alphas], self.layers)
 
     def annotate(self, response: Response, batch: PreparedBatch, keys: list, editor: Any, plan: Plan) -> None:
@@ -94,29 +95,29 @@ class AdaptVisRunner(LastRowRunner):
         ]
 
     def whole_prompt(
-        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: AdaptVisParams
+        self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, point: AdaptVisParams
     ) -> Response:
         """The same answers from two whole-prompt passes (images encoded once)."""
-        batch = encode_images_once(engine, batch)
-        confidence = point.confidence(engine.prefill_logits(batch))
+        batch = encode_images_once(host, batch)
+        confidence = point.confidence(host.prefill_logits(batch))
         alphas = tuple(point.alphas(confidence))
-        with engine.steering(batch, AdaptVis(list(alphas), self.layers)):
-            response = engine.generate(batch, settings)
+        with host.steering(batch, AdaptVis(list(alphas), self.layers)):
+            response = host.generate(batch, settings)
         self.annotate(response, batch, [alphas], None, Plan([], {alphas: confidence}))
         return response
 
-    def neutral(self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
+    def neutral(self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
         """Weights 1: exactly the baseline's one whole-prompt pass, in any dtype; the confidence is its first token's."""
         alphas = tuple([1.0] * batch.size)
-        with engine.steering(batch, AdaptVis(list(alphas), self.layers)):
-            response = engine.generate(batch, settings)
+        with host.steering(batch, AdaptVis(list(alphas), self.layers)):
+            response = host.generate(batch, settings)
         confidence = point.confidence(response.first_token_logits)
         self.annotate(response, batch, [alphas], None, Plan([], {alphas: confidence}))
         return response
 
 
 @torch.inference_mode()
-def encode_images_once(engine: Any, batch: PreparedBatch) -> PreparedBatch:
+def encode_images_once(host: MethodHost, batch: PreparedBatch) -> PreparedBatch:
     """The batch with its images already encoded, so both whole-prompt passes share one vision-tower run.
 
     transformers' ``generate`` and ``forward`` accept pre-encoded ``mm_encoder_outputs`` in place of
@@ -125,6 +126,30 @@ def encode_images_once(engine: Any, batch: PreparedBatch) -> PreparedBatch:
     if "pixel_values" not in batch.inputs:
         return batch
     inputs = {key: value for key, value in batch.inputs.items() if key != "pixel_values"}
-    features = engine.model.get_image_features(**engine.family.encoder_inputs(batch.inputs))
+    features = host.model.get_image_features(**host.family.encoder_inputs(batch.inputs))
     inputs["mm_encoder_outputs"] = {"image": features}
     return dataclasses.replace(batch, inputs=inputs)
+
+
+ADAPTVIS = MethodSpec(
+    name="adaptvis",
+    title="AdaptVis",
+    summary="the first token's confidence picks a weight per sequence, which scales the last prompt row's "
+    "image-attention logits",
+    params=AdaptVisParams,
+    meanings={
+        "confidence_threshold": "confidence below it: `smoothen_weight`, else `sharpen_weight`",
+        "sharpen_weight": "`alpha` for confident sequences",
+        "smoothen_weight": "`alpha` for unsure sequences",
+        "confidence_rule": "`probability` (top-1 softmax); the authors' code: `probability_rounded` (2 decimals, "
+        "WhatsUp), `max_logit_rounded` (top-1 raw logit, VSR)",
+    },
+    extra=(Argument("layers", "all", LAYERS_FORMAT),),
+    sweepable=("confidence_threshold", "sharpen_weight", "smoothen_weight"),
+    sliders={
+        "confidence_threshold": (0.0, 1.0, 0.01),
+        "sharpen_weight": (1.0, 3.0, 0.05),
+        "smoothen_weight": (0.0, 1.0, 0.05),
+    },  # over the ranges of the study's own demo app
+    runner=AdaptVisRunner,
+)

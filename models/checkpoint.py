@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from families import Family, FamilyError, family_for
+from families import Family, FamilyError, family_of_type, model_type_of
 
 
 @dataclass
@@ -27,14 +27,22 @@ class Checkpoint:
 
     @classmethod
     def resolve(cls, pretrained: str, allowed: tuple[str, ...] | None = None, model_name: str = "") -> Checkpoint:
-        """The checkpoint's family from its config alone; a model type ``model_name`` does not take is refused."""
+        """The checkpoint's family from its config alone (read once); a model type ``model_name`` does not take is
+        refused."""
         from transformers import AutoConfig
 
         try:
-            family = family_for(pretrained, allowed, model_name)
+            config = AutoConfig.from_pretrained(pretrained)
+        except (OSError, ValueError, KeyError):  # not a checkpoint, or a model type transformers does not know:
+            config = None  # the raw config (or the reason there is none) names it below
+        try:
+            model_type = config.model_type if config is not None else model_type_of(pretrained)
+            family = family_of_type(model_type, pretrained, allowed, model_name)
         except FamilyError as error:
             raise ValueError(f"{model_name}: {error}") from None
-        return cls(str(pretrained), family, AutoConfig.from_pretrained(pretrained), model_name)
+        if config is None:  # a supported model type that transformers cannot read: say what it said
+            AutoConfig.from_pretrained(pretrained)
+        return cls(str(pretrained), family, config, model_name)
 
     @property
     def model_type(self) -> str:

@@ -1,6 +1,6 @@
 """The engine: one loaded checkpoint answering prepared batches, with or without a method. No lmms-eval here.
 
-Why one engine: an evaluation (``models.vlm``), a sweep (``sweep``), the viewer's live re-run (``analysis.live``) and
+Why one engine: an evaluation (``plugin.vlm``), a sweep (``sweep``), the viewer's live re-run (``analysis.live``) and
 the cost benchmarks must answer a batch with exactly the same code, or their numbers drift apart. The engine owns
 everything that is not a method's own math, in the order a batch meets it:
 
@@ -11,6 +11,9 @@ everything that is not a method's own math, in the order a batch meets it:
 - :meth:`Engine.generate`: ``model.generate`` on the batch or from a prefix, keeping the first step's logits;
 - :meth:`Engine.steering`: the scoped state a forward runs under (a method's row edit, the attention log's recorder);
 - :meth:`Engine.finish`: the attention log writes the batch's records.
+
+The seams a method's runner may use are :class:`~models.host.MethodHost`'s, which the engine implements; the rest is
+its callers' API.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from families.turns import images_first, interleaved, render_user_turn
 from interventions.prefix import PrefixUnsupported, PromptPrefix, compute_prefix
 from models.batch import GenerationSettings, PreparedBatch, Response, generated_lengths, load_images
 from models.checkpoint import Checkpoint
+from models.host import LayerProfiler, MethodHost, ProfileRequest
 
 BEAMS_REFUSED = "beam search, num_beams > 1, is not supported under steering or the attention log"
+ROWS_PER_PASS = 64  # at most this many rows (sequences x settings) in one steered pass, unless told otherwise
 
 
-class Engine:
+class Engine(MethodHost):
     """A loaded checkpoint, its method's runner (None: the baseline) and where the attention log goes (None: off)."""
 
     def __init__(
@@ -44,6 +49,8 @@ class Engine:
         system_prompt: str | None = None,
         interleave_visuals: bool = False,
         name: str = "",
+        rows_per_pass: int = ROWS_PER_PASS,
+        layer_profiler: LayerProfiler | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.family = checkpoint.family
@@ -56,14 +63,26 @@ class Engine:
         self.system_prompt = system_prompt
         self.interleave_visuals = interleave_visuals
         self.name = name
-        self.rows_per_pass = 64  # at most this many rows (sequences x settings) in one steered pass
+        if rows_per_pass < 1:
+            raise ValueError(f"{name}: rows_per_pass must be at least 1, got {rows_per_pass}")
+        self.rows_per_pass = rows_per_pass
+        self.layer_profiler = layer_profiler
         self.image_token_id = self.family.image_token_id(model)
-        self.num_layers = self.family.text_config(model).num_hidden_layers
+        self.depth = checkpoint.depth  # decoder layers of the language model
         self._warned_prefix = False
         if method is not None or attention_log is not None:
-            from interventions import use_steered_attention
+            self.use_steered_attention()
 
-            use_steered_attention(model)
+    def use_steered_attention(self) -> None:
+        """The text attention on the steered SDPA (a method, the attention log and VEA's profiling record through
+        it); the plain baseline keeps the checkpoint's own."""
+        from interventions import use_steered_attention
+
+        use_steered_attention(self.model)
+
+    @property
+    def logs_attention(self) -> bool:
+        return self.attention_log is not None
 
     @property
     def tokenizer(self) -> Any:
@@ -153,20 +172,33 @@ class Engine:
         if self.attention_log is not None:
             self.attention_log.write(batch, response, texts)
 
+    def attach_attention_log(self, writer: Any) -> None:
+        """Record every answer from now on with ``writer`` (``models.attention_log``; None: off)."""
+        self.attention_log = writer
+        if writer is not None:
+            self.use_steered_attention()
+
     @contextlib.contextmanager
     def logging_to(self, writer: Any) -> Iterator[Engine]:
         """The attention log pointed at ``writer`` for the block (the viewer's live re-runs), then put back."""
-        previous, self.attention_log = self.attention_log, writer
-        if writer is not None:
-            from interventions import use_steered_attention
-
-            use_steered_attention(self.model)
+        previous = self.attention_log
+        self.attach_attention_log(writer)
         try:
             yield self
         finally:
             self.attention_log = previous
 
-    # ------------------------------------------------------------------ the seams a method uses
+    # ------------------------------------------------------------------ the seams a method uses (MethodHost)
+    def profile_layers(self, request: ProfileRequest) -> dict:
+        """VEA's layer profiling on this model, by the profiler this engine's builder supplied (``plugin``)."""
+        if self.layer_profiler is None:
+            raise ValueError(
+                f"{self.name}: profiling VEA's layers on first use needs the layer profiler, which the lmms-eval "
+                "models and the commands supply (plugin.engine_for); give layers=... or layers_file=... here"
+            )
+        self.use_steered_attention()
+        return self.layer_profiler(self, request)
+
     def steering(self, batch: PreparedBatch, editor: Any = None, copies: int = 1) -> contextlib.AbstractContextManager:
         """The scoped state generation runs under: a method's last-row edits and the attention log's recording.
 

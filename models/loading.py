@@ -1,37 +1,28 @@
 """Loading a checkpoint into an engine: the one path every command that answers takes.
 
-The lmms-eval adapter (``models.vlm``), the viewer's live re-run and the benchmarks all load through
-:func:`load_engine` (or :func:`engine_for`, by ``--model`` name), so a model argument means the same everywhere and is
-refused the same way: the checkpoint is resolved once (``models.checkpoint``), the method's arguments are resolved and
-checked before any weight is loaded (``models.runner``), then the weights are placed and the engine built.
+Every command that answers (the lmms-eval models, the sweep, the viewer's live re-run, VEA's layer profiling, the
+benchmarks) loads through :func:`load_engine`, through ``plugin.engine_for`` by ``--model`` name, so a model argument
+means the same everywhere and is refused the same way: the checkpoint is resolved once (``models.checkpoint``), the
+method's arguments are resolved and checked before any weight is loaded (``models.runner``), then the weights are
+placed, the engine built and the method set up on it.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from families.devices import pick_device, pick_dtype
 from models.arguments import is_unset, parse_flag, unquote
 from models.checkpoint import Checkpoint
-from models.engine import Engine
+from models.engine import ROWS_PER_PASS, Engine
 from models.folders import writable_folder
-from models.methods import METHODS, MethodSpec
-from models.names import DEFAULT_PRETRAINED, scheme_of
+from models.host import ONE_PROCESS, LayerProfiler, Process
+from models.methods import MethodSpec
+from models.names import DEFAULT_PRETRAINED
 from models.sharding import input_device, parse_placement
 
-
-@dataclass(frozen=True)
-class Process:
-    """Where this process stands among data-parallel ones (the adapter's accelerate state; one process elsewhere)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    wait: Callable[[], None] = field(default=lambda: None)  # every process waits here for rank 0 (VEA profiling)
+__all__ = ["COMMON_ARGUMENTS", "Process", "UnknownArguments", "load_engine"]
 
 
 def load_engine(
@@ -49,16 +40,20 @@ def load_engine(
     device_map: str | None = None,
     max_memory: str | None = None,
     offload_folder: str | None = None,
-    process: Process = Process(),
+    *,
+    process: Process = ONE_PROCESS,
+    rows_per_pass: int = ROWS_PER_PASS,
+    layer_profiler: LayerProfiler | None = None,
     **method_arguments: Any,
 ) -> Engine:
     """The engine of model ``name`` (its ``families`` and ``method``) on ``pretrained``; a method argument that does
-    not exist, or a value that cannot work, is refused by name before any weight is loaded."""
+    not exist, or a value that cannot work, is refused by name before any weight is loaded.
+
+    Keyword-only, not model arguments: ``process`` (data-parallel rank), ``rows_per_pass`` (a sweep's batched
+    settings), ``layer_profiler`` (VEA's first-use profiling, supplied from above the models: ``plugin``).
+    """
     checkpoint = Checkpoint.resolve(pretrained, families, name)
-    runner = None
-    if method is not None:
-        module, runner_class = method.runner.rsplit(".", 1)
-        runner = getattr(importlib.import_module(module), runner_class)(name, checkpoint, method_arguments)
+    runner = method.runner(method, name, checkpoint, method_arguments) if method is not None else None
     known = {argument.name for argument in method.arguments()} if method is not None else set()
     unknown = sorted(set(method_arguments) - known)
     if unknown:
@@ -78,25 +73,25 @@ def load_engine(
         device = input_device(model)
     else:
         model.to(device)
-    if runner is not None:
-        runner.set_up(model, checkpoint, process.rank, process.wait)
-    writer = None
-    if log_folder is not None:
-        from models.attention_log import AttentionLogWriter
-
-        arguments = runner.arguments() if runner is not None else {}
-        writer = AttentionLogWriter(log_folder, process.rank, name, checkpoint.depth, arguments)
     engine = Engine(
         checkpoint,
         model,
         device,
         dtype,
         method=runner,
-        attention_log=writer,
         system_prompt=unquote(system_prompt).replace("\\n", "\n") if isinstance(system_prompt, str) else None,
         interleave_visuals=interleave_visuals,
         name=name,
+        rows_per_pass=rows_per_pass,
+        layer_profiler=layer_profiler,
     )
+    if runner is not None:
+        runner.set_up(engine, checkpoint, process)
+    if log_folder is not None:  # after set-up: the log records the method's resolved arguments (VEA's layers)
+        from models.attention_log import AttentionLogWriter
+
+        arguments = runner.arguments() if runner is not None else {}
+        engine.attach_attention_log(AttentionLogWriter(log_folder, process.rank, name, checkpoint.depth, arguments))
     if runner is not None:
         runner.announce_preset()
     return engine
@@ -106,7 +101,7 @@ def load_engine(
 COMMON_ARGUMENTS = tuple(
     name
     for name, parameter in inspect.signature(load_engine).parameters.items()
-    if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name not in ("name", "families", "method", "process")
+    if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name not in ("name", "families", "method")
 )
 
 
@@ -116,12 +111,3 @@ class UnknownArguments(ValueError):
     def __init__(self, names: list[str]) -> None:
         super().__init__(", ".join(names))
         self.names = names
-
-
-def engine_for(name: str, **arguments: Any) -> Engine:
-    """The engine of ``--model name`` with ``--model_args`` ``arguments``, without lmms-eval (one process)."""
-    scheme, method = scheme_of(name, METHODS)
-    try:
-        return load_engine(name, scheme.model_types, METHODS[method] if method else None, **arguments)
-    except UnknownArguments as error:
-        raise ValueError(f"unknown model argument(s) for {name}: {error}") from None

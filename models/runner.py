@@ -14,28 +14,32 @@ its whole-prompt fallback.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from loguru import logger
 
+from interventions.prefix import PromptPrefix
 from models.arguments import is_unset
 from models.batch import GenerationSettings, PreparedBatch, Response
 from models.checkpoint import Checkpoint
-from models.methods import MethodSpec
+from models.host import MethodHost, Process
 from models.presets import resolve
+from models.spec import MethodSpec
 
 
 class MethodRunner:
-    """One method's runtime: :attr:`params` (its own setting), :meth:`answer` and :meth:`whole_prompt`."""
+    """One method's runtime: :attr:`params` (its own setting), :meth:`answer` and :meth:`whole_prompt`.
 
-    SPEC: ClassVar[MethodSpec]
+    Built by the engine's loader with the method's declaration (``spec``): a runner never names its spec itself.
+    """
+
     steers: ClassVar[bool] = True  # whether answers come from a steered last row (no beam search then)
     per_sequence: ClassVar[bool] = False  # whether one batch can be answered with a setting per sequence
 
-    def __init__(self, model_name: str, checkpoint: Checkpoint, arguments: dict[str, Any]) -> None:
-        spec = self.SPEC
+    def __init__(self, spec: MethodSpec, model_name: str, checkpoint: Checkpoint, arguments: dict[str, Any]) -> None:
+        self.spec = spec
         preset = arguments.get("preset")
         names = set(spec.defaults())
         given = {name: (None if is_unset(arguments.get(name)) else arguments.get(name)) for name in names}
@@ -66,19 +70,20 @@ class MethodRunner:
 
     def refuse_unsupported(self, checkpoint: Checkpoint) -> None:
         """A method that cannot run on this checkpoint is refused before any weight is loaded, saying why."""
-        if self.SPEC.needs_image_grid:
+        if self.spec.needs_image_grid:
             problem = checkpoint.grid_problem()
             if problem is not None:
                 raise ValueError(
-                    f"{self.name}: {self.SPEC.title} maps each image token to its cell of the image, but "
+                    f"{self.name}: {self.spec.title} maps each image token to its cell of the image, but "
                     f"{problem}; AdaptVis and CLVS run on it"
                 )
 
     def check_arguments(self, values: dict[str, Any]) -> None:
         """Refuse a malformed method argument before any weight is loaded (the numbers are checked already)."""
 
-    def set_up(self, model: Any, checkpoint: Checkpoint, rank: int, wait: Callable[[], None]) -> None:
-        """Finish what needs the loaded model (layer indices against its depth, its pixel layout)."""
+    def set_up(self, host: MethodHost, checkpoint: Checkpoint, process: Process) -> None:
+        """Finish what needs the loaded model (layer indices against its depth, its pixel layout, VEA's profiled
+        layers); ``process``: where this process stands among data-parallel ones (rank 0 profiles, the others wait)."""
 
     def arguments(self) -> dict:
         """The method's arguments that shape an answer (the attention log's ``model_args``)."""
@@ -101,11 +106,14 @@ class MethodRunner:
         logger.info(f"{self.name}: preset {self.preset} set {taken}; the method runs with {chosen}")
 
     def answer(
-        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
+        self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
     ) -> list[Response]:
+        """The batch's answers under each of ``points``; ``share_neutral``: see ``Engine.answer``."""
         raise NotImplementedError
 
-    def whole_prompt(self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
+    def whole_prompt(
+        self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, point: Any
+    ) -> Response:
         """The answers without a shared prefix: the fallback, and the tests' reference."""
         raise NotImplementedError
 
@@ -126,14 +134,15 @@ class LastRowRunner(MethodRunner):
         """Whether the prefix must keep layer 0's pre-RoPE keys (CLVS' position-unbiased layer 0)."""
         return False
 
-    def neutral(self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
+    def neutral(self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, point: Any) -> Response:
         """A setting that changes nothing, answered as the baseline is (one whole-prompt pass, in any dtype)."""
-        return self.whole_prompt(engine, batch, settings, point)
+        return self.whole_prompt(host, batch, settings, point)
 
-    def plan(self, engine: Any, batch: PreparedBatch, prefix: Any, points: list) -> Plan:
+    def plan(self, host: MethodHost, batch: PreparedBatch, prefix: PromptPrefix, points: list) -> Plan:
+        """What the settings ``points`` decide from the shared prefix, and which of them share a generation."""
         raise NotImplementedError
 
-    def editor(self, engine: Any, batch: PreparedBatch, prefix: Any, keys: list, plan: Plan) -> Any:
+    def editor(self, host: MethodHost, batch: PreparedBatch, prefix: PromptPrefix, keys: list, plan: Plan) -> Any:
         """The row editor for the settings ``keys``, the batch repeated once per key (setting-major)."""
         raise NotImplementedError
 
@@ -141,33 +150,33 @@ class LastRowRunner(MethodRunner):
         """Each row's decision for the attention log (``response.extras``)."""
 
     def answer(
-        self, engine: Any, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
+        self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
     ) -> list[Response]:
         """Neutral settings take the baseline's pass (unless ``share_neutral``); the others share one prefix and run
-        together, at most ``engine.rows_per_pass`` rows (sequences x settings) at a time; without a shareable cache,
+        together, at most ``host.rows_per_pass`` rows (sequences x settings) at a time; without a shareable cache,
         whole-prompt passes."""
         responses: list[Response | None] = [None] * len(points)
         steered = [i for i, point in enumerate(points) if share_neutral or not point.neutral]
         for i in (i for i in range(len(points)) if i not in steered):
-            responses[i] = self.neutral(engine, batch, settings, points[i])
+            responses[i] = self.neutral(host, batch, settings, points[i])
         if not steered:
             return responses
-        prefix = engine.prompt_prefix(batch, keep_layer0_keys=self.keeps_layer0_keys([points[i] for i in steered]))
+        prefix = host.prompt_prefix(batch, keep_layer0_keys=self.keeps_layer0_keys([points[i] for i in steered]))
         if prefix is None:
             for i in steered:
-                responses[i] = self.whole_prompt(engine, batch, settings, points[i])
+                responses[i] = self.whole_prompt(host, batch, settings, points[i])
             return responses
-        plan = self.plan(engine, batch, prefix, [points[i] for i in steered])
+        plan = self.plan(host, batch, prefix, [points[i] for i in steered])
         by_key: dict[Hashable, list[int]] = {}
         for i, key in zip(steered, plan.keys):
             by_key.setdefault(key, []).append(i)
         distinct = list(by_key)
-        per_pass = max(1, engine.rows_per_pass // batch.size)
+        per_pass = max(1, host.rows_per_pass // batch.size)
         for start in range(0, len(distinct), per_pass):
             group = distinct[start : start + per_pass]
             expanded = prefix.expanded(len(group))
-            editor = self.editor(engine, batch, expanded, group, plan)
-            response = engine.generate_steered(batch, settings, expanded, editor, copies=len(group))
+            editor = self.editor(host, batch, expanded, group, plan)
+            response = host.generate_steered(batch, settings, expanded, editor, copies=len(group))
             self.annotate(response, batch, group, editor, plan)
             for k, key in enumerate(group):
                 for i in by_key[key]:

@@ -1,6 +1,6 @@
-"""``python -m profiling ...``: choose VEA's evidence layers (``profiling.layers``)."""
+"""``python -m profiling ...``: choose VEA's evidence layers (``profiling.cli``)."""
 
-from profiling.layers import main
+from profiling.cli import main
 
 if __name__ == "__main__":
     main()

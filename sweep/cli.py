@@ -22,13 +22,18 @@ from pathlib import Path
 from lmms_eval import utils as lmms_utils
 from loguru import logger
 
+from models.arguments import parse_batch_size
+from models.engine import ROWS_PER_PASS
 from sweep.engine import answer_all, read_raw_answers
 from sweep.points import PointsError, check, parse_points, point, settings, swept_method
 from sweep.results import summarise, write_outputs
 from sweep.tasks import TaskError, load_task
 
 STATE_FILE = "sweep_state.json"
-REFUSED_ARGUMENTS = ("attention_log",)
+REFUSED_ARGUMENTS = {
+    "attention_log": "it records one setting",
+    "answer_cache": "the sweep keeps its own answers in --out",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     parser.add_argument(
-        "--grid_rows", type=int, default=64, help="AdaptVis/CLVS: sequences x settings per batched pass (default 64)"
+        "--grid_rows",
+        type=int,
+        default=ROWS_PER_PASS,
+        help="AdaptVis/CLVS: sequences x settings per batched pass (default %(default)s)",
     )
     parser.add_argument(
         "--max_batches", type=int, default=None, help="answer at most N more batches, then stop; rerun to continue"
@@ -67,7 +75,8 @@ def _fixed_arguments(text: str) -> dict:
     fixed = lmms_utils.simple_parse_args_string(text) if text else {}
     refused = [name for name in REFUSED_ARGUMENTS if name in fixed]
     if refused:
-        raise PointsError(f"--model_args {', '.join(refused)}: not supported in a sweep (it records one setting)")
+        why = "; ".join(f"{name}: {REFUSED_ARGUMENTS[name]}" for name in refused)
+        raise PointsError(f"--model_args {', '.join(refused)}: not supported in a sweep ({why})")
     return fixed
 
 
@@ -118,12 +127,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from models import model_class
+    from plugin.loading import accelerate_process, engine_for
+    from plugin.requests import RequestBatches
 
-    wrapper = model_class(args.model).create_from_arg_string(args.model_args)
-    wrapper.engine.rows_per_pass = args.grid_rows
-    wrapper.task_dict = {task.name: task.task.dataset}
-    base = wrapper.method.params
+    engine_arguments = dict(fixed)
+    batch_size = parse_batch_size(engine_arguments.pop("batch_size", 1))
+    engine_arguments.pop("max_batch_size", None)  # lmms-eval's, without effect here as there
+    process, accelerator = accelerate_process()
+    try:
+        engine = engine_for(args.model, process=process, rows_per_pass=args.grid_rows, **engine_arguments)
+    except ValueError as error:  # an unknown argument or a value that cannot work, refused before loading
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    batches = RequestBatches(engine, {task.name: task.task.dataset}, batch_size)
+    base = engine.method.params
     neutral = dict(method.neutral)
     try:
         check(args.model, base, all_settings + [neutral])
@@ -140,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         f"sweep: {args.model} on {task.name} ({len(task.requests)} documents), {len(points)} settings "
         f"(the neutral one: {all_settings[neutral_index]})"
     )
-    finished = answer_all(wrapper, task.requests, points, args.out, args.max_batches)
-    wrapper.accelerator.wait_for_everyone()
-    if wrapper.rank != 0:
+    finished = answer_all(engine, batches, task.requests, points, args.out, process, args.max_batches)
+    accelerator.wait_for_everyone()
+    if process.rank != 0:
         return 0
     if not finished:
         print(f"sweep: stopped after --max_batches {args.max_batches}; rerun the same command to continue")

@@ -1,7 +1,7 @@
 """Answering every document under every setting, batch by batch, resumable, one share of the batches per process.
 
-Batches are lmms-eval's own (the model's ``request_batches``), so a setting's answers equal, exactly, those of an
-``lmms-eval`` run of the model with that setting and the same ``batch_size``. Each batch is answered for all
+Batches are lmms-eval's own (``plugin.requests``, as the lmms-eval models batch), so a setting's answers equal, exactly,
+those of an ``lmms-eval`` run of the model with that setting and the same ``batch_size``. Each batch is answered for all
 settings by the engine's ``answer`` and its raw answers are appended to ``raw_answers.rank{R}.jsonl`` (flushed
 per batch: an interrupted sweep keeps every finished batch). A rerun skips the batches already answered; under
 ``accelerate launch`` process R answers batches R, R + W, ... and rank 0 merges.
@@ -13,11 +13,13 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from models.batch import truncate_at_stops
+from models.engine import Engine
+from models.host import ONE_PROCESS, Process
+from plugin.requests import RequestBatches
 
 RAW_PATTERN = "raw_answers.rank*.jsonl"
 
@@ -36,19 +38,22 @@ def read_raw_answers(out: Path) -> dict[tuple[int, int], str]:
 
 
 def answer_all(
-    wrapper: Any,
+    engine: Engine,
+    batches: RequestBatches,
     requests: Sequence,
-    points: Sequence[Any],
+    points: Sequence,
     out: Path,
+    process: Process = ONE_PROCESS,
     max_batches: int | None = None,
 ) -> bool:
-    """Answer this process's share of the batches for every setting in ``points``; True when all are done.
+    """Answer ``process``'s share of the batches for every setting in ``points`` (the method's parameter objects; the
+    baseline: ``[None]``); True when all are done.
 
     ``max_batches``: answer at most this many more batches, then stop (a time-limited queue); rerun to continue.
     """
-    rank, world = wrapper.rank, wrapper.world_size
+    rank, world = process.rank, process.world_size
     done = read_raw_answers(out)
-    _, chunks = wrapper.request_batches(list(requests))
+    _, chunks = batches.chunks(list(requests))
     mine = [chunk for index, chunk in enumerate(chunks) if index % world == rank]
     remaining = [chunk for chunk in mine if not all((s, args[3]) in done for args in chunk for s in range(len(points)))]
     documents = sum(len(chunk) for chunk in remaining)
@@ -60,9 +65,9 @@ def answer_all(
             if max_batches is not None and answered >= max_batches:
                 break
             start = time.perf_counter()
-            batch = wrapper.prepare_chunk(chunk)
-            settings = wrapper.chunk_settings(chunk)
-            responses = wrapper.engine.answer(batch, settings, list(points), share_neutral=True)
+            batch = batches.prepare(chunk)
+            settings = batches.settings(chunk)
+            responses = engine.answer(batch, settings, list(points), share_neutral=True)
             lines = []
             for index, response in enumerate(responses):
                 for doc_id, text in zip(batch.doc_ids, response.texts):

@@ -9,8 +9,8 @@ import torch
 
 from interventions.adaptvis import AdaptVis, first_token_confidence
 from models.batch import GenerationSettings
-from models.registered import VLMAdaptVis as AdaptVisModel
-from models.registered import VLMBaseline as VLM
+from plugin.registered import VLMAdaptVis as AdaptVisModel
+from plugin.registered import VLMBaseline as VLM
 from tests.support.reference import (
     CONTEXTS,
     adaptvis_row_fn,

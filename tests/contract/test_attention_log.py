@@ -10,8 +10,8 @@ import torch
 from lmms_eval.api.instance import Instance
 
 from models.attention_log import read_records
-from models.registered import Qwen3VLBaseline as Qwen3VL
-from models.registered import VLMBaseline as VLM
+from plugin.registered import Qwen3VLBaseline as Qwen3VL
+from plugin.registered import VLMBaseline as VLM
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_lmms_eval_cli
 from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import CONTEXTS, fold_by_loops, llava_next_region, load_reference_model, sample_images

@@ -10,7 +10,7 @@ from transformers import AutoModelForImageTextToText
 from interventions import SteeringState, steer
 from interventions.clvs import unbiased_position_ids
 from models.batch import GenerationSettings
-from models.registered import VLMCLVS as CLVSModel
+from plugin.registered import VLMCLVS as CLVSModel
 from testbed.tiny import build_tiny_checkpoint
 from tests.support.environment import FAMILY_TYPES
 from tests.support.reference import (

@@ -1,13 +1,13 @@
-"""One loading path: an engine made without lmms-eval (``models.loading.engine_for``) is the adapter's engine."""
+"""One loading path: an engine made without lmms-eval (``plugin.loading.engine_for``) is the adapter's engine."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models import model_class
 from models.batch import GenerationSettings
-from models.loading import engine_for
+from plugin import model_class
+from plugin.loading import engine_for
 from tests.support.reference import CONTEXTS, prepare, sample_images
 
 

@@ -9,9 +9,9 @@ import torch
 from interventions import LastRowRecorder, SteeringState, record_image_attention, steer
 from interventions.adaptvis import AdaptVis
 from interventions.layers import parse_layers
-from models.registered import VLMCLVS as CLVSModel
-from models.registered import VLMAdaptVis as AdaptVisModel
-from models.registered import VLMBaseline as VLM
+from plugin.registered import VLMCLVS as CLVSModel
+from plugin.registered import VLMAdaptVis as AdaptVisModel
+from plugin.registered import VLMBaseline as VLM
 from tests.support.reference import (
     adaptvis_row_fn,
     clvs_reference_logits,

@@ -1,8 +1,9 @@
-"""Every method's neutral setting reproduces the baseline bit for bit, on every family.
+"""Every method's neutral setting (its declaration's ``MethodSpec.neutral``) reproduces the baseline bit for bit.
 
-One test for what four files used to check each in its own way: the answers, the first generated token's logits
-(exactly equal: the neutral path is the baseline's own computation) and, for the methods that edit the last row,
-the whole-prompt prefill run under the neutral editor (to float rounding: the edit is applied and changes nothing).
+The one home of that claim, on every family in float32 and on Qwen3-VL in half precision with a batch that mixes a
+two-image prompt and a prompt without images: the answers and the first generated token's logits are exactly equal
+(the neutral path is the baseline's own computation); for the methods that edit the last row, the whole-prompt prefill
+run under the neutral editor equals the baseline's to float rounding (the edit is applied and changes nothing).
 """
 
 from __future__ import annotations
@@ -10,44 +11,64 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import model_class
 from models.batch import GenerationSettings
+from models.methods import METHODS
 from models.names import ANY_FAMILY
-from tests.support.reference import prepare
+from plugin.loading import engine_for
+from tests.support.reference import CONTEXTS, prepare, sample_images
 from tests.support.tolerance import assert_matches_reference
 
 SETTINGS = GenerationSettings(max_new_tokens=6)
-NEUTRAL = {
-    "adaptvis": {"sharpen_weight": 1, "smoothen_weight": 1},
-    "clvs": {"smoothing": 1, "position_unbiased": False},
-    "vea": {"highlight_strength": 1, "layers": "all"},
-}
+# what a method needs besides its neutral parameters to run at all (VEA: where its evidence comes from, any layers)
+REQUIRED = {"vea": {"layers": "all"}}
+HALF = [pytest.param("bfloat16", marks=pytest.mark.bfloat16_sdpa), "float16"]
+
+
+def engine(checkpoint, method: str | None, **common):
+    """The baseline (``method`` None), or the method at its neutral setting, as ``--model vlm_*`` runs them."""
+    neutral = {**METHODS[method].neutral, **REQUIRED.get(method, {})} if method else {}
+    return engine_for(ANY_FAMILY.name(method), pretrained=str(checkpoint), device="cpu", **common, **neutral)
 
 
 @pytest.fixture(scope="module")
 def baseline(checkpoint):
-    model = model_class(ANY_FAMILY.name(None))(pretrained=str(checkpoint), device="cpu", batch_size=2)
-    return model, model.engine.respond(prepare(model), SETTINGS)
+    plain = engine(checkpoint, None)
+    return plain, plain.respond(prepare(plain), SETTINGS)
 
 
-@pytest.mark.parametrize("method", list(NEUTRAL))
+@pytest.mark.parametrize("method", list(METHODS))
 def test_the_neutral_setting_reproduces_the_baseline(checkpoint, baseline, method):
     plain, expected = baseline
-    neutral = model_class(ANY_FAMILY.name(method))(
-        pretrained=str(checkpoint), device="cpu", batch_size=2, **NEUTRAL[method]
-    )
-    assert neutral.method.SPEC.is_neutral(neutral.method.params)
-    got = neutral.engine.respond(prepare(neutral), SETTINGS)
+    neutral = engine(checkpoint, method)
+    assert neutral.method.spec.is_neutral(neutral.method.params)
+    got = neutral.respond(prepare(neutral), SETTINGS)
     assert got.texts == expected.texts
     assert torch.equal(got.first_token_logits, expected.first_token_logits)
-    if method == "vea":
+    if not neutral.method.steers:  # VEA edits the image: nothing to run under an editor
         return
     batch = prepare(neutral)
     editor = (
-        neutral.method.method_for(neutral.engine, batch)
+        neutral.method.method_for(neutral, batch)
         if method == "clvs"
-        else neutral.method.editor(neutral.engine, batch, None, [tuple([1.0] * batch.size)], None)
+        else neutral.method.editor(neutral, batch, None, [tuple([1.0] * batch.size)], None)
     )
-    with neutral.engine.steering(batch, editor):
-        steered = neutral.engine.prefill_logits(batch)
-    assert_matches_reference(steered, plain.engine.prefill_logits(prepare(plain)))
+    with neutral.steering(batch, editor):
+        steered = neutral.prefill_logits(batch)
+    assert_matches_reference(steered, plain.prefill_logits(prepare(plain)))
+
+
+def mixed_batch(engine):
+    """Three prompts: one image, two images, none (left padding and a text-only row in one batch)."""
+    one, two = sample_images()
+    return engine.prepare([CONTEXTS[0], CONTEXTS[1], CONTEXTS[1]], [[one], [two, one], []], [0, 1, 2], ["unit"] * 3)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("method", list(METHODS))
+def test_the_neutral_setting_reproduces_the_baseline_in_half_precision(tiny_checkpoint, dtype, method):
+    plain, neutral = engine(tiny_checkpoint, None, dtype=dtype), engine(tiny_checkpoint, method, dtype=dtype)
+    assert neutral.model.dtype == getattr(torch, dtype)
+    expected = plain.respond(mixed_batch(plain), SETTINGS)
+    got = neutral.respond(mixed_batch(neutral), SETTINGS)
+    assert got.texts == expected.texts
+    assert torch.equal(got.first_token_logits, expected.first_token_logits)

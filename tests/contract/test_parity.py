@@ -9,7 +9,7 @@ from lmms_eval.api.instance import Instance
 from PIL import Image
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
-from models.registered import Qwen3VLBaseline as Qwen3VL
+from plugin.registered import Qwen3VLBaseline as Qwen3VL
 from vsr_tasks.prompt import build_prompt
 
 CAPTIONS = ["The cat is on the mat.", "The red bus is far away from the small dog on the left."]

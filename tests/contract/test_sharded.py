@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from models.batch import GenerationSettings
-from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
-from models.registered import Qwen3VLBaseline as Qwen3VL
 from models.sharding import parse_max_memory, parse_placement
+from plugin.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from plugin.registered import Qwen3VLBaseline as Qwen3VL
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
 from tests.support.tolerance import assert_matches_reference, tolerance
 

@@ -18,9 +18,9 @@ from interventions import prefix as prefix_module
 from interventions.prefix import PrefixUnsupported, compute_prefix, next_token_logits
 from models.attention_log import read_records
 from models.batch import GenerationSettings
-from models.registered import VLMCLVS as CLVSModel
-from models.registered import VLMAdaptVis as AdaptVisModel
-from models.registered import VLMBaseline as VLM
+from plugin.registered import VLMCLVS as CLVSModel
+from plugin.registered import VLMAdaptVis as AdaptVisModel
+from plugin.registered import VLMBaseline as VLM
 from tests.support.batches import batch_of, documents
 from tests.support.reference import (
     LENS_TOP_K,

@@ -13,9 +13,9 @@ import torch
 from interventions.vea import VEAParams, evidence_pixel_map
 from models.attention_log import read_records
 from models.batch import GenerationSettings
-from models.registered import VLMVEA as VEAModel
-from models.registered import VLMBaseline as VLM
 from models.vea import HINT
+from plugin.registered import VLMVEA as VEAModel
+from plugin.registered import VLMBaseline as VLM
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
 from tests.support.reference import fold_by_loops, image_positions, prepare, reference_logits
 from tests.support.scoring import vsr_accuracy_from_samples

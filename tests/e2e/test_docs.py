@@ -135,7 +135,7 @@ def test_flag_tables_list_exactly_the_help_options(page, command, rows):
 
 
 def _models():
-    from models import model_class, model_classes
+    from plugin import model_class, model_classes
 
     for model in model_classes():
         yield model, model_class(model)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from models.batch import GenerationSettings
-from models.registered import Qwen3VLBaseline as Qwen3VL
+from plugin.registered import Qwen3VLBaseline as Qwen3VL
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_lmms_eval_cli
 from tests.support.environment import REPO_ROOT
 from tests.support.scoring import vsr_accuracy_from_samples

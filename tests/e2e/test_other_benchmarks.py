@@ -17,8 +17,8 @@ from lmms_eval.api.instance import Instance
 from PIL import Image
 
 from models.attention_log import read_records
-from models.registered import Qwen3VLAdaptVis
-from models.registered import Qwen3VLBaseline as Qwen3VL
+from plugin.registered import Qwen3VLAdaptVis
+from plugin.registered import Qwen3VLBaseline as Qwen3VL
 from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
 from tests.support.local_benchmarks import SPLITS, write_local_task
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.attention_sources import attention_source
 from analysis.heatmaps import document_figure
 from analysis.live import LiveError, LiveModel, check_checkpoint
-from analysis.report import attention_source
 from analysis.runs import load_runs
 from analysis.viewer import ALL, BASELINE_WRONG, CHANGED, Viewer
 from models.attention_log import read_attention_log
@@ -162,14 +162,14 @@ def test_live_refuses_a_folder_that_is_not_a_supported_checkpoint(tmp_path):
     with pytest.raises(LiveError, match="no config.json there"):
         check_checkpoint(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    with pytest.raises(LiveError, match="model_type 'llama', not a supported family"):
+    with pytest.raises(LiveError, match="model_type 'llama', which is not supported"):
         check_checkpoint(tmp_path)
     completed = run_module(
         "analysis",
         ["view", str(tmp_path), "--live", str(tmp_path), "--cache_dir", str(tmp_path / "c")],
         lmms_eval_env(),
     )
-    assert completed.returncode != 0 and "model_type 'llama', not a supported family" in completed.stderr
+    assert completed.returncode != 0 and "model_type 'llama', which is not supported" in completed.stderr
 
 
 def test_a_port_in_use_is_one_line_naming_the_flag(fixture_runs, tmp_path):

@@ -18,7 +18,7 @@ def evaluation_prompt(checkpoint: Path, caption: str, image: Path) -> tuple[str,
     engine's ``prepare`` (images placed by ``families.turns``, the chat template, the processor).
     """
     from families.turns import images_first, render_user_turn
-    from models.registered import Qwen3VLBaseline as Qwen3VL
+    from plugin.registered import Qwen3VLBaseline as Qwen3VL
     from vsr_tasks.utils import vsr_doc_to_text
 
     wrapper = Qwen3VL(pretrained=str(checkpoint), device="cpu")

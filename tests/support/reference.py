@@ -74,11 +74,12 @@ def sample_images(seed: int = 3) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in IMAGE_SIZES]
 
 
-def prepare(wrapper, with_images: tuple[bool, bool] = (True, True)):
-    """A left-padded batch of the two prompts through the wrapper's engine (``Engine.prepare``)."""
+def prepare(model, with_images: tuple[bool, bool] = (True, True)):
+    """A left-padded batch of the two prompts through ``model``'s engine (an lmms-eval model's, or an engine itself:
+    ``Engine.prepare``)."""
     images = sample_images()
     visuals = [[image] if use else [] for image, use in zip(images, with_images)]
-    return wrapper.engine.prepare(list(CONTEXTS), visuals, [0, 1], ["unit", "unit"])
+    return getattr(model, "engine", model).prepare(list(CONTEXTS), visuals, [0, 1], ["unit", "unit"])
 
 
 def image_positions(batch) -> list[list[int]]:

@@ -15,8 +15,8 @@ import torch
 from transformers import AttentionInterface, AutoModelForImageTextToText
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from models.registered import VLMVEA as VEAModel
-from models.registered import VLMBaseline as VLM
+from plugin.registered import VLMVEA as VEAModel
+from plugin.registered import VLMBaseline as VLM
 from testbed.tiny_gemma3 import SLIDING_WINDOW
 from tests.support.reference import prepare
 

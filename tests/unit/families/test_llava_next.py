@@ -16,9 +16,9 @@ from PIL import Image
 from interventions.grids import ImageTokens, TokenGrid, fold_image_tokens, fold_images
 from interventions.vea import VEAParams
 from models.batch import GenerationSettings
-from models.registered import VLMVEA as VEAModel
-from models.registered import VLMAdaptVis as AdaptVisModel
-from models.registered import VLMBaseline as VLM
+from plugin.registered import VLMVEA as VEAModel
+from plugin.registered import VLMAdaptVis as AdaptVisModel
+from plugin.registered import VLMBaseline as VLM
 from tests.support.reference import fold_by_loops
 from tests.support.templates import LLAMA_3, MISTRAL
 from tests.support.tolerance import assert_matches_reference, tolerance

@@ -21,7 +21,7 @@ from interventions.vea import (
     min_max_normalise,
     upsample,
 )
-from profiling.layers import top_layers
+from profiling.scores import top_layers
 from testbed.tiny_qwen3 import build_processor
 from testbed.vocabulary import build_tokenizer
 from tests.support.environment import require

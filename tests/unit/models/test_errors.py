@@ -12,7 +12,7 @@ import lmms_eval.models  # noqa: F401  (registers the VSR task folder)
 import pytest
 from lmms_eval.tasks import TaskManager
 
-from models.registered import Qwen3VLBaseline as Qwen3VL
+from plugin.registered import Qwen3VLBaseline as Qwen3VL
 from tests.support.commands import lmms_eval_env, run_lmms_eval
 from tests.support.data import write_splits
 from tests.support.environment import REPO_ROOT

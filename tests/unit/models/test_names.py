@@ -1,4 +1,4 @@
-"""Model names come from two naming schemes and the method registry (``models.names``, ``models.registered``)."""
+"""Model names come from two naming schemes and the method registry (``models.names``, ``plugin.registered``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
-from models import model_class, model_classes
 from models.methods import METHODS, method_of_model
 from models.names import DEFAULT_BASELINE, is_baseline, model_name, model_names, scheme_of
+from plugin import model_class, model_classes
 
 EXPECTED_NAMES = [
     "qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea",
@@ -55,11 +55,11 @@ def test_generated_classes_carry_their_name_families_and_method():
     assert study.METHOD is anywhere.METHOD is METHODS["adaptvis"]
     assert study.__mro__[1] is anywhere.__mro__[1]  # one implementation under both names
     assert pickle.loads(pickle.dumps(study)) is study  # lmms-eval's module.Class paths and pickling find it
-    assert model_class("vlm_baseline").__module__ == "models.registered"
+    assert model_class("vlm_baseline").__module__ == "plugin.registered"
 
 
 def test_a_base_class_cannot_be_instantiated_without_a_registered_name():
-    from models.vlm import VLM
+    from plugin.vlm import VLM
 
     with pytest.raises(TypeError, match="base class: instantiate a registered model"):
         VLM(pretrained="unused")
@@ -74,11 +74,9 @@ def test_a_base_class_cannot_be_instantiated_without_a_registered_name():
 )
 def test_the_viewer_and_the_benchmarks_name_models_as_the_registry_does(tmp_path, model_type, expected):
     """A Qwen3-VL MoE checkpoint runs under the study's names (it used to be sent to ``vlm_*``)."""
-    import json
 
     from analysis.live import live_models
     from benchmarks.interventions import model_name as benchmark_model_name
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
-    assert set(live_models(tmp_path)) == expected
+    assert set(live_models(model_type)) == expected
     assert {benchmark_model_name(row, model_type) for row in ("adaptvis", "clvs", "vea")} == expected

@@ -9,7 +9,7 @@ from loguru import logger
 
 from models.batch import GenerationSettings
 from models.presets import PRESETS_FILE, presets, resolve
-from models.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
+from plugin.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLVEA
 from tests.support.reference import prepare
 
 
@@ -149,7 +149,7 @@ def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
 
 
 def test_a_paper_preset_on_a_checkpoint_of_another_depth_takes_explicit_layers(family_checkpoint):
-    from models.registered import VLMVEA as VEAModel
+    from plugin.registered import VLMVEA as VEAModel
 
     checkpoint = str(family_checkpoint("qwen2_5_vl"))  # 4 layers: the preset has layers for 28 and 64
     with pytest.raises(ValueError, match="not for one with 4 decoder layers: pass the setting it lacks explicitly"):

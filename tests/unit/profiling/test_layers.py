@@ -13,19 +13,13 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from families.qwen import QWEN3_VL
-from profiling.layers import (
-    CocoBoxes,
-    ProfilingError,
-    auroc,
-    coco_category,
-    load_profile_rows,
-    parse_caption,
-    run_profile,
-    select_samples,
-    token_labels,
-    top_layers,
-)
+from models.host import ProfileRequest
+from plugin.loading import engine_for
+from profiling.coco import CocoBoxes, coco_category, token_labels
+from profiling.errors import ProfilingError
+from profiling.profile import run_profile
+from profiling.samples import load_profile_rows, parse_caption, select_samples
+from profiling.scores import auroc, top_layers
 from tests.support.commands import run_module
 from tests.support.environment import REPO_ROOT
 from tests.support.reference import fold_by_loops, llava_next_region, load_reference_model
@@ -257,15 +251,12 @@ def test_profile_cli_picks_layers_by_auroc(tmp_path, family_checkpoint, syntheti
 
 
 def test_zeroshot_rows_with_subj_obj_profile_the_same_samples(tiny_checkpoint, synthetic):
-    from transformers import Qwen3VLForConditionalGeneration
-
-    from interventions import use_steered_attention
-
-    processor = AutoProcessor.from_pretrained(tiny_checkpoint)
-    model = use_steered_attention(Qwen3VLForConditionalGeneration.from_pretrained(tiny_checkpoint).eval())
-    common = dict(coco_annotations_dir=synthetic / "annotations", samples=SAMPLES, progress=False)
-    random_record = run_profile(model, processor, QWEN3_VL, "tiny", synthetic, dataset_type="random", **common)
-    zeroshot_record = run_profile(model, processor, QWEN3_VL, "tiny", synthetic, dataset_type="zeroshot", **common)
+    engine = engine_for("qwen3vl", pretrained=str(tiny_checkpoint), device="cpu")
+    engine.use_steered_attention()
+    common = dict(model="tiny", vsr_data_dir=str(synthetic), coco_annotations_dir=str(synthetic / "annotations"),
+                  samples=SAMPLES, layer_top_fraction=0.1)  # fmt: skip
+    random_record = run_profile(engine, ProfileRequest(dataset_type="random", **common), progress=False)
+    zeroshot_record = run_profile(engine, ProfileRequest(dataset_type="zeroshot", **common), progress=False)
     assert zeroshot_record["samples"] == random_record["samples"]
     assert zeroshot_record["layer_auroc"] == random_record["layer_auroc"]
     assert zeroshot_record["layers"] == random_record["layers"] == top_layers(random_record["layer_auroc"], 0.1)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from models import model_classes
 from models.presets import presets
+from plugin import model_classes
 from tests.support.environment import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))

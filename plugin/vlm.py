@@ -6,7 +6,7 @@ around the prefill, which every intervention needs. This class only translates: 
 lmms-eval's requests into prepared batches and back into answers. The answering itself is the engine's, so the
 sweep, the viewer and the benchmarks, which call the engine directly, answer exactly as an evaluation does.
 
-The classes lmms-eval registers are generated (``models.registered``): each sets :attr:`VLM.MODEL_NAME`,
+The classes lmms-eval registers are generated (``plugin.registered``): each sets :attr:`VLM.MODEL_NAME`,
 :attr:`VLM.FAMILIES` and :attr:`VLM.METHOD`.
 """
 
@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import torch
-from accelerate import Accelerator
 from lmms_eval import utils as lmms_utils
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
@@ -25,11 +24,13 @@ from tqdm import tqdm
 
 from models.answer_cache import AnswerCache, Request, cache_root
 from models.arguments import parse_batch_size
-from models.batch import GenerationSettings, PreparedBatch, truncate_at_stops
+from models.batch import truncate_at_stops
 from models.folders import writable_folder
-from models.loading import COMMON_ARGUMENTS, Process, UnknownArguments, load_engine
-from models.methods import MethodSpec
+from models.loading import COMMON_ARGUMENTS, UnknownArguments, load_engine
 from models.names import DEFAULT_PRETRAINED
+from models.spec import MethodSpec
+from plugin.loading import LAYER_PROFILER, accelerate_process
+from plugin.requests import RequestBatches
 
 
 class VLM(lmms):
@@ -37,7 +38,7 @@ class VLM(lmms):
     number) or none, with at most one method."""
 
     is_simple = True
-    MODEL_NAME: ClassVar[str] = ""  # set by the generated classes (``models.registered``), as FAMILIES and METHOD
+    MODEL_NAME: ClassVar[str] = ""  # set by the generated classes (``plugin.registered``), as FAMILIES and METHOD
     FAMILIES: ClassVar[tuple[str, ...] | None] = None  # the model types this model takes (None: every family)
     METHOD: ClassVar[MethodSpec | None] = None  # None: the baseline
 
@@ -60,13 +61,12 @@ class VLM(lmms):
         super().__init__()
         del max_batch_size  # lmms-eval always passes it; there is no automatic batch sizing here
         self.batch_size_per_gpu = parse_batch_size(batch_size)
-        self.accelerator = Accelerator()
-        self._rank = self.accelerator.process_index
-        self._world_size = self.accelerator.num_processes
-        process = Process(self._rank, self._world_size, self.accelerator.local_process_index,
-                          self.accelerator.wait_for_everyone)  # fmt: skip
+        process, self.accelerator = accelerate_process()
+        self._rank, self._world_size = process.rank, process.world_size
         try:
-            self.engine = load_engine(self.MODEL_NAME, self.FAMILIES, self.METHOD, process=process, **arguments)
+            self.engine = load_engine(
+                self.MODEL_NAME, self.FAMILIES, self.METHOD, process=process, layer_profiler=LAYER_PROFILER, **arguments
+            )
         except UnknownArguments as error:
             raise ValueError(
                 f"unknown model argument(s) for {self.MODEL_NAME}: {error}. "
@@ -146,23 +146,15 @@ class VLM(lmms):
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
         raise NotImplementedError(f"{self.MODEL_NAME} does not implement multi-round generation.")
 
-    def request_batches(self, requests: list[Instance]) -> tuple[Any, list[list[tuple]]]:
-        """lmms-eval's batching of ``requests``: (collator, chunks of request args), longest contexts first.
-
-        Anything that must answer exactly as an evaluation does (``python -m sweep``) batches through this.
-        """
-
-        def sort_key(args: tuple) -> tuple[int, str]:
-            return -len(args[0]), args[0]
-
-        collator = lmms_utils.Collator([request.args for request in requests], sort_key, grouping=True)
-        return collator, list(collator.get_batched(n=self.batch_size, batch_fn=None))
+    @property
+    def batches(self) -> RequestBatches:
+        """lmms-eval's batching over the documents lmms-eval handed this model (``task_dict``)."""
+        return RequestBatches(self.engine, self.task_dict, self.batch_size)
 
     def cache_request(self, args: tuple) -> Request:
         """A request's identity for the answer cache: its task, document, context and generation settings."""
-        context, generation, _, doc_id, task, split = args
-        document = self.task_dict[task][split][doc_id]
-        return Request(task, int(doc_id), context, dict(generation), document)
+        context, generation, _, doc_id, task, _ = args
+        return Request(task, int(doc_id), context, dict(generation), self.batches.document(args))
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         logger.info(f"{self.MODEL_NAME} rank {self.rank}/{self.world_size}: {len(requests)} requests")
@@ -182,17 +174,18 @@ class VLM(lmms):
 
     def answer(self, requests: list[Instance], total: int, done: int) -> list[str]:
         """Compute ``requests`` in lmms-eval's batches (``done`` of ``total`` were kept); answers in request order."""
-        collator, chunks = self.request_batches(requests)
+        batches = self.batches
+        collator, chunks = batches.chunks(requests)
         answers: list[str] = []
         progress = tqdm(total=total, initial=done, disable=self.rank != 0, desc=f"{self.MODEL_NAME} responding")
         # Images are decoded and processed for the next batch while the model answers this one.
         with ThreadPoolExecutor(max_workers=1) as prefetcher:
-            upcoming = prefetcher.submit(self.prepare_chunk, chunks[0]) if chunks else None
+            upcoming = prefetcher.submit(batches.prepare, chunks[0]) if chunks else None
             for index, chunk in enumerate(chunks):
                 batch = upcoming.result()
                 if index + 1 < len(chunks):
-                    upcoming = prefetcher.submit(self.prepare_chunk, chunks[index + 1])
-                settings = self.chunk_settings(chunk)
+                    upcoming = prefetcher.submit(batches.prepare, chunks[index + 1])
+                settings = batches.settings(chunk)
                 response = self.engine.respond(batch, settings)
                 texts = [truncate_at_stops(text, settings.until) for text in response.texts]
                 self.engine.finish(batch, response, texts)  # the attention log first, then the kept answers
@@ -204,13 +197,3 @@ class VLM(lmms):
                 progress.update(len(chunk))
         progress.close()
         return collator.get_original(answers)
-
-    def chunk_settings(self, chunk: list[tuple]) -> GenerationSettings:
-        """The generation settings of a chunk (the collator groups requests with equal ``generation_kwargs``)."""
-        return GenerationSettings.from_task(chunk[0][1], self.tokenizer.decode([self.eot_token_id]))
-
-    def prepare_chunk(self, chunk: list[tuple]) -> PreparedBatch:
-        """A chunk of lmms-eval request args (context, kwargs, doc_to_visual, doc_id, task, split) as a batch."""
-        contexts, _, doc_to_visual, doc_ids, tasks, splits = zip(*chunk)
-        visuals = [doc_to_visual[i](self.task_dict[tasks[i]][splits[i]][doc_ids[i]]) for i in range(len(chunk))]
-        return self.engine.prepare(list(contexts), visuals, list(doc_ids), list(tasks))

@@ -1,34 +1,28 @@
 """The lmms-eval model classes, generated: one per naming scheme (``models.names``) and method (``models.methods``).
 
-Each class is the adapter (``models.vlm.VLM``) with the scheme's name, the model types it takes and its method (None:
+Each class is the adapter (``plugin.vlm.VLM``) with the scheme's name, the model types it takes and its method (None:
 the baseline), so a new method or scheme adds its models here without a line of code. They are module attributes (``Qwen3VLAdaptVis``,
 ``VLMBaseline``, ...) so that lmms-eval's ``module.Class`` paths and pickling find them.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from models.methods import ADAPTER, METHODS, class_name
+from models.methods import METHODS
 from models.names import SCHEMES
-
-
-def _load(path: str) -> type:
-    module, name = path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)
+from plugin import class_name
+from plugin.vlm import VLM
 
 
 def _generate() -> dict[str, type]:
     classes = {}
     for scheme in SCHEMES:
         for method in (None, *METHODS.values()):
-            base = _load(ADAPTER)
             name = class_name(scheme, method)
             what = "the baseline" if method is None else method.title
             takes = "every supported family" if scheme.model_types is None else ", ".join(scheme.model_types)
             classes[name] = type(
                 name,
-                (base,),
+                (VLM,),
                 {
                     "MODEL_NAME": scheme.name(None if method is None else method.name),
                     "FAMILIES": scheme.model_types,
