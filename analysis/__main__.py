@@ -127,8 +127,8 @@ def _view(args: argparse.Namespace) -> int:
     cache_dir = (args.cache_dir or DEFAULT_CACHE).expanduser().resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     offline_environment(cache_dir)
+    from analysis.attention_sources import attention_source
     from analysis.comparison import check_baseline
-    from analysis.report import attention_source
     from analysis.view import build_app, import_gradio
     from analysis.viewer import Viewer
 
@@ -169,8 +169,9 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _heatmap(args: argparse.Namespace) -> int:
+    from analysis.attention_sources import attention_source
     from analysis.heatmaps import document_figure
-    from analysis.report import attention_source, slug
+    from analysis.report import slug
 
     runs = load_runs(args.runs)
     tasks = sorted({task for run in runs for task in run.tasks})

@@ -1,36 +1,30 @@
 """Heatmaps: the last prompt row's attention over the image, per method, side by side for one document.
 
-The map comes from the attention log's ``after_0`` (first image), averaged over the chosen layers,
-and is stretched over the part of the original image its token grid covers (the log's ``image_regions``:
-the whole image for Qwen's processors, which resize; the centre square for LLaVA-1.5's crop), scaled from the
-size the model got (``image_sizes``) to the file drawn. A VSR image is found
-from the samples' ``input_media`` or the task's VSR row, with ``VSR_DATA_DIR`` / ``VSR_IMAGE_DIR``; any other
-task's through its own ``doc_to_visual`` (:mod:`analysis.visuals`). When it cannot be found the map is drawn alone
-and the figure says so.
+One drawing for the report, ``analysis heatmap`` and the viewer (logged runs and live re-runs alike), so a map
+looks the same wherever it is shown. The map is the attention log's ``after_0`` (first image) averaged over the
+chosen layers, stretched over the part of the original image its token grid covers (the log's ``image_regions``: the
+whole image for Qwen's processors, which resize; the centre square for LLaVA-1.5's crop), scaled from the size the
+model got (``image_sizes``) to the file drawn. Which file that is, is :mod:`analysis.document_images`' question;
+when it has no answer the map is drawn alone and the figure says why.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from PIL import Image
 
 from analysis.attention import describe_layers, layer_selection
+from analysis.document_images import caption_of, document_pictures
 from analysis.runs import Document, Run
 from analysis.tables import excerpt
-from analysis.visuals import task_images
 from models.attention_log import AttentionLog
-from vsr_tasks import data
 
-_VSR_TASK = re.compile(r"^vsr_(random|zeroshot)_(train|dev|test)$")
 PANEL_WIDTH = 3.6
 MAP_CMAP = "inferno"
 
@@ -55,62 +49,6 @@ class Panel:
             return (x0, y0, x1, y1)
         sx, sy = width / self.region_frame[0], height / self.region_frame[1]
         return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-
-
-@lru_cache(maxsize=8)
-def _split_rows(task: str, root: Path) -> tuple[dict, ...]:
-    match = _VSR_TASK.match(task)
-    if not match:
-        return ()
-    try:
-        return tuple(data.load_split(match.group(1), match.group(2), root))
-    except (data.VSRDataError, ValueError):
-        return ()
-
-
-def vsr_row(task: str, doc_id: int) -> dict | None:
-    """The task's VSR row for a doc_id (doc_ids index the split in file order), if VSR_DATA_DIR has it."""
-    try:
-        root = data.data_dir()
-    except data.VSRDataError:
-        return None
-    rows = _split_rows(task, root) if root is not None else ()
-    return rows[doc_id] if 0 <= doc_id < len(rows) else None
-
-
-def caption_of(task: str, document: Document) -> str:
-    if document.caption:
-        return document.caption
-    row = vsr_row(task, document.doc_id)
-    return row["caption"] if row else f"(caption unknown: doc {document.doc_id})"
-
-
-def resolve_image(task: str, document: Document) -> tuple[Path | None, str]:
-    """The document's image file, or None and why not (shown on the figure and in the report)."""
-    name, link = document.image, document.image_link
-    if not name:
-        row = vsr_row(task, document.doc_id)
-        if row is None:
-            return None, "image name unknown (no input_media in the samples, no VSR row for this task)"
-        name, link = row["image"], row.get("image_link")
-    try:
-        return data.image_path({"image": name, "image_link": link or ""}, data.image_dir()), ""
-    except data.VSRDataError as error:
-        return None, str(error)
-
-
-NO_IMAGE = "the document has no image"
-
-
-def document_pictures(task: str, document: Document, include_path: Sequence[str] = ()) -> tuple[list[np.ndarray], str]:
-    """The document's images and, when there are none, why: a VSR document's file (``input_media`` or its split's
-    row), any other task's images through its own ``doc_to_visual``."""
-    if document.vsr is not None:
-        path, missing = resolve_image(task, document)
-        return ([load_image(path)] if path is not None else []), missing
-    images, why = task_images(task, [document.doc_id], include_path)
-    pictures = [np.asarray(image) for image in images.get(document.doc_id, [])]
-    return pictures, why or ("" if pictures else NO_IMAGE)
 
 
 def mean_map(maps: dict[str, np.ndarray], layers: list[int], key: str = "after_0") -> np.ndarray | None:
@@ -191,13 +129,6 @@ def document_figure(
         lines.append(f"original image not found, map drawn alone: {missing}")
     draw_panels(path, image, panels, lines)
     return path, "" if image is not None else f"doc {doc_id}: original image not found ({missing})"
-
-
-def load_image(path: Path | None) -> np.ndarray | None:
-    if path is None:
-        return None
-    with Image.open(path) as opened:
-        return np.asarray(opened.convert("RGB"))
 
 
 def draw_panels(path: Path, image: np.ndarray | None, panels: list[Panel], lines: list[str]) -> Path:

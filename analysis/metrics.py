@@ -16,8 +16,9 @@ import inspect
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
+
+from local_tasks.manager import task_manager
 
 
 @dataclass(frozen=True)
@@ -61,24 +62,11 @@ class TaskDefinition:
     error: str = ""
 
 
-@lru_cache(maxsize=8)
-def task_manager(include_path: tuple[str, ...] = ()):
-    """lmms-eval's task index with ``include_path`` (built once per process: indexing every folder takes seconds)."""
-    import lmms_eval.models  # noqa: F401  (our entry point adds the VSR task folder to every TaskManager)
-    from lmms_eval.tasks import TaskManager
-
-    return TaskManager(include_path=list(include_path) or None)
-
-
-def _task_index(include_path: tuple[str, ...]) -> dict:
-    return task_manager(include_path).task_index
-
-
 def task_definition(task: str, include_path: Sequence[str] = ()) -> TaskDefinition:
     """The metrics of ``task`` as its YAML declares them (lmms-eval's defaults where it names none)."""
     from lmms_eval.utils import load_yaml_config
 
-    index = _task_index(tuple(str(path) for path in include_path))
+    index = task_manager(include_path).task_index
     entry = index.get(task)
     if entry is None or not isinstance(entry.get("yaml_path"), str):
         return TaskDefinition(task, error=f"task {task} is not among lmms-eval's task definitions (--include_path?)")

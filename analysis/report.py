@@ -18,17 +18,18 @@ import numpy as np
 from PIL import Image
 
 from analysis import tables
+from analysis.attention_sources import attention_source
 from analysis.comparison import TaskComparison, baseline_for, baseline_runs, check_baseline, compare_runs
 from analysis.defaults import DEFAULT_BASELINE, DEFAULT_EXAMPLES  # noqa: E402  (re-exported)
-from analysis.heatmaps import NO_IMAGE, choose_examples, document_figure, document_pictures
+from analysis.document_images import NO_IMAGE, document_pictures
+from analysis.heatmaps import choose_examples, document_figure
 from analysis.plots import OUTCOMES, MassSet, forest_figure, layer_mass_figure
 from analysis.reference import Reference
 from analysis.render import Block, Bullets, Heading, Paragraph, Picture, TableBlock, to_html, to_markdown
 from analysis.runs import Run, load_runs
 from analysis.stats import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, DEFAULT_SEED
 from analysis.visuals import write_thumbnail
-from models.arguments import is_unset
-from models.attention_log import AttentionLog, AttentionLogError, read_attention_log
+from models.attention_log import AttentionLog
 
 CHANGED_SHOWN = 10  # documents listed per direction of change
 
@@ -46,41 +47,8 @@ class ReportSettings:
     include_path: list[str] = field(default_factory=list)  # task folders beyond lmms-eval's own and ours
 
 
-@dataclass
-class AttentionSource:
-    log: AttentionLog | None
-    description: str  # the folder and record count, or why there is none
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
-
-
-def _candidate_folders(value: str, run: Run) -> list[Path]:
-    path = Path(value).expanduser()
-    if path.is_absolute():
-        return [path]
-    bases = [Path.cwd()]
-    for results_file in run.results_files:
-        bases += [results_file.parent, results_file.parent.parent, results_file.parent.parent.parent]
-    return [base / path for base in bases]
-
-
-def attention_source(run: Run, overrides: dict[str, str]) -> AttentionSource:
-    """The run's attention log: an override (by label, model or RUN argument), else model_args' attention_log."""
-    override = next((overrides[k] for k in (run.label, run.source, run.model) if k in overrides), None)
-    if override is not None and is_unset(override):
-        return AttentionSource(None, "switched off with --attention_log")
-    value = override or run.args.get("attention_log")
-    if is_unset(value):
-        return AttentionSource(None, "the run had no attention_log in its model_args")
-    candidates = _candidate_folders(value, run)
-    folder = next((c for c in candidates if c.is_dir()), candidates[0])
-    try:
-        log = read_attention_log(folder, model=run.model)
-    except AttentionLogError as error:
-        return AttentionSource(None, str(error))
-    return AttentionSource(log, f"{folder} ({len(log.records)} records)")
 
 
 def _mass_sets(run: Run, log: AttentionLog, task: str) -> dict[str, MassSet | None]:

@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 
 from analysis.attention import layer_selection
 from analysis.comparison import DocumentScores, Flips, baseline_runs, document_scores_of, flips_of, pair_runs
-from analysis.heatmaps import caption_of, document_figure, document_pictures, resolve_image
+from analysis.document_images import caption_of, document_pictures, resolve_image
+from analysis.heatmaps import document_figure
 from analysis.metrics import task_definition
 from analysis.plots import document_layer_figure
 from analysis.runs import Document, Run

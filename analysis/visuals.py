@@ -18,7 +18,7 @@ THUMBNAIL_SIDE = 160
 def _task(task: str, include_path: tuple[str, ...]):
     from lmms_eval.tasks import get_task_dict
 
-    from analysis.metrics import task_manager
+    from local_tasks.manager import task_manager
 
     loaded = get_task_dict([task], task_manager(include_path))[task]
     if isinstance(loaded, dict):

@@ -29,6 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import Pipeline, qwen3vl_models, study_model, task_accuracy  # noqa: E402  (scripts/ is not a package)
 
+from vsr_tasks.data import DATA_DIR_VARIABLE  # noqa: E402
+
 TASK = "vsr_random_dev"
 METHODS = qwen3vl_models()  # the baseline and each method, from the method registry
 
@@ -267,7 +269,7 @@ def evaluate(out: Path, data: Path, checkpoint: Path, methods: list[str]) -> dic
             model_args(method, checkpoint, out, data),
             [TASK],
             run_dir,
-            PIPELINE.env(VSR_DATA_DIR=str(data)),
+            PIPELINE.env(**{DATA_DIR_VARIABLE: str(data)}),
             batch_size=8,
             keep=True,
         )
@@ -283,7 +285,7 @@ def majority_baseline(data: Path) -> float:
 
 def report(out: Path, data: Path, methods: list[str]) -> Path:
     runs = [out / "runs" / method for method in methods]  # this demo's runs only
-    env = PIPELINE.env(VSR_DATA_DIR=str(data))  # the heatmaps draw on the synthetic images
+    env = PIPELINE.env(**{DATA_DIR_VARIABLE: str(data)})  # the heatmaps draw on the synthetic images
     return PIPELINE.report("5/5 analysis report", runs, out / "report", env)
 
 
@@ -360,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"report: {report_path} (and {report_path.with_suffix('.html')})")
     runs = " ".join(str(out / "runs" / method) for method in methods)
     log("browse the runs, and re-run a document live, in the viewer (offline, http://127.0.0.1:7860):")
-    log(f"  VSR_DATA_DIR={data} {interpreter()} -m analysis view {runs} --live {checkpoint}")
+    log(f"  {DATA_DIR_VARIABLE}={data} {interpreter()} -m analysis view {runs} --live {checkpoint}")
     log(f"total {time.perf_counter() - start:.0f}s")
     return 0
 

@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from models.methods import METHODS  # noqa: E402
 from models.names import STUDY  # noqa: E402
+from vsr_tasks.data import DATA_DIR_VARIABLE  # noqa: E402
 
 RUN_ORDER = tuple(STUDY.name(method) for method in (None, *METHODS))  # the demo's runs, baseline first
 WINDOW = (1400, 1900)
@@ -93,7 +94,7 @@ def viewer_figure(driver, demo: Path, runs: list[Path], out: Path, port: int) ->
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    env = {**os.environ, "VSR_DATA_DIR": str(demo / "data"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, DATA_DIR_VARIABLE: str(demo / "data"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     with tempfile.TemporaryDirectory(prefix="vsr-figures-") as cache:
         command = [sys.executable, "-m", "analysis", "view", *map(str, runs), "--port", str(port), "--cache_dir", cache]
         server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -68,12 +68,14 @@ def check_vsr_data(folder: Path | None, dataset_types: list[str], splits: list[s
 
 def check_coco(folder: Path | None) -> list[str]:
     """COCO's 2017 annotations, for VEA's layer profiling."""
+    from profiling import COCO_ANNOTATIONS_VARIABLE
+
     missing = [name for name in COCO_FILES if not folder or not (folder / name).is_file()]
     if not missing:
         return []
     return [
-        f"COCO_ANNOTATIONS_DIR {'is not set' if folder is None else f'={folder} lacks ' + ', '.join(missing)}: "
-        "download COCO 2017 annotations (cocodataset.org) and export COCO_ANNOTATIONS_DIR=/path/to/annotations, "
+        f"{COCO_ANNOTATIONS_VARIABLE} {'is not set' if folder is None else f'={folder} lacks ' + ', '.join(missing)}: "
+        f"download COCO 2017 annotations (cocodataset.org) and export {COCO_ANNOTATIONS_VARIABLE}=/path/to/annotations, "
         "or pass --vea_layers study to use the study's layers"
     ]
 
@@ -84,9 +86,9 @@ def check_benchmarks(
     """Every task name must be a task or group lmms-eval knows (here, with --include_path)."""
     if not tasks:
         return []
-    from analysis.metrics import task_manager
+    from local_tasks.manager import task_manager
 
-    known = set(task_manager((include_path,) if include_path else ()).all_tasks)
+    known = set(task_manager(include_path).all_tasks)
     vsr = [t for t in tasks if t.startswith("vsr")] if refuse_vsr else []
     unknown = [t for t in tasks if t not in known]
     problems = [f"{flag} {t}: VSR is evaluated anyway; name other tasks" for t in vsr]

@@ -22,6 +22,8 @@ from pathlib import Path
 from inputs import check_benchmarks, check_coco, check_data_variables, check_hub, check_vsr_data, env_path
 from pipeline import Pipeline, task_metric
 
+from vsr_tasks.data import DATA_DIR_VARIABLE
+
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 ARM = "{checkpoint}"
 
@@ -196,6 +198,8 @@ class Plan:
 
 
 def make_plan(study: Study, args: argparse.Namespace) -> Plan:
+    from profiling import COCO_ANNOTATIONS_VARIABLE
+
     arms = dict(study.spec["checkpoints"])
     for item in args.checkpoint:
         name, _, path = item.partition("=")
@@ -234,8 +238,8 @@ def make_plan(study: Study, args: argparse.Namespace) -> Plan:
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None,
         benchmarks=[t.strip() for t in args.benchmarks.split(",") if t.strip()],
         dtype=args.dtype,
-        vsr_data_dir=args.vsr_data_dir or env_path("VSR_DATA_DIR"),
-        coco_annotations_dir=args.coco_annotations_dir or env_path("COCO_ANNOTATIONS_DIR"),
+        vsr_data_dir=args.vsr_data_dir or env_path(DATA_DIR_VARIABLE),
+        coco_annotations_dir=args.coco_annotations_dir or env_path(COCO_ANNOTATIONS_VARIABLE),
         profile=profiles and args.vea_layers == "profiled",
     )
 
@@ -244,9 +248,9 @@ def group_members(task: str) -> list[str]:
     """The tasks a group of lmms-eval's index names (empty for a task, or a name the index does not have)."""
     import yaml
 
-    from analysis.metrics import task_manager
+    from local_tasks.manager import task_manager
 
-    entry = task_manager(()).task_index.get(task, {})
+    entry = task_manager().task_index.get(task, {})
     if entry.get("type") != "group":
         return []
     with open(entry["yaml_path"], encoding="utf-8") as handle:
@@ -308,7 +312,7 @@ def check_inputs(study: Study, plan: Plan, args: argparse.Namespace) -> list[str
         splits = list(vsr["splits"]) + (list(vsr.get("test_splits", [])) if args.test else [])
         problems += check_vsr_data(plan.vsr_data_dir, list(plan.arms), splits, args.limit)
     problems += check_data_variables(
-        {k: v for k, v in spec.get("data", {}).items() if vsr is None or k != "VSR_DATA_DIR"}
+        {k: v for k, v in spec.get("data", {}).items() if vsr is None or k != DATA_DIR_VARIABLE}
     )
     if plan.profile:
         problems += check_coco(plan.coco_annotations_dir)
@@ -344,7 +348,7 @@ def finetune(study: Study, plan: Plan, pipeline: Pipeline, args: argparse.Namesp
         pipeline.run(
             f"fine-tune {arm}",
             ["-m", "finetune", "--dataset_type", recipe["dataset_type"].replace(ARM, arm),
-             "--vsr_data_dir", str(plan.vsr_data_dir or "$VSR_DATA_DIR"),
+             "--vsr_data_dir", str(plan.vsr_data_dir or f"${DATA_DIR_VARIABLE}"),
              "--model_id", args.base_model or recipe["base_model"], *recipe.get("arguments", []),
              "--output_dir", str(output), *resume],
             pipeline.env(),
@@ -356,11 +360,14 @@ def finetune(study: Study, plan: Plan, pipeline: Pipeline, args: argparse.Namesp
 
 def profile(study: Study, plan: Plan, pipeline: Pipeline, args: argparse.Namespace, arm: str, checkpoint: str) -> Path:
     """VEA's layers profiled on the arm's own train rows."""
+    from profiling import COCO_ANNOTATIONS_VARIABLE
+
     out = plan.out / f"vea_layers_{arm}.json"
     if not args.dry_run and out.is_file():
         pipeline.log(f"VEA profile {arm}: {out} exists, skipped")
         return out
-    data, coco = plan.vsr_data_dir or "$VSR_DATA_DIR", plan.coco_annotations_dir or "$COCO_ANNOTATIONS_DIR"
+    data = plan.vsr_data_dir or f"${DATA_DIR_VARIABLE}"
+    coco = plan.coco_annotations_dir or f"${COCO_ANNOTATIONS_VARIABLE}"
     dataset_type = study.spec["profile_vea"]["dataset_type"].replace(ARM, arm)
     command = ["-m", "profiling", "--model", checkpoint, "--vsr_data_dir", str(data),
                "--dataset_type", dataset_type, "--coco_annotations_dir", str(coco),
@@ -435,7 +442,7 @@ def run(study: Study, args: argparse.Namespace) -> int:
         caveats.append(f"{without} ({variable} unset)")
     if not args.dry_run:
         plan.out.mkdir(parents=True, exist_ok=True)
-    env = pipeline.env(**({"VSR_DATA_DIR": str(plan.vsr_data_dir)} if plan.vsr_data_dir else {}))
+    env = pipeline.env(**({DATA_DIR_VARIABLE: str(plan.vsr_data_dir)} if plan.vsr_data_dir else {}))
     runs: list[Path] = []
     results_files: dict[tuple[str, str], Path] = {}  # (arm, run) -> the results JSON of the study's tasks
     pretrained: dict[str, str] = {}

@@ -8,9 +8,9 @@ and scores with its ``process_results`` and aggregation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from local_tasks.manager import task_manager
 from vsr_tasks.heldout import SPLIT_NAME as HELD_OUT_SPLIT
 
 
@@ -56,15 +56,6 @@ class SweepTask:
 
     def aggregate(self, values: list) -> float:
         return float(self.task.aggregation()[self.metric](values))
-
-
-@lru_cache(maxsize=4)
-def task_manager(include_path: str | None = None):
-    """lmms-eval's task index (built once per process: indexing every task folder takes seconds)."""
-    import lmms_eval.models  # noqa: F401  (our entry point registers the VSR task folder)
-    from lmms_eval.tasks import TaskManager
-
-    return TaskManager(include_path=include_path)
 
 
 def load_task(name: str, limit: int | None, metric: str | None = None, include_path: str | None = None) -> SweepTask:

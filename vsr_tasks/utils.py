@@ -8,27 +8,19 @@ from __future__ import annotations
 
 from PIL import Image
 
-from local_tasks.adaptvis_split import part_indices
 from local_tasks.images import open_rgb
 from local_tasks.task import LocalRowsTask
-from vsr_tasks import adaptvis_protocol, data, heldout, scoring
+from vsr_tasks import adaptvis_protocol, data, scoring
 from vsr_tasks.categories import META_CATEGORIES, meta_category
 from vsr_tasks.prompt import build_prompt
+from vsr_tasks.rows import TaskRows
 
 
 class VSRTask(LocalRowsTask):
     """VSR's rows: from ``$VSR_DATA_DIR/splits`` when it exists, else the copy shipped in ``vsr_tasks/annotations``."""
 
     def documents(self, dataset_kwargs: dict) -> list[dict]:
-        dataset_type = dataset_kwargs["dataset_type"]
-        split = self.config.test_split
-        source = "train" if split == heldout.SPLIT_NAME else split  # the held-out slice of the train split
-        rows = data.load_split(dataset_type, source)
-        if split == heldout.SPLIT_NAME:
-            rows = heldout.held_out_rows(rows)
-        if "adaptvis_part" in dataset_kwargs:  # the AdaptVis paper's fifth for tuning, or the rest
-            rows = [rows[i] for i in part_indices(len(rows), dataset_kwargs["adaptvis_part"])]
-        return [_document(row) for row in rows]
+        return [_document(row) for row in TaskRows.from_config(dataset_kwargs, self.config.test_split).load()]
 
 
 def _document(row: dict) -> dict:

@@ -3,13 +3,14 @@
 The tasks are lmms-eval's installed definitions on small local parquet data (``tests/support/local_benchmarks.py``), answered
 by a tiny Qwen3-VL trained to answer them by the image's majority colour, unsure on images near half red. Two runs:
 the baseline and AdaptVis smoothening every document's image attention (exaggerated settings): on every task some
-documents are answered differently, so a wrong pairing or a wrong aggregation would change a number. The statistics are also checked on hand-built examples against direct
-computations (numpy bootstrap with the same seed, scipy's exact binomial, Holm by hand, MME's score by hand).
+documents are answered differently, so a wrong pairing or a wrong aggregation would change a number. The runs and
+the report are the ``cross`` fixture (``e2e/conftest.py``), shared with ``test_report_numbers.py``, which checks that
+each number of the report is the results JSON's; the statistics on hand-built examples against direct computations
+are unit tests (``tests/unit/analysis/test_stats.py``).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import shutil
@@ -17,7 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from scipy.stats import binomtest
@@ -25,17 +25,15 @@ from scipy.stats import binomtest
 from analysis.__main__ import main as analysis_main
 from analysis.report import ReportSettings, build_report
 from analysis.runs import LOG_SAMPLES_FIX, load_runs
-from analysis.stats import holm, paired_metric, summarise_metric
+from analysis.stats import holm
 from analysis.viewer import FLIPPED, Viewer
 from tests.support.browser import browser, free_port, reachable, wait
-from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval
-from tests.support.environment import REPO_ROOT, built_once
-from tests.support.local_benchmarks import train_answerer, write_colour_tasks
+from tests.support.commands import lmms_eval_env
+from tests.support.environment import REPO_ROOT
+from tests.support.evaluations import CROSS_DOCS as DOCS
+from tests.support.evaluations import CROSS_RUNS as RUNS
 
 pytestmark = pytest.mark.slow
-DOCS = 24
-SMOOTHEN = "confidence_threshold=1.0,smoothen_weight=0.05"  # every document smoothened, twenty-fold
-RUNS = (("base", "qwen3vl", ""), ("smooth", "qwen3vl_adaptvis", SMOOTHEN))
 PRIMARY = {
     "local_cv_bench_2d": "cv_bench_acc",
     "local_mme": "mme_perception_score",
@@ -43,42 +41,6 @@ PRIMARY = {
     "local_pope": "pope_accuracy",
     "local_textvqa_val": "exact_match",
 }
-# results JSON keys that are not metrics of the task's metric_list (MMMU's process_results returns them too)
-NOT_IN_METRIC_LIST = {("local_mmmu_val", "mmmu_acc_pass_at_k,none"), ("local_mmmu_val", "submission,none")}
-# metrics whose aggregation takes lmms-eval's args (it writes a submission file): not recomputed
-NOT_RECOMPUTED = {("local_textvqa_val", "submission,none")}
-
-
-@pytest.fixture(scope="session")
-def answerer(tmp_path_factory) -> Path:
-    return Path(built_once(tmp_path_factory, "answerer", lambda root: str(train_answerer(root))))
-
-
-@pytest.fixture(scope="module")
-def cross(tmp_path_factory, answerer) -> dict:
-    root = tmp_path_factory.mktemp("cross")
-    tasks = root / "tasks"
-    tasks.mkdir()
-    names = write_colour_tasks(tasks, DOCS, seed=5, borderline=True)
-    runs = {}
-    for name, model, extra in RUNS:
-        output = root / "runs" / name
-        model_args = f"pretrained={answerer},device=cpu,batch_size=8" + (f",{extra}" if extra else "")
-        command = ["--model", model, "--model_args", model_args, "--tasks", ",".join(names.values())]
-        completed = run_lmms_eval(
-            [*command, "--include_path", str(tasks), "--log_samples", "--output_path", str(output)], lmms_eval_env()
-        )
-        assert list(output.rglob("*_results.json")), completed.stderr[-3000:]
-        runs[name] = output
-    out = root / "report"
-    settings = ReportSettings(bootstrap=2000, aggregated_resamples=256, include_path=[str(tasks)], examples=2)
-    summary = build_report([runs[name] for name, _, _ in RUNS], out, settings)
-    labels = {}
-    for entry in summary["runs"]:
-        name = next(n for n, path in runs.items() if str(path) in entry["results_files"][0])
-        labels[name] = entry["label"]
-    return {"root": root, "tasks": tasks, "runs": runs, "out": out, "summary": summary, "labels": labels,
-            "md": (out / "report.md").read_text(), "samples": {n: find_results(p) for n, p in runs.items()}}  # fmt: skip
 
 
 def _table_rows(markdown: str, heading: str) -> list[list[str]]:
@@ -106,32 +68,6 @@ def _scores(task: str, samples: list[dict]) -> dict[int, float]:
 
 
 # ------------------------------------------------------------ the report on real runs
-def test_every_recomputed_metric_equals_the_results_json(cross):
-    tasks = cross["summary"]["tasks"]
-    assert sorted(tasks) == sorted(PRIMARY)
-    checked = 0
-    for name, (results, _) in cross["samples"].items():
-        label = cross["labels"][name]
-        for task, metrics in results["results"].items():
-            for key, reported in metrics.items():
-                if key == "alias" or "_stderr" in key:
-                    continue
-                if (task, key) in NOT_IN_METRIC_LIST:
-                    assert key not in tasks[task]["metrics"]
-                    continue
-                entry = tasks[task]["metrics"][key]
-                assert entry["runs"][label]["results_json"] == reported
-                if (task, key) in NOT_RECOMPUTED:
-                    assert not entry["recomputed"] and "value" not in entry["runs"][label]
-                    assert any("not recomputed" in p and "run arguments (args)" in p for p in entry["problems"])
-                    continue
-                assert entry["runs"][label]["value"] == pytest.approx(reported, rel=1e-12, abs=1e-12), (task, key)
-                checked += 1
-    # POPE 5 metrics, CV-Bench 1, MMMU 1, MME 2, TextVQA 1; two runs
-    assert checked == 2 * (5 + 1 + 1 + 2 + 1)
-    assert "the results JSON also holds mmmu_acc_pass_at_k, submission: not in the task's metric_list" in cross["md"]
-
-
 def test_the_runs_answer_differently_and_the_changed_documents_are_exact(cross):
     changed_somewhere = set()
     for task in PRIMARY:
@@ -202,112 +138,6 @@ def test_pope_accuracy_comparison_equals_mcnemar_on_the_samples(cross):
     comparison = entry["comparisons"][cross["labels"]["smooth"]]
     assert (comparison["fixed"], comparison["broken"], comparison["n"]) == (fixed, broken, DOCS)
     assert comparison["p_value"] == pytest.approx(binomtest(min(fixed, broken), fixed + broken, 0.5).pvalue)
-
-
-# ------------------------------------------------------------ the statistics against direct computations
-def _mean(values):
-    return float(np.mean(values))
-
-
-def test_a_mean_of_binary_scores_bootstrap_and_mcnemar():
-    base = [1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 1, 0]
-    run = [1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1]
-    c = paired_metric(base, run, _mean, n_resamples=1000, seed=3)
-    indices = np.random.default_rng(3).integers(0, len(base), size=(1000, len(base)))
-    deltas = (np.array(run, float) - np.array(base, float))[indices].mean(axis=1)
-    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5])), abs=1e-12)
-    assert (c.fixed, c.broken) == (4, 2) and c.test == "exact McNemar"
-    assert c.p_value == pytest.approx(binomtest(2, 6, 0.5).pvalue, abs=1e-15)
-    assert c.difference == pytest.approx(2 / 12)
-
-
-def test_graded_scores_use_an_exact_sign_flip_test():
-    base = [0.3, 1.0, 0.6, 0.0, 1.0, 0.9, 0.3]
-    run = [0.6, 1.0, 1.0, 0.3, 0.6, 1.0, 0.3]
-    c = paired_metric(base, run, _mean, n_resamples=500, seed=1, permutations=1000)
-    differences = [r - b for b, r in zip(base, run) if r != b]  # 5 non-zero: 32 sign patterns, all enumerated
-    observed = abs(sum(differences))
-    extreme = sum(
-        abs(sum(s * d for s, d in zip(signs, differences))) >= observed - 1e-12
-        for signs in itertools.product((1, -1), repeat=len(differences))
-    )
-    assert c.test == "sign-flip permutation" and c.p_value == pytest.approx(extreme / 32, abs=1e-15)
-
-
-def _f1(records):
-    tp = sum(r["pred"] and r["label"] for r in records)
-    fp = sum(r["pred"] and not r["label"] for r in records)
-    fn = sum(not r["pred"] and r["label"] for r in records)
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
-def test_an_aggregated_metric_paired_resamples_and_an_exact_permutation_test():
-    labels = [1, 1, 0, 1, 0, 0, 1, 1, 0, 1]
-    base = [{"pred": p, "label": y} for p, y in zip([1, 0, 0, 1, 1, 0, 1, 0, 0, 1], labels)]
-    run = [{"pred": p, "label": y} for p, y in zip([1, 1, 0, 1, 0, 0, 1, 1, 1, 1], labels)]
-    c = paired_metric(base, run, _f1, n_resamples=400, permutations=1024, seed=7)
-    assert c.test == "paired permutation" and c.difference == pytest.approx(_f1(run) - _f1(base))
-    indices = np.random.default_rng(7).integers(0, 10, size=(400, 10))
-    deltas = [_f1([run[i] for i in row]) - _f1([base[i] for i in row]) for row in indices]
-    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5])), abs=1e-12)
-    observed, extreme = abs(_f1(run) - _f1(base)), 0
-    for mask in range(2**10):  # every swap of documents between the runs
-        first = [run[i] if mask >> i & 1 else base[i] for i in range(10)]
-        second = [base[i] if mask >> i & 1 else run[i] for i in range(10)]
-        extreme += abs(_f1(second) - _f1(first)) >= observed - 1e-12
-    assert c.p_value == pytest.approx(extreme / 2**10, abs=1e-15)
-
-
-def test_holm_on_a_known_example():
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert holm([0.5, float("nan"), 0.01]) == pytest.approx([0.5, float("nan"), 0.02], nan_ok=True)
-
-
-def _mme_by_hand(records):
-    """MME's score as its paper defines it: per category, the mean over images of accuracy + accuracy+."""
-    by_category: dict[str, dict[str, list[float]]] = {}
-    for r in records:
-        by_category.setdefault(r["category"], {}).setdefault(r["question_id"], []).append(r["score"])
-    total = 0.0
-    for images in by_category.values():
-        total += np.mean([100 * np.mean(s) + 100 * (sum(s) == 2) for s in images.values()])
-    return float(total)
-
-
-def test_mme_is_resampled_by_image_pairs():
-    from lmms_eval.tasks.mme.utils import mme_aggregate_results
-
-    from analysis.comparison import clusters_of, copy_record
-
-    rng = np.random.default_rng(0)
-    records = [
-        {"question_id": f"{cat}/{i}.png", "category": cat, "score": float(rng.random() < 0.7)}
-        for cat in ("color", "count")
-        for i in range(6)
-        for _ in range(2)
-    ]
-    clusters = clusters_of(records)
-    assert clusters == [r["question_id"] for r in records]
-    from loguru import logger
-
-    logger.disable("lmms_eval")  # MME logs every category's score on each call
-    try:
-        summary = summarise_metric(records, mme_aggregate_results, 300, 4, clusters=clusters, copy=copy_record)
-    finally:
-        logger.enable("lmms_eval")
-    assert summary.kind == "aggregate" and summary.value == pytest.approx(_mme_by_hand(records))
-    # the same resamples by hand: images drawn with replacement (the indices bootstrap_means draws), both questions
-    images = list(dict.fromkeys(clusters))
-    members = {image: [r for r in records if r["question_id"] == image] for image in images}
-    picks = np.random.default_rng(4).integers(0, len(images), size=(300, len(images)))
-    values = []
-    for row in picks:
-        resample = []
-        for k, image in enumerate(row):
-            copy = sum(1 for earlier in row[:k] if earlier == image)
-            resample += [{**r, "question_id": f"{r['question_id']}#{copy}"} for r in members[images[image]]]
-        values.append(_mme_by_hand(resample))
-    assert (summary.ci_low, summary.ci_high) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
 
 
 # ------------------------------------------------------------ bad input

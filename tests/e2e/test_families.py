@@ -4,12 +4,11 @@ attention log, then ``analysis report`` with its layer plots and heatmaps, and a
 Qwen3-VL runs the same path under the study's names in ``e2e/test_analysis.py`` and ``e2e/test_user_path.py``; here the
 other families, whose heatmaps sit on the part of the image their grid covers (LLaVA-1.5: the centre crop; Gemma-3:
 the whole image, squashed to a square; LLaVA-NeXT: the high-resolution tiles' kept tokens, with the base tile folded
-onto them).
+onto them). The runs are ``tests.support.evaluations.family_runs``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -20,53 +19,39 @@ from analysis.live import LiveModel
 from models.attention_log import read_records
 from testbed.tiny_llava import PATCH
 from testbed.tiny_llava_next import PINPOINTS, TILE
-from tests.support.commands import find_results, lmms_eval_env, run_lmms_eval, run_module
+from tests.support.evaluations import FAMILY_LIMIT as LIMIT
+from tests.support.evaluations import FAMILY_LOGGED as LOGGED
+from tests.support.evaluations import FAMILY_MODELS as MODELS
+from tests.support.evaluations import OTHER_FAMILIES
+from tests.support.evaluations import VSR_TASK as TASK
 from tests.support.reference import llava_next_region
 from tests.support.scoring import vsr_accuracy_from_samples
 from vsr_tasks.data import load_split
 
 pytestmark = pytest.mark.slow
-TASK = "vsr_random_dev"
-LIMIT = 4
-MODELS = ("vlm_baseline", "vlm_adaptvis", "vlm_clvs", "vlm_vea")
-LOGGED = ("vlm_baseline", "vlm_adaptvis", "vlm_vea")
 
 
-@pytest.fixture(scope="module", params=("qwen2_5_vl", "llava", "llava_next", "gemma3"))
-def evaluated(request, family_checkpoint, tmp_path_factory, vsr_data_dir):
+@pytest.fixture(scope="module", params=OTHER_FAMILIES)
+def evaluated(request, family_evaluation, family_checkpoint, vsr_data_dir):
     family = request.param
-    checkpoint = family_checkpoint(family)
-    root = tmp_path_factory.mktemp(f"e2e_{family}")
-    runs = {}
-    for model in MODELS:
-        output, log = root / f"out_{model}", root / f"attn_{model}"
-        args = f"pretrained={checkpoint},batch_size=2" + (f",attention_log={log}" if model in LOGGED else "")
-        args += ",layers=[1,3]" if model == "vlm_vea" else ""
-        completed = run_lmms_eval(
-            ["--model", model, "--model_args", args, "--tasks", TASK, "--limit", str(LIMIT), "--log_samples"]
-            + ["--output_path", str(output)],
-            lmms_eval_env(vsr_data_dir),
-        )
-        assert list(output.rglob("*_results.json")), f"{family} {model}: no results\n{completed.stdout[-3000:]}"
-        runs[model] = (output, log, find_results(output))
-    report = root / "report"
-    completed = run_module(
-        "analysis",
-        ["report", *(str(runs[m][0]) for m in MODELS), "--out", str(report), "--baseline", "vlm_baseline"],
-        lmms_eval_env(vsr_data_dir),
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return {"family": family, "checkpoint": checkpoint, "runs": runs, "report": report, "data": vsr_data_dir}
+    return {
+        **family_evaluation(family),
+        "family": family,
+        "checkpoint": family_checkpoint(family),
+        "data": vsr_data_dir,
+    }
 
 
 def test_the_four_models_answer_and_log_every_document(evaluated):
     family = evaluated["family"]
-    for model, (_, log, (results, samples)) in evaluated["runs"].items():
+    assert set(evaluated["results"]) == set(MODELS)
+    for model, (results, samples) in evaluated["results"].items():
         assert results["config"]["model"] == model
         assert results["results"][TASK]["accuracy,none"] == vsr_accuracy_from_samples(samples[TASK])
         assert len(samples[TASK]) == LIMIT
         if model not in LOGGED:
             continue
+        log = evaluated["logs"][model]
         records = read_records(log)
         assert sorted(record["doc_id"] for record in records) == list(range(LIMIT))
         rows = load_split("random", "dev", evaluated["data"])
@@ -93,16 +78,14 @@ def test_the_four_models_answer_and_log_every_document(evaluated):
 
 
 def test_the_report_compares_the_runs_and_draws_every_figure(evaluated):
-    report = evaluated["report"]
-    summary = json.loads((report / "summary.json").read_text())
+    """(That each number is the results JSON's: ``test_report_numbers.py``, on these runs.)"""
+    summary = evaluated["summary"]
     accuracy = summary["tasks"][TASK]["metrics"]["accuracy,none"]
     assert set(accuracy["runs"]) == set(MODELS)
-    for model, (_, _, (json_results, _)) in evaluated["runs"].items():
-        assert accuracy["runs"][model]["value"] == json_results["results"][TASK]["accuracy,none"]
     comparisons = accuracy["comparisons"]
     assert set(comparisons) == {"vlm_adaptvis", "vlm_clvs", "vlm_vea"}
     assert all(c["baseline"] == "vlm_baseline" and c["n"] == LIMIT for c in comparisons.values())
-    names = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (report / "report.md").read_text())
+    names = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", evaluated["md"])
     assert sum(name.startswith("layers_") for name in names) == len(LOGGED)  # one plot per logged run
     assert sum(name.startswith("heatmap_") for name in names) == LIMIT
     assert not any(task_line.startswith("heatmap") for task_line in summary["skipped"]), summary["skipped"]

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from analysis.__main__ import main
+from analysis.attention_sources import attention_source
 from analysis.heatmaps import document_figure, mean_map, panels_for
-from analysis.report import ReportSettings, attention_source, build_report
+from analysis.report import ReportSettings, build_report
 from analysis.runs import load_runs
 from analysis.visuals import THUMBNAIL_SIDE
 from tests.support.runs import make_documents, write_attention_log, write_images, write_run

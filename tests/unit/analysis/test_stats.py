@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from analysis.attention import layer_selection
 from analysis.runs import Run, assign_labels, parse_model_args
-from analysis.stats import bootstrap_interval, bootstrap_means, mcnemar_exact, paired_metric, summarise_metric
+from analysis.stats import (
+    bootstrap_interval,
+    bootstrap_means,
+    holm,
+    mcnemar_exact,
+    paired_metric,
+    summarise_metric,
+)
 from vsr_tasks import scoring
 
 
@@ -132,3 +142,106 @@ def test_heatmap_layers_default_to_the_last_third():
     assert layer_selection(4, 0) == [0] and layer_selection(4, -1) == [3]
     with pytest.raises(ValueError, match="outside"):
         layer_selection(4, 4)
+
+
+# ---- against direct computations: numpy's bootstrap with the same seed, scipy's exact binomial, every sign pattern
+# or swap enumerated, Holm and MME's score by hand
+def test_a_mean_of_binary_scores_bootstrap_and_mcnemar():
+    base = [1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 1, 0]
+    run = [1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1]
+    c = paired_metric(base, run, mean_score, n_resamples=1000, seed=3)
+    indices = np.random.default_rng(3).integers(0, len(base), size=(1000, len(base)))
+    deltas = (np.array(run, float) - np.array(base, float))[indices].mean(axis=1)
+    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5])), abs=1e-12)
+    assert (c.fixed, c.broken) == (4, 2) and c.test == "exact McNemar"
+    assert c.p_value == pytest.approx(binomtest(2, 6, 0.5).pvalue, abs=1e-15)
+    assert c.difference == pytest.approx(2 / 12)
+
+
+def test_graded_scores_use_an_exact_sign_flip_test():
+    base = [0.3, 1.0, 0.6, 0.0, 1.0, 0.9, 0.3]
+    run = [0.6, 1.0, 1.0, 0.3, 0.6, 1.0, 0.3]
+    c = paired_metric(base, run, mean_score, n_resamples=500, seed=1, permutations=1000)
+    differences = [r - b for b, r in zip(base, run) if r != b]  # 5 non-zero: 32 sign patterns, all enumerated
+    observed = abs(sum(differences))
+    extreme = sum(
+        abs(sum(s * d for s, d in zip(signs, differences))) >= observed - 1e-12
+        for signs in itertools.product((1, -1), repeat=len(differences))
+    )
+    assert c.test == "sign-flip permutation" and c.p_value == pytest.approx(extreme / 32, abs=1e-15)
+
+
+def _f1(records):
+    tp = sum(r["pred"] and r["label"] for r in records)
+    fp = sum(r["pred"] and not r["label"] for r in records)
+    fn = sum(not r["pred"] and r["label"] for r in records)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def test_an_aggregated_metric_paired_resamples_and_an_exact_permutation_test():
+    labels = [1, 1, 0, 1, 0, 0, 1, 1, 0, 1]
+    base = [{"pred": p, "label": y} for p, y in zip([1, 0, 0, 1, 1, 0, 1, 0, 0, 1], labels)]
+    run = [{"pred": p, "label": y} for p, y in zip([1, 1, 0, 1, 0, 0, 1, 1, 1, 1], labels)]
+    c = paired_metric(base, run, _f1, n_resamples=400, permutations=1024, seed=7)
+    assert c.test == "paired permutation" and c.difference == pytest.approx(_f1(run) - _f1(base))
+    indices = np.random.default_rng(7).integers(0, 10, size=(400, 10))
+    deltas = [_f1([run[i] for i in row]) - _f1([base[i] for i in row]) for row in indices]
+    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5])), abs=1e-12)
+    observed, extreme = abs(_f1(run) - _f1(base)), 0
+    for mask in range(2**10):  # every swap of documents between the runs
+        first = [run[i] if mask >> i & 1 else base[i] for i in range(10)]
+        second = [base[i] if mask >> i & 1 else run[i] for i in range(10)]
+        extreme += abs(_f1(second) - _f1(first)) >= observed - 1e-12
+    assert c.p_value == pytest.approx(extreme / 2**10, abs=1e-15)
+
+
+def test_holm_on_a_known_example():
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, float("nan"), 0.01]) == pytest.approx([0.5, float("nan"), 0.02], nan_ok=True)
+
+
+def _mme_by_hand(records):
+    """MME's score as its paper defines it: per category, the mean over images of accuracy + accuracy+."""
+    by_category: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        by_category.setdefault(r["category"], {}).setdefault(r["question_id"], []).append(r["score"])
+    total = 0.0
+    for images in by_category.values():
+        total += np.mean([100 * np.mean(s) + 100 * (sum(s) == 2) for s in images.values()])
+    return float(total)
+
+
+def test_mme_is_resampled_by_image_pairs():
+    from lmms_eval.tasks.mme.utils import mme_aggregate_results
+
+    from analysis.comparison import clusters_of, copy_record
+
+    rng = np.random.default_rng(0)
+    records = [
+        {"question_id": f"{cat}/{i}.png", "category": cat, "score": float(rng.random() < 0.7)}
+        for cat in ("color", "count")
+        for i in range(6)
+        for _ in range(2)
+    ]
+    clusters = clusters_of(records)
+    assert clusters == [r["question_id"] for r in records]
+    from loguru import logger
+
+    logger.disable("lmms_eval")  # MME logs every category's score on each call
+    try:
+        summary = summarise_metric(records, mme_aggregate_results, 300, 4, clusters=clusters, copy=copy_record)
+    finally:
+        logger.enable("lmms_eval")
+    assert summary.kind == "aggregate" and summary.value == pytest.approx(_mme_by_hand(records))
+    # the same resamples by hand: images drawn with replacement (the indices bootstrap_means draws), both questions
+    images = list(dict.fromkeys(clusters))
+    members = {image: [r for r in records if r["question_id"] == image] for image in images}
+    picks = np.random.default_rng(4).integers(0, len(images), size=(300, len(images)))
+    values = []
+    for row in picks:
+        resample = []
+        for k, image in enumerate(row):
+            copy = sum(1 for earlier in row[:k] if earlier == image)
+            resample += [{**r, "question_id": f"{r['question_id']}#{copy}"} for r in members[images[image]]]
+        values.append(_mme_by_hand(resample))
+    assert (summary.ci_low, summary.ci_high) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))

@@ -41,6 +41,21 @@ def test_tasks_have_the_real_document_counts(task_manager):
     assert counts == EXPECTED_DOCS
 
 
+def test_the_rows_read_without_lmms_eval_are_those_of_the_task_lmms_eval_builds(task_manager):
+    """``vsr_tasks.rows`` reads each task file itself (the analysis finds a logged doc_id's row with it): it reads
+    what lmms-eval reads, for every VSR task the package declares, and knows no group."""
+    from vsr_tasks.rows import EVERY_TASK, TaskRows, task_rows
+
+    assert EVERY_TASK == TASK_NAMES + HELDOUT_TASK_NAMES + ADAPTVIS_TASK_NAMES
+    loaded = task_manager.load_task_or_group(list(EVERY_TASK))
+    for name in EVERY_TASK:
+        config = loaded[name].config
+        assert task_rows(name) == TaskRows.from_config(config.dataset_kwargs, config.test_split), name
+    assert task_rows("vsr_random_heldout") == TaskRows("random", "heldout")
+    assert task_rows("vsr_zeroshot_test_adaptvis_tune") == TaskRows("zeroshot", "test", "tune")
+    assert [task_rows(name) for name in GROUP_NAMES] == [None] * len(GROUP_NAMES)
+
+
 def test_documents_carry_fields_and_prompt(task_manager):
     task = task_manager.load_task_or_group(["vsr_zeroshot_dev"])["vsr_zeroshot_dev"]
     doc = task.test_docs()[0]
