@@ -31,7 +31,8 @@ test: lint
 LOWER ?= .venv-lower
 OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2
 CONTRACT_TESTS := tests/contract/test_adaptvis.py tests/contract/test_clvs.py tests/contract/test_vea.py \
-	tests/contract/test_mechanism.py tests/contract/test_neutral.py tests/contract/test_attention_log.py
+	tests/contract/test_mechanism.py tests/contract/test_neutral.py tests/contract/test_attention_log.py \
+	tests/contract/test_pai.py tests/contract/test_vaf.py
 test-lower: $(STAMP)
 	$(BIN)/python scripts/lower_bounds.py --venv $(LOWER)
 	$(OTHER_KERNELS) OMP_NUM_THREADS=1 $(LOWER)/bin/python -m pytest -n 2 --dist loadfile -m "not bfloat16_sdpa" \

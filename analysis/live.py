@@ -122,8 +122,10 @@ class LiveModel:
         if method not in self._engines:
             from plugin.loading import engine_for
 
-            extra = {}
-            if self.models[method].name == "vea":  # the logged run's layers, else late layers as profiling picks them
+            spec = self.models[method]
+            accepted = {argument.name for argument in spec.arguments()}  # the run's own (a layer range, ...)
+            extra = {key: value for key, value in settings.items() if key in accepted and key != "preset"}
+            if spec.name == "vea":  # the logged run's layers, else late layers as profiling picks them
                 extra["layers"] = settings.get("layers") or self.default_vea_layers()
             self._engines[method] = engine_for(method, pretrained=str(self.checkpoint), device=self.device, **extra)
         return self._engines[method]

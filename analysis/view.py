@@ -193,9 +193,9 @@ def _live_panel(gr, viewer: Viewer, live, sliders: dict, task, choice, position,
         if not ids:
             return "no document", "", None
         doc_id = ids[min(position_value, len(ids) - 1)]
-        settings = {n: float(v) for (m, n), v in zip(slider_names, values) if m == method_value}
-        if live.models[method_value].name == "vea":
-            settings["layers"] = live_defaults(viewer, method_value).get("layers")
+        logged = live_defaults(viewer, method_value)  # the run's other arguments (its layers), under the sliders
+        settings = {n: v for n, v in logged.items() if n not in live.models[method_value].sliders}
+        settings.update({n: float(v) for (m, n), v in zip(slider_names, values) if m == method_value})
         prompt, images, max_new_tokens = viewer.live_request(task_value, doc_id)
         chosen_layer = None if int(layer_value) < 0 else int(layer_value)
         outcome = live.run(
@@ -219,20 +219,20 @@ def _live_panel(gr, viewer: Viewer, live, sliders: dict, task, choice, position,
 
 
 def live_defaults(viewer: Viewer, method: str) -> dict:
-    """The settings of ``method`` (a model name) as the first run of that method logged them (its model_args), else
-    the registry's defaults."""
+    """The settings of ``method`` (a model name) as the first run of that method logged them (its model_args: the
+    sliders' values and the method's other arguments, a layer range), else the registry's defaults."""
     from models.methods import method_of_model
 
     declared = method_of_model(method)
+    accepted = {argument.name for argument in declared.arguments()} - {"preset"}
     defaults = {name: declared.defaults()[name] for name in declared.sliders}
     for run in viewer.runs:
         if run.model not in declared.models:
             continue
         log = viewer.logs.get(run.label)
-        for name in declared.sliders:
-            if name in run.args:
-                defaults[name] = float(run.args[name])
-        if log is not None and log.records:
+        for name in sorted(accepted & set(run.args)):
+            defaults[name] = float(run.args[name]) if name in declared.sliders else run.args[name]
+        if "layers" in accepted and log is not None and log.records:  # the layers the run resolved (VEA profiles)
             record = next(iter(log.records.values()))
             layers = record.decision.get("layers")
             if layers:

@@ -11,7 +11,11 @@ fastest round, as wall time and as CPU time of the process. The rows (``--models
 - ``adaptvis`` (one shared prefix) and ``adaptvis/two-pass`` (two whole-prompt passes, the path it replaced);
   ``clvs`` (shared prefix) and ``clvs/whole``;
 - ``vea`` with evidence layers placed as profiling places them (late layers, relative to the depth: layers 17,
-  20 and 24 of 28 in the reference study).
+  20 and 24 of 28 in the reference study);
+- ``pai`` (the attention edit alone, on the shared prefix and every decoding step) and ``pai/guided`` (with the
+  image-free guidance, ``gamma`` 1.1: the image-free prompt decoded beside the answer), layers 2-31 of LLaVA-1.5's 32
+  at the same relative depth (``models.presets.scaled_layer_range``);
+- ``vaf`` with the authors' layers 9-14 of LLaVA-1.5's 32, placed the same way.
 
 Peak memory is what a model alone would need: its weights plus the working memory of an
 answer above what was in use before it (``torch.cuda.max_memory_allocated`` on CUDA; on CPU,
@@ -52,8 +56,9 @@ from families import FAMILIES
 from interventions.layers import format_layers
 from models.batch import GenerationSettings
 from models.checkpoint import Checkpoint
+from models.methods import METHODS
 from models.names import model_name as registered_model_name
-from models.presets import scaled_vea_layers
+from models.presets import scaled_layer_range, scaled_vea_layers
 from plugin.loading import engine_for
 from vsr_tasks.prompt import build_prompt
 
@@ -77,6 +82,9 @@ MODELS: dict[str, Entry] = {
     "clvs": Entry("clvs"),
     "clvs/whole": Entry("clvs", respond="answer_whole_prompt"),
     "vea": Entry("vea"),  # layers: vea_layers(depth)
+    "pai": Entry("pai", {"gamma": 1.0}),
+    "pai/guided": Entry("pai", {"gamma": 1.1}),
+    "vaf": Entry("vaf"),  # layers: vaf_layers(depth)
 }
 BASELINE = "baseline"
 # square image sides per family, each record's (Family.benchmark_sides: ~256 / ~1,024 image tokens, or the one size)
@@ -117,6 +125,9 @@ class Contender:
         extra = dict(entry.extra)
         if entry.class_path == "vea":
             extra["layers"] = vea_layers(common["depth"])
+        params = METHODS[entry.class_path].params() if entry.class_path else None
+        if params is not None and hasattr(params, "start_layer"):  # PAI, VAF: their papers' range, at this depth
+            extra.update(scaled_layer_range(params, common["depth"]))
         if entry.log:
             extra["attention_log"] = str(scratch / "attention_log" / name.replace("/", "-"))
         arguments = {key: value for key, value in common.items() if key not in ("depth", "batch_size")}

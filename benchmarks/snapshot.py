@@ -41,6 +41,9 @@ CASES: dict[str, tuple[str, dict]] = {
     "clvs/plain-nostop": ("clvs", {"uncertainty_threshold": 0.0, "position_unbiased": False, "smoothing": 0.5}),
     "vea": ("vea", {"layers": "[1,2]", "smooth_strength": 0.3, "highlight_strength": 0.4}),
     "vea/hint": ("vea", {"layers": "[2]", "hint": True}),
+    "pai": ("pai", {"alpha": 0.8, "gamma": 1.0, "start_layer": 1}),
+    "pai/guided": ("pai", {"alpha": 0.5, "gamma": 1.5, "start_layer": 1}),
+    "vaf": ("vaf", {"enh_para": 1.5, "sup_para": 0.5, "start_layer": 1, "end_layer": 4}),
 }
 
 

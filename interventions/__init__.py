@@ -1,5 +1,5 @@
-"""Attention interventions on a vision-language model's fused attention (AdaptVis, CLVS; VEA reads attention), for
-every supported family: the math here knows no family (``families`` adapts each model to it).
+"""Attention interventions on a vision-language model's fused attention (AdaptVis, CLVS, PAI, VAF; VEA reads
+attention), for every supported family: the math here knows no family (``families`` adapts each model to it).
 
 The mechanism: :mod:`interventions.attention` (one registered attention function),
 :mod:`interventions.state` (the scoped per-forward state), :mod:`interventions.recording`

@@ -15,6 +15,10 @@ rows, then recomputes the last row
 memory), hands it to the method and the observers, and where the method returned
 new weights overwrites the last row's output with ``weights @ V``. Cost: O(N)
 per head and layer; no eager attention, no N x N map.
+
+A method that says it edits more (``interventions.state.RowEditor``) is also called in decoding steps: PAI's
+``edit`` on each step's one row (the same O(N) recomputation), VAF's ``attend`` on the fused output of any call
+(it re-runs the fused kernel for the rows it changes).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from interventions.state import LastRow, SteeringState, activate, active_state
+from interventions.state import AttentionCall, LastRow, SteeringState, activate, active_state
 
 ATTENTION_NAME = "vsr_steered_sdpa"
 
@@ -82,8 +86,26 @@ def steered_attention_forward(
     if state is None or layer is None or not state.active:
         return output, None
     if layer == 0:
-        state.start_forward(state.computes_last_row(query, key))
-    if not state.in_last_row_forward:
+        last_row = state.computes_last_row(query, key)
+        state.start_forward(last_row, decoding=not last_row and state.follows_decoding and state.decodes(query, key))
+    if not (state.in_last_row_forward or state.in_decode_forward):
+        return output, None
+    attend = getattr(state.method, "attend", None)
+    if attend is not None:
+        call = AttentionCall(
+            layer=layer,
+            module=module,
+            query=query,
+            key=key,
+            value=value,
+            attention_mask=attention_mask,
+            scaling=scaling,
+            image_mask=state.keys_image_mask(key.shape[2]).to(query.device),
+            prompt_length=state.prompt_length,
+            kwargs=kwargs,
+        )
+        output = attend(call, output)
+    if state.in_decode_forward and not getattr(state.method, "edits_decode_rows", False):
         return output, None
     return _steer_last_row(state, module, layer, output, query, key, value, attention_mask, scaling), None
 
@@ -99,15 +121,19 @@ def _steer_last_row(
     attention_mask: torch.Tensor | None,
     scaling: float | None,
 ) -> torch.Tensor:
+    """The last query row (the prompt's last position, or a decoding step's row) recomputed, handed to the method
+    and, for the prompt's, to the observers."""
     batch, _, _, dim = query.shape
     length = key.shape[2]
     scale = scaling if scaling is not None else dim**-0.5
+    decoding = state.in_decode_forward
     row = LastRow(
         layer=layer,
         scores=last_row_scores(query, key, scale),
         mask=last_row_mask(attention_mask, batch, length, query.device),
-        image_mask=state.image_mask.to(query.device),  # each layer on its own device when the model is sharded
+        image_mask=state.keys_image_mask(length).to(query.device),  # each layer on its own device when sharded
         module=module,
+        decoding=decoding,
     )
     edit = state.method.edit(row) if state.method is not None else None
     used, edited = row.weights, None
@@ -116,9 +142,11 @@ def _steer_last_row(
         used = torch.where(edited[:, None, None], edit.weights, row.weights)
         new_last = weighted_values(edit.weights, value).to(output.dtype)  # [B, H, D]
         output[:, -1] = torch.where(edited[:, None, None], new_last, output[:, -1])
-        state.edited_layers.append(layer)
-    for observer in state.observers:
-        observer.observe(row, used, edited)
+        if not decoding:
+            state.edited_layers.append(layer)
+    if not decoding:
+        for observer in state.observers:
+            observer.observe(row, used, edited)
     return output
 
 

@@ -1,4 +1,5 @@
-"""Parsing the ``layers`` model argument: ``all``, ``[0,1,2,20]``, ranges such as ``[0-13,20]``, or ``<32``.
+"""Layer arguments: ``layers`` (``all``, ``[0,1,2,20]``, ranges such as ``[0-13,20]``, or ``<32``) and the half-open
+``[start_layer, end_layer)`` of PAI and VAF, checked against the model's depth.
 
 ``<N`` is every layer below N that the model has: AdaptVis' code edits where ``idx < 32`` (shiqichen17/AdaptVis
 3b41399 ``model_zoo/llama/modeling_llama_add_attn.py:269``), all 32 layers of a 7B LLaVA but only the first 32 of a
@@ -71,3 +72,26 @@ def parse_layers(value: str | int | Iterable[int] | None, num_layers: int, argum
             f"{argument}: layer(s) {bad} out of range for a model with {num_layers} layers (0-{num_layers - 1})"
         )
     return sorted(set(items))
+
+
+def check_layer_range(start: int, end: int | None) -> None:
+    """``start_layer`` and ``end_layer`` are whole numbers with ``0 <= start < end`` (end None: the model's depth)."""
+    for name, value in (("start_layer", start), ("end_layer", end)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if start < 0:
+        raise ValueError(f"start_layer must be >= 0, got {start}")
+    if end is not None and end <= start:
+        raise ValueError(f"the layer range [start_layer, end_layer) = [{start}, {end}) is empty")
+
+
+def layer_range(start: int, end: int | None, depth: int) -> range:
+    """``[start, end)`` on a model ``depth`` layers deep; a range that leaves the model is refused naming it."""
+    check_layer_range(start, end)
+    stop = depth if end is None else end
+    if stop > depth or start >= depth:
+        raise ValueError(
+            f"the layer range [start_layer, end_layer) = [{start}, {stop}) leaves the model, which has {depth} "
+            f"layers: start_layer in [0, {depth - 1}], end_layer in [start_layer + 1, {depth}]"
+        )
+    return range(start, stop)

@@ -19,8 +19,11 @@ Usage::
 A *method* edits the last row (``edit(row) -> RowEdit | None``); an *observer*
 (e.g. :class:`interventions.recording.LastRowRecorder`) sees the row before and
 after the edit. Both act only in the forward that computes the prompt's last
-position. This module imports nothing else of the package (``steer``, which checks
-the model, lives in :mod:`interventions.attention`).
+position, unless a method says it edits more: ``edits_decode_rows`` (PAI: every
+decoding step's row is handed to ``edit`` too) or ``attend(call, output)`` (VAF:
+any attention call of the prompt or a decoding step, in fused form). This module
+imports nothing else of the package (``steer``, which checks the model, lives in
+:mod:`interventions.attention`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class LastRow:
     mask: torch.Tensor  # [B, 1, N] float32 additive
     image_mask: torch.Tensor  # [B, N] bool
     module: Any  # the attention module (config, layer_idx, scaling)
+    decoding: bool = False  # a decoding step's row (keys: the prompt and the tokens generated so far), not the prompt's
 
     @cached_property
     def weights(self) -> torch.Tensor:
@@ -68,8 +72,39 @@ class RowEdit:
     rows: torch.Tensor  # [B] bool
 
 
+@dataclass
+class AttentionCall:
+    """One attention call of a steered forward, for a method that edits more than the prompt's last row.
+
+    Query rows are the last ``q_len`` of the ``K`` key positions (the prompt: ``q_len == K == N``; a decoding step:
+    ``q_len == 1``, ``K > N``). ``image_mask`` covers the ``K`` keys (generated tokens are never image keys).
+    """
+
+    layer: int
+    module: Any
+    query: torch.Tensor  # [B, H, q_len, D]
+    key: torch.Tensor  # [B, H_kv, K, D]
+    value: torch.Tensor  # [B, H_kv, K, D]
+    attention_mask: torch.Tensor | None  # as the fused kernel takes it
+    scaling: float | None
+    image_mask: torch.Tensor  # [B, K] bool
+    prompt_length: int  # N
+    kwargs: dict
+
+    @property
+    def first_position(self) -> int:
+        """The position of the first query row among the keys."""
+        return self.key.shape[2] - self.query.shape[2]
+
+
 class RowEditor(Protocol):
-    """An intervention on the prompt's last row."""
+    """An intervention on the prompt's last row.
+
+    Optionally: ``edits_decode_rows = True`` hands every decoding step's row to :meth:`edit` as well (a
+    :class:`LastRow` with ``decoding`` set), and ``attend(call: AttentionCall, output) -> output`` replaces the fused
+    output of any call of the prompt's forward or a decoding step (it runs before the last row is handed to
+    :meth:`edit`).
+    """
 
     def begin(self, state: SteeringState) -> None:
         """Called at layer 0 of each last-row forward: reset per-forward accumulators."""
@@ -108,6 +143,7 @@ class SteeringState:
     prefills: int = 0  # last-row forwards seen (each edits at most once per layer)
     edited_layers: list[int] = field(default_factory=list)  # every layer the method edited, in order
     in_last_row_forward: bool = False  # set at layer 0 of every forward under this state
+    in_decode_forward: bool = False  # a decoding step (one query row after the prompt), set at layer 0 too
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_mask, torch.Tensor) or self.image_mask.dim() != 2:
@@ -124,21 +160,46 @@ class SteeringState:
         """False when nothing would read or change the last row (then the attention is plain SDPA)."""
         return self.method is not None or bool(self.observers)
 
+    @property
+    def follows_decoding(self) -> bool:
+        """Whether the method acts in decoding steps too (PAI's rows, VAF's fused calls), not only in the forward of
+        the prompt's last row."""
+        return bool(getattr(self.method, "edits_decode_rows", False)) or hasattr(self.method, "attend")
+
     def computes_last_row(self, query: torch.Tensor, key: torch.Tensor) -> bool:
         """Whether this attention call computes prompt position N - 1: its keys are exactly the N prompt positions."""
         batch, length = self.image_mask.shape
         if key.shape[2] != length or query.shape[2] < 1:
             return False
+        self._check_batch(query)
+        return True
+
+    def decodes(self, query: torch.Tensor, key: torch.Tensor) -> bool:
+        """Whether this attention call is a decoding step after the prompt: one query row over more than N keys."""
+        if query.shape[2] != 1 or key.shape[2] <= self.prompt_length:
+            return False
+        self._check_batch(query)
+        return True
+
+    def _check_batch(self, query: torch.Tensor) -> None:
+        batch = self.image_mask.shape[0]
         if query.shape[0] != batch:
             raise ValueError(
                 f"image_mask has batch {batch} but the forward has batch {query.shape[0]} "
                 "(beam search, num_beams > 1, is not supported under steering or the attention log)"
             )
-        return True
 
-    def start_forward(self, last_row: bool) -> None:
+    def keys_image_mask(self, length: int) -> torch.Tensor:
+        """``[B, length]``: the prompt's image mask over ``length`` keys (the tokens generated after it are text)."""
+        extra = length - self.prompt_length
+        if extra <= 0:
+            return self.image_mask[:, :length]
+        return torch.nn.functional.pad(self.image_mask, (0, extra), value=False)
+
+    def start_forward(self, last_row: bool, decoding: bool = False) -> None:
         """Called at layer 0 of every forward: remember its kind, and reset the method and observers for a last row."""
         self.in_last_row_forward = last_row
+        self.in_decode_forward = decoding
         if not last_row:
             return
         self.prefills += 1
@@ -154,6 +215,16 @@ _ACTIVE: ContextVar[SteeringState | None] = ContextVar("vsr_steering_state", def
 def active_state() -> SteeringState | None:
     """The state of the ``steer`` block now running, if any."""
     return _ACTIVE.get()
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """No state inside the block: forwards run there are plain (PAI's image-free pass during a steered generation)."""
+    token = _ACTIVE.set(None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 @contextlib.contextmanager

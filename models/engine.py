@@ -24,9 +24,12 @@ from typing import Any
 
 import torch
 from loguru import logger
+from transformers import LogitsProcessorList
+from transformers.cache_utils import DynamicCache
 
 from families.turns import images_first, interleaved, render_user_turn
 from interventions.prefix import PrefixUnsupported, PromptPrefix, compute_prefix
+from interventions.state import active_state
 from models.batch import GenerationSettings, PreparedBatch, Response, generated_lengths, load_images
 from models.checkpoint import Checkpoint
 from models.host import LayerProfiler, MethodHost, ProfileRequest
@@ -235,17 +238,45 @@ class Engine(MethodHost):
         return [stop for stop in settings.until if stop and stop != end_of_turn]
 
     def generate_steered(
-        self, batch: PreparedBatch, settings: GenerationSettings, prefix: PromptPrefix, editor: Any, copies: int = 1
+        self,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        prefix: PromptPrefix,
+        editor: Any,
+        copies: int = 1,
+        guidance: Any = None,
     ) -> Response:
         """Generation from the last position of ``prefix`` (already ``expanded(copies)``) under ``editor``."""
         with self.steering(batch, editor, copies=copies):
-            return self.generate(batch, settings, prefix=prefix)
+            return self.generate(batch, settings, prefix=prefix, guidance=guidance)
+
+    def image_free(self, batch: PreparedBatch) -> PreparedBatch:
+        """The batch's prompts without their images (placeholders removed), as the same chat template renders them."""
+        turns = [images_first(context, []) for context in batch.contexts]
+        texts = [render_user_turn(self.processor, turn.content, self.system_prompt) for turn in turns]
+        inputs = self.processor(text=texts, padding=True, padding_side="left", return_tensors="pt").to(self.device)
+        return PreparedBatch(
+            contexts=batch.contexts,
+            images=[[] for _ in batch.contexts],
+            doc_ids=batch.doc_ids,
+            task_names=batch.task_names,
+            inputs=inputs,
+            image_token_mask=inputs["input_ids"] == self.image_token_id,
+            image_tokens=[[] for _ in batch.contexts],
+            visuals=[[] for _ in batch.contexts],
+            image_regions=[[] for _ in batch.contexts],
+        )
 
     @torch.inference_mode()
     def generate(
-        self, batch: PreparedBatch, settings: GenerationSettings, prefix: PromptPrefix | None = None
+        self,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        prefix: PromptPrefix | None = None,
+        guidance: Any = None,
     ) -> Response:
-        """``model.generate`` on the batch, keeping the first step's raw logits.
+        """``model.generate`` on the batch, keeping the first step's logits (raw; with ``guidance``, a logits processor
+        that chooses the tokens, its scores).
 
         With ``prefix`` (from :meth:`prompt_prefix`) only the last prompt position and the answer are computed;
         the prefix is rewound afterwards, ready for another pass.
@@ -269,6 +300,13 @@ class Engine(MethodHost):
                 kwargs["top_p"] = settings.top_p
         else:  # silence the checkpoint's sampling defaults so greedy really is greedy
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if guidance is not None:
+            kwargs.update(logits_processor=LogitsProcessorList([guidance]), output_scores=True)
+        state = active_state()
+        if prefix is None and state is not None and state.follows_decoding:
+            # every layer keeps every key, so that a decoding step's keys are positions 0..K-1 in every layer (a
+            # sliding-window layer's own cache keeps only its window; the mask hides the rest all the same)
+            kwargs["cache"] = DynamicCache()
         if prefix is None:
             output = self.model.generate(**batch.inputs, **kwargs)
         else:
@@ -278,7 +316,7 @@ class Engine(MethodHost):
             finally:
                 prefix.rewind(self.model)
         generated = output.sequences[:, batch.inputs["input_ids"].shape[1] :]
-        first_token_logits = output.logits[0].float()
+        first_token_logits = (output.scores if guidance is not None else output.logits)[0].float()
         return Response(
             texts=self.processor.batch_decode(generated, skip_special_tokens=True),
             first_token_probs=torch.softmax(first_token_logits, dim=-1),

@@ -78,16 +78,31 @@ class MethodHost(Protocol):
         """The scoped state a forward runs under: ``editor``'s last-row edits and the attention log's recording."""
         ...
 
+    def image_free(self, batch: PreparedBatch) -> PreparedBatch:
+        """The batch's prompts without their images, as the chat template renders them (PAI's guidance)."""
+        ...
+
     def generate(
-        self, batch: PreparedBatch, settings: GenerationSettings, prefix: PromptPrefix | None = None
+        self,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        prefix: PromptPrefix | None = None,
+        guidance: Any = None,
     ) -> Response:
-        """``model.generate`` on the batch (or from ``prefix``), keeping the first step's logits."""
+        """``model.generate`` on the batch (or from ``prefix``), keeping the first step's logits; ``guidance``: a
+        logits processor that refines every step's scores (PAI's image-free guidance)."""
         ...
 
     def generate_steered(
-        self, batch: PreparedBatch, settings: GenerationSettings, prefix: PromptPrefix, editor: Any, copies: int = 1
+        self,
+        batch: PreparedBatch,
+        settings: GenerationSettings,
+        prefix: PromptPrefix,
+        editor: Any,
+        copies: int = 1,
+        guidance: Any = None,
     ) -> Response:
-        """Generation from ``prefix`` (expanded ``copies`` times) under ``editor``."""
+        """Generation from ``prefix`` (expanded ``copies`` times) under ``editor`` (and ``guidance``)."""
         ...
 
     def prefill_logits(self, batch: PreparedBatch) -> torch.Tensor:

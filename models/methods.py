@@ -16,12 +16,27 @@ from __future__ import annotations
 from models.adaptvis import ADAPTVIS
 from models.clvs import CLVS_METHOD
 from models.names import is_baseline, model_names, scheme_of
+from models.pai import PAI_METHOD
 from models.spec import PRESET, Argument, MethodSpec
+from models.vaf import VAF_METHOD
 from models.vea import VEA_METHOD
 
-__all__ = ["ADAPTVIS", "CLVS_METHOD", "METHODS", "PRESET", "VEA_METHOD", "Argument", "MethodSpec", "method_of_model"]
+__all__ = [
+    "ADAPTVIS",
+    "CLVS_METHOD",
+    "METHODS",
+    "PAI_METHOD",
+    "PRESET",
+    "VAF_METHOD",
+    "VEA_METHOD",
+    "Argument",
+    "MethodSpec",
+    "method_of_model",
+]
 
-METHODS: dict[str, MethodSpec] = {method.name: method for method in (ADAPTVIS, CLVS_METHOD, VEA_METHOD)}
+METHODS: dict[str, MethodSpec] = {
+    method.name: method for method in (ADAPTVIS, CLVS_METHOD, VEA_METHOD, PAI_METHOD, VAF_METHOD)
+}
 
 
 def method_of_model(model: str) -> MethodSpec:

@@ -75,6 +75,18 @@ def scaled_vea_layers(depth: int) -> list[int]:
     return sorted({min(depth - 1, int(layer / REFERENCE_DEPTH * depth)) for layer in layers})
 
 
+LAYER_RANGE_DEPTH = 32  # LLaVA-1.5-7B's decoder, where PAI (README.md:65) and VAF (infer_pope.py:54) set their layers
+
+
+def scaled_layer_range(params: Any, depth: int) -> dict[str, int]:
+    """A method's ``[start_layer, end_layer)`` (its parameter object's; end None: the whole depth) placed at the same
+    relative depth of a ``depth``-layer decoder, one layer at least: a default for models shallower than the papers'
+    (the demo's, the benchmarks' wide shapes), never for a real run (which gives its own or takes the paper's)."""
+    end = LAYER_RANGE_DEPTH if params.end_layer is None else params.end_layer
+    start = min(depth - 1, params.start_layer * depth // LAYER_RANGE_DEPTH)
+    return {"start_layer": start, "end_layer": max(start + 1, min(depth, end * depth // LAYER_RANGE_DEPTH))}
+
+
 def preset_source(preset: str, method: str) -> str | None:
     """Where ``preset``'s ``method`` settings come from (the authors' file), when the preset says."""
     return presets().get(preset, {}).get(method, {}).get("source")

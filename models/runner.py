@@ -44,6 +44,7 @@ class MethodRunner:
         names = set(spec.defaults())
         given = {name: (None if is_unset(arguments.get(name)) else arguments.get(name)) for name in names}
         self.name = model_name
+        self.depth = checkpoint.depth  # what a layer argument is checked against, before any weight is loaded
         self.refuse_unsupported(checkpoint)
         values, self.from_preset = resolve(
             spec.name,
@@ -57,16 +58,23 @@ class MethodRunner:
         self.preset = None if is_unset(preset) else preset
         by_task = values.pop("by_task", {})
         self.values = values
-        fields = [field.name for field in dataclasses.fields(spec.params)]
-        self.params = spec.params(**{name: values[name] for name in fields})  # validates the numbers
+        self.params = self.build_params(values)  # validates the numbers
         # a preset's settings per task (AdaptVis' paper: one line per dataset); an explicit argument wins over them
         self.by_task = {}
         for task, task_values in by_task.items():
             merged = {**values, **{name: value for name, value in task_values.items() if given.get(name) is None}}
-            self.by_task[task] = spec.params(**{name: merged[name] for name in fields})
+            self.by_task[task] = self.build_params(merged)
         if self.by_task and not self.per_sequence:
             raise ValueError(f"{self.name}: preset {preset} sets {spec.title} per task, which {spec.title} cannot take")
         self.check_arguments(values)  # before the checkpoint is loaded
+
+    def build_params(self, values: dict[str, Any]) -> Any:
+        """The parameter object of ``values``; a value it refuses is refused naming the model."""
+        fields = [field.name for field in dataclasses.fields(self.spec.params)]
+        try:
+            return self.spec.params(**{name: values[name] for name in fields})
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
 
     def refuse_unsupported(self, checkpoint: Checkpoint) -> None:
         """A method that cannot run on this checkpoint is refused before any weight is loaded, saying why."""
@@ -149,6 +157,11 @@ class LastRowRunner(MethodRunner):
     def annotate(self, response: Response, batch: PreparedBatch, keys: list, editor: Any, plan: Plan) -> None:
         """Each row's decision for the attention log (``response.extras``)."""
 
+    def guidance(self, host: MethodHost, batch: PreparedBatch, keys: list, plan: Plan) -> Any:
+        """A logits processor for the settings ``keys`` (the batch repeated once per key), or None (PAI's image-free
+        guidance; the other last-row methods change only attention)."""
+        return None
+
     def answer(
         self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
     ) -> list[Response]:
@@ -176,7 +189,8 @@ class LastRowRunner(MethodRunner):
             group = distinct[start : start + per_pass]
             expanded = prefix.expanded(len(group))
             editor = self.editor(host, batch, expanded, group, plan)
-            response = host.generate_steered(batch, settings, expanded, editor, copies=len(group))
+            guidance = self.guidance(host, batch, group, plan)
+            response = host.generate_steered(batch, settings, expanded, editor, copies=len(group), guidance=guidance)
             self.annotate(response, batch, group, editor, plan)
             for k, key in enumerate(group):
                 for i in by_key[key]:

@@ -159,7 +159,7 @@ VEA_METHOD = MethodSpec(
             "coco_annotations_dir",
             None,
             "profile the layers on first use on VSR train rows (its arguments: "
-            "[docs/METHODS.md](docs/METHODS.md#layer-profiling))",
+            "[METHODS.md](METHODS.md#layer-profiling))",
             shown=f"`${COCO_ANNOTATIONS_VARIABLE}`",
         ),
         Argument("hint", False, '`true`: append "Focus on the highlighted (brighter) region of the image."; or a text'),

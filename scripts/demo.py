@@ -250,23 +250,30 @@ def finetune(out: Path, datasets: list[Path], tiny: Path, budget: Budget, seed: 
     return checkpoint, notes
 
 
-def model_args(method: str, checkpoint: Path, out: Path, data: Path) -> dict:
+def model_args(method: str, checkpoint: Path, out: Path, data: Path, depth: int) -> dict:
+    from models.methods import method_of_model
+    from models.names import is_baseline
+    from models.presets import scaled_layer_range
+
     args = {"pretrained": checkpoint, "device": "cpu", "dtype": "float32", "batch_size": 8}
     args["attention_log"] = out / "attention" / method
     args["answer_cache"] = out / "answers"  # a killed evaluation resumes where it stopped
     if method == study_model("vea"):  # VEA picks its layers by profiling on the synthetic train boxes
         args.update(coco_annotations_dir=data / "annotations", vsr_data_dir=data, profile_samples=16)
+    params = None if is_baseline(method) else method_of_model(method).params()
+    if params is not None and hasattr(params, "start_layer"):  # PAI, VAF: their papers' layers, at this depth
+        args.update(scaled_layer_range(params, depth))
     return args
 
 
-def evaluate(out: Path, data: Path, checkpoint: Path, methods: list[str]) -> dict[str, float]:
+def evaluate(out: Path, data: Path, checkpoint: Path, methods: list[str], budget: Budget) -> dict[str, float]:
     accuracies: dict[str, float] = {}
     for index, method in enumerate(methods, 1):
         run_dir = out / "runs" / method
         results = PIPELINE.evaluate(
             f"4/5 evaluate {method} ({index}/{len(methods)})",
             method,
-            model_args(method, checkpoint, out, data),
+            model_args(method, checkpoint, out, data, budget.layers),
             [TASK],
             run_dir,
             PIPELINE.env(**{DATA_DIR_VARIABLE: str(data)}),
@@ -329,7 +336,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max_steps", type=int, default=None, help="override the last stage's steps (default 2000; 4 with --fast)"
     )
     parser.add_argument(
-        "--methods", default=",".join(METHODS), help="comma-separated models to evaluate (default: all four)"
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated models to evaluate (default: the baseline and every method)",
     )
     return parser.parse_args(argv)
 
@@ -351,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = build_tiny(out / "tiny", budget, args.seed)
     checkpoint, notes = finetune(out, datasets, tiny, budget, args.seed)
     methods = [m for m in args.methods.split(",") if m]
-    accuracies = evaluate(out, data, checkpoint, methods)
+    accuracies = evaluate(out, data, checkpoint, methods, budget)
     report_path = report(out, data, methods)
     baseline = majority_baseline(data)
     log(f"accuracy on {TASK} ({budget.n_dev} rows; majority baseline {baseline:.3f}):")

@@ -11,6 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interventions.adaptvis import AdaptVis
+from interventions.pai import PAI
+from interventions.vaf import VAF
 from models.batch import GenerationSettings
 from models.methods import METHODS
 from models.names import ANY_FAMILY
@@ -19,9 +22,19 @@ from tests.support.reference import CONTEXTS, prepare, sample_images
 from tests.support.tolerance import assert_matches_reference
 
 SETTINGS = GenerationSettings(max_new_tokens=6)
-# what a method needs besides its neutral parameters to run at all (VEA: where its evidence comes from, any layers)
-REQUIRED = {"vea": {"layers": "all"}}
+# what a method needs besides its neutral parameters to run at all on a 4-layer model (VEA: where its evidence comes
+# from, any layers; VAF: a layer range inside the model, its authors' 9-14 being beyond it)
+REQUIRED = {"vea": {"layers": "all"}, "vaf": {"start_layer": 0, "end_layer": 4}}
 HALF = [pytest.param("bfloat16", marks=pytest.mark.bfloat16_sdpa), "float16"]
+
+
+NEUTRAL_EDITORS = {  # each method's attention edit at its neutral setting, built from its math
+    "adaptvis": lambda engine, batch: AdaptVis([1.0] * batch.size, range(engine.depth)),
+    "clvs": lambda engine, batch: engine.method.method_for(engine, batch),
+    "pai": lambda engine, batch: PAI([0.0] * batch.size, [range(engine.depth)] * batch.size, [True] * batch.size),
+    "vaf": lambda engine, batch: VAF([1.0] * batch.size, [1.0] * batch.size, [range(engine.depth)] * batch.size,
+                                     batch.image_token_mask),
+}  # fmt: skip
 
 
 def engine(checkpoint, method: str | None, **common):
@@ -47,12 +60,7 @@ def test_the_neutral_setting_reproduces_the_baseline(checkpoint, baseline, metho
     if not neutral.method.steers:  # VEA edits the image: nothing to run under an editor
         return
     batch = prepare(neutral)
-    editor = (
-        neutral.method.method_for(neutral, batch)
-        if method == "clvs"
-        else neutral.method.editor(neutral, batch, None, [tuple([1.0] * batch.size)], None)
-    )
-    with neutral.steering(batch, editor):
+    with neutral.steering(batch, NEUTRAL_EDITORS[method](neutral, batch)):
         steered = neutral.prefill_logits(batch)
     assert_matches_reference(steered, plain.prefill_logits(prepare(plain)))
 

@@ -14,7 +14,7 @@ from tests.support.inprocess import pipeline_steps_in_process, run_script_in_pro
 
 SCRIPTS = REPO_ROOT / "scripts"
 
-METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
+METHODS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea", "qwen3vl_pai", "qwen3vl_vaf")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def load_demo_module():
     return module
 
 
-def test_fast_demo_writes_a_report_with_four_methods(fast_demo):
+def test_fast_demo_writes_a_report_with_every_method(fast_demo):
     out, stdout = fast_demo
     report = out / "report" / "report.md"
     assert report.exists(), stdout[-3000:]
@@ -89,11 +89,11 @@ def test_a_rerun_after_an_interruption_keeps_what_was_finished(fast_demo):
     computes only its missing answers; the attention log ends with one record per document. (Kept last in this file:
     it rewrites the fixture's folder.)"""
     out, _ = fast_demo
-    vea = METHODS[-1]
-    (out / "runs" / ".pipeline" / f"{vea}.done.json").unlink()
-    for results in (out / "runs" / vea).rglob("*_results.json"):
+    last = METHODS[-1]
+    (out / "runs" / ".pipeline" / f"{last}.done.json").unlink()
+    for results in (out / "runs" / last).rglob("*_results.json"):
         results.unlink()
-    [answers] = (out / "answers").glob(f"{vea}-*/answers.rank0.jsonl")
+    [answers] = (out / "answers").glob(f"{last}-*/answers.rank0.jsonl")
     lines = answers.read_text().splitlines()
     answers.write_text("".join(line + "\n" for line in lines[: len(lines) // 2]))
     checkpoint = out / "finetune_2_0" / "checkpoint-4" / "model.safetensors"
@@ -101,10 +101,10 @@ def test_a_rerun_after_an_interruption_keeps_what_was_finished(fast_demo):
     completed = run_script_in_process(SCRIPTS / "demo.py", ["--out", str(out), "--fast"], dict(os.environ), REPO_ROOT)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-6000:]
     kept = [line for line in completed.stdout.splitlines() if "finished by an earlier run" in line]
-    assert len(kept) == 2 + 1 + 2 + len(METHODS) - 1, "\n".join(kept)  # two data sets, tiny, two stages, 3 runs
-    assert f"4/5 evaluate {vea} (4/4) ..." in completed.stdout
+    assert len(kept) == 2 + 1 + 2 + len(METHODS) - 1, "\n".join(kept)  # two data sets, tiny, two stages, the runs
+    assert f"4/5 evaluate {last} ({len(METHODS)}/{len(METHODS)}) ..." in completed.stdout
     assert checkpoint.stat().st_mtime_ns == trained_at  # not trained again
     assert len(answers.read_text().splitlines()) == len(lines)  # only the missing half was computed
-    assert any((out / "runs" / vea).rglob("*_results.json"))
-    records = [json.loads(line) for line in (out / "attention" / vea / "records.rank0.jsonl").read_text().splitlines()]
+    assert any((out / "runs" / last).rglob("*_results.json"))
+    records = [json.loads(line) for line in (out / "attention" / last / "records.rank0.jsonl").read_text().splitlines()]
     assert sorted(record["doc_id"] for record in records) == list(range(len(lines)))

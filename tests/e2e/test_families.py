@@ -17,6 +17,7 @@ from PIL import Image
 
 from analysis.live import LiveModel
 from models.attention_log import read_records
+from models.methods import METHODS
 from testbed.tiny_llava import PATCH
 from testbed.tiny_llava_next import PINPOINTS, TILE
 from tests.support.evaluations import FAMILY_LIMIT as LIMIT
@@ -93,7 +94,7 @@ def test_the_report_compares_the_runs_and_draws_every_figure(evaluated):
 
 def test_a_live_re_run_answers_through_the_family_detecting_models(evaluated, tmp_path):
     live = LiveModel(evaluated["checkpoint"], tmp_path / "cache", device="cpu")
-    assert set(live.models) == {"vlm_adaptvis", "vlm_clvs", "vlm_vea"}
+    assert set(live.models) == {f"vlm_{name}" for name in METHODS}  # every method, the family-detecting names
     row = load_split("random", "dev", evaluated["data"])[0]
     from vsr_tasks.prompt import build_prompt
 

@@ -26,13 +26,16 @@ METHOD_GRIDS = {
     "adaptvis": ["--grid", "confidence_threshold=0.001,0.9", "--grid", "sharpen_weight=0.5,1.5"],
     "clvs": ["--grid", "smoothing=0.3,0.8", "--grid", "uncertainty_threshold=0,0.9"],
     "vea": ["--grid", "smooth_strength=0.2,0.8", "--grid", "highlight_strength=0.3,0.6"],
+    "pai": ["--grid", "alpha=0.5,1.5", "--grid", "gamma=1,1.4"],
+    "vaf": ["--grid", "enh_para=1.3,1.8", "--grid", "sup_para=0.5,0.9"],
 }
 GRIDS = {f"{prefix}_{name}": grid for name, grid in METHOD_GRIDS.items() for prefix in ("qwen3vl", "vlm")}
-FIXED = {"qwen3vl_vea": ",layers=[2,3]", "vlm_vea": ",layers=[2,3]"}
+FIXED = {"qwen3vl_vea": ",layers=[2,3]", "vlm_vea": ",layers=[2,3]", "vlm_vaf": ",start_layer=1,end_layer=4",
+         "qwen3vl_vaf": ",start_layer=1,end_layer=4"}  # fmt: skip
 # the study's names on Qwen3-VL; each family-detecting model once on another family
 SWEPT = [(f"qwen3vl_{name}", "qwen3_vl") for name in METHOD_GRIDS]
 SWEPT += [("vlm_adaptvis", "llava"), ("vlm_clvs", "qwen2_5_vl"), ("vlm_vea", "llava")]
-SWEPT += [("vlm_clvs", "llava_next")]
+SWEPT += [("vlm_clvs", "llava_next"), ("vlm_pai", "llava"), ("vlm_vaf", "qwen2_5_vl")]  # the two later methods
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """The user's path on the tiny checkpoint with the real Qwen vocabulary, chat template and preprocessor.
 
 Everything a user runs on ``Qwen/Qwen3-VL-2B-Instruct`` (or a fine-tune of it), here on ``qwen_checkpoint``:
-the four models through the lmms-eval CLI on VSR rows with the attention log (VEA profiling its layers on
-first use), ``analysis report`` over the four runs and ``python -m finetune`` (neutral settings reproducing the
-baseline: ``tests/contract/test_neutral.py``).
+every model (the baseline, AdaptVis, CLVS, VEA, PAI, VAF) through the lmms-eval CLI on VSR rows with the attention
+log (VEA profiling its layers on first use), ``analysis report`` over the runs and ``python -m finetune`` (neutral
+settings reproducing the baseline: ``tests/contract/test_neutral.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.support.tolerance import FLOAT16_STORED, assert_matches_reference
 pytestmark = pytest.mark.slow
 
 
-def test_four_models_answer_through_the_cli_with_the_attention_log(user_path):
+def test_every_model_answers_through_the_cli_with_the_attention_log(user_path):
     assert set(user_path["results"]) == set(MODELS)
     for model, (results, samples) in user_path["results"].items():
         metrics = results["results"][TASK]
@@ -46,6 +46,12 @@ def test_four_models_answer_through_the_cli_with_the_attention_log(user_path):
             assert after.shape == (4, grid_h, grid_w) and len(record["image_mass"]) == 4
             assert_matches_reference(after.sum(axis=(1, 2)), record["image_mass"], FLOAT16_STORED)
             assert_matches_reference(np.add(record["image_mass"], record["text_mass"]), np.ones(4))
+    decisions = {
+        model: read_records(user_path["logs"][model])[0]["decision"] for model in ("qwen3vl_pai", "qwen3vl_vaf")
+    }
+    assert decisions["qwen3vl_pai"] == {"alpha": 0.2, "gamma": 1.1, "layers": [2, 4], "edit_first_token": True}
+    assert {key: decisions["qwen3vl_vaf"][key] for key in ("enh_para", "sup_para", "layers")} == {
+        "enh_para": 1.15, "sup_para": 0.95, "layers": [1, 4]}  # fmt: skip
 
 
 def test_vea_profiled_its_layers_on_the_train_boxes(user_path):
@@ -58,7 +64,7 @@ def test_vea_profiled_its_layers_on_the_train_boxes(user_path):
     assert decisions == set(profile["layers"])
 
 
-def test_the_report_over_the_four_runs_compares_each_method_and_plots_its_layers(user_path):
+def test_the_report_over_the_runs_compares_each_method_and_plots_its_layers(user_path):
     """(That each number is the results JSON's: ``test_report_numbers.py``, on these runs.)"""
     comparisons = user_path["summary"]["tasks"][TASK]["metrics"]["accuracy,none"]["comparisons"]
     assert set(comparisons) == set(MODELS[1:]) and all(c["n"] == LIMIT for c in comparisons.values())

@@ -158,6 +158,33 @@ def test_live_reruns_are_cached_on_disk(fixture_runs, checkpoint, tmp_path):
     assert all(path.is_relative_to(tmp_path / "cache") for path in tmp_path.rglob("*") if path.is_file())
 
 
+@pytest.mark.parametrize(
+    "model, settings, decision",
+    [
+        ("qwen3vl_pai", {"alpha": 0.9, "gamma": 1.3}, {"alpha": 0.9, "gamma": 1.3, "layers": [2, 8],
+                                                       "edit_first_token": True}),
+        ("qwen3vl_vaf", {"enh_para": 1.5, "sup_para": 0.5, "start_layer": 1, "end_layer": 4},
+         {"enh_para": 1.5, "sup_para": 0.5, "layers": [1, 4]}),
+    ],
+)  # fmt: skip
+def test_a_new_method_reruns_live_with_no_code_of_its_own(
+    fixture_runs, checkpoint, tmp_path, model, settings, decision
+):
+    """PAI and VAF reach the viewer's live re-run through their declaration alone: the run's settings (sliders and a
+    layer range) make the engine, the answer is the engine's own at that setting, the heatmap is drawn from its log."""
+    from models.batch import GenerationSettings
+    from plugin.loading import engine_for
+
+    live = LiveModel(checkpoint, tmp_path / "cache", device="cpu")
+    image = next((fixture_runs["data"] / "images").glob("*.png"))
+    prompt = "Is the cat left of the dog?"
+    result = live.run(model, settings, TASK, 0, prompt, [image], max_new_tokens=8)
+    assert {key: result.decision[key] for key in decision} == decision and Path(result.heatmap).is_file()
+    engine = engine_for(model, pretrained=str(checkpoint), device="cpu", **settings)
+    batch = engine.prepare([prompt], [[image]], [0], [TASK])
+    assert result.answer == engine.respond(batch, GenerationSettings(max_new_tokens=8)).texts[0]
+
+
 def test_live_refuses_a_folder_that_is_not_a_supported_checkpoint(tmp_path):
     with pytest.raises(LiveError, match="no config.json there"):
         check_checkpoint(tmp_path)

@@ -25,7 +25,7 @@ STUDY_PAIR_LIMIT = 8
 STUDY_PAIR_EXAMPLES = 3
 
 # the study's four models on the tiny checkpoint with the real Qwen vocabulary (VEA profiling its layers on first use)
-USER_PATH_MODELS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea")
+USER_PATH_MODELS = ("qwen3vl", "qwen3vl_adaptvis", "qwen3vl_clvs", "qwen3vl_vea", "qwen3vl_pai", "qwen3vl_vaf")
 USER_PATH_LIMIT = 4
 
 # the family-detecting models on each other family's tiny checkpoint
@@ -83,6 +83,8 @@ def user_path(tmp_path_factory: pytest.TempPathFactory, qwen_checkpoint: Path, v
             if model == "qwen3vl_vea":  # layers profiled on first use, on the synthetic train rows and their boxes
                 args += f",coco_annotations_dir={boxes / 'annotations'},vsr_data_dir={boxes},profile_samples=4"
                 args += f",profile_cache={root / 'vea_cache'}"
+            if model == "qwen3vl_vaf":  # the authors' layers 9-14 are beyond the tiny model's 4
+                args += ",start_layer=1,end_layer=4"
             completed = run_lmms_eval(
                 ["--model", model, "--model_args", args, "--tasks", VSR_TASK, "--limit", str(USER_PATH_LIMIT),
                  "--log_samples", "--output_path", str(output)],

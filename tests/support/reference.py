@@ -27,10 +27,13 @@ IMAGE_SIZES = [(96, 128), (160, 64)]  # (height, width): different token grids
 
 
 class EagerReference:
-    """The reference attention; set ``row_fn(layer, scores, mask, weights) -> weights`` (all ``[B, H, N]``)."""
+    """The reference attention; set ``row_fn(layer, scores, mask, weights) -> weights`` (all ``[B, H, N]``) to edit
+    the last row, or ``weights_fn(layer, scores, mask, weights) -> weights`` (all ``[B, H, N, N]``) to edit any row,
+    in every forward over a whole sequence (a prefill, or a step recomputed from scratch)."""
 
     def __init__(self) -> None:
         self.row_fn: Callable | None = None
+        self.weights_fn: Callable | None = None
         self.captured: dict[int, torch.Tensor] = {}  # layer -> prefill last-row weights (as used)
         self.prefill_outputs: dict[int, torch.Tensor] = {}
 
@@ -47,6 +50,8 @@ class EagerReference:
         additive = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min).expand_as(scores)
         weights = torch.softmax(scores + additive, dim=-1)
         prefill = q_len == k_len and q_len > 1
+        if prefill and self.weights_fn is not None:
+            weights = self.weights_fn(module.layer_idx, scores, additive, weights)
         if prefill and self.row_fn is not None:
             weights = weights.clone()
             weights[:, :, -1] = self.row_fn(module.layer_idx, scores[:, :, -1], additive[:, :, -1], weights[:, :, -1])
@@ -100,6 +105,62 @@ def reference_logits(model, batch, **kwargs) -> torch.Tensor:
     """First-token logits ``[B, V]`` of a plain forward of the reference model (at ``generate``'s positions)."""
     kwargs = {**generation_positions(model, batch), **kwargs}
     return model(**batch.inputs, **kwargs).logits[:, -1].float()
+
+
+def with_tokens(inputs: dict, tokens: torch.Tensor) -> dict:
+    """The prompt's tensors with ``tokens`` ``[B, t]`` appended as text the model generated (visible, not media)."""
+    if tokens.shape[1] == 0:
+        return dict(inputs)
+    extended = dict(inputs)
+    extended["input_ids"] = torch.cat([inputs["input_ids"], tokens], dim=1)
+    extended["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(tokens)], dim=1)
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            extended[key] = torch.cat([inputs[key], torch.zeros_like(tokens)], dim=1)
+    return extended
+
+
+@torch.no_grad()
+def recomputed_logits(model, reference: EagerReference, inputs: dict, row_fn=None, weights_fn=None) -> torch.Tensor:
+    """``[B, V]``: the next token's logits after ``inputs``, the whole sequence computed from scratch (no cache), so
+    that the row choosing the token is the last row of a full forward, whichever step it is."""
+    positions = {}
+    if model.config.model_type not in M_ROPE_MODEL_TYPES:  # generate's positions: from each first real token
+        mask = inputs["attention_mask"].long()
+        positions = {"position_ids": (mask.cumsum(-1) - 1).clamp(min=0) * mask}
+    reference.row_fn, reference.weights_fn = row_fn, weights_fn
+    try:
+        return model(**inputs, **positions).logits[:, -1].float()
+    finally:
+        reference.row_fn = reference.weights_fn = None
+
+
+def greedy_reference(next_scores: Callable, engine, size: int, steps: int) -> tuple[torch.Tensor, list, bool]:
+    """Greedy decoding by ``next_scores(tokens) -> [B, V]`` (tokens generated so far ``[B, t]``): the tokens, each
+    step's scores, and whether all ``steps`` ran. It stops after a step that chose an image or video token: the
+    reference recomputes the sequence from scratch, and a media token among the text would ask for an image."""
+    media = torch.tensor(engine.family.media_token_ids(engine.model))
+    tokens = torch.zeros(size, 0, dtype=torch.long)
+    scores = []
+    for _ in range(steps):
+        step_scores = next_scores(tokens)
+        scores.append(step_scores)
+        tokens = torch.cat([tokens, step_scores.argmax(-1, keepdim=True)], dim=1)
+        if bool(torch.isin(tokens[:, -1], media).any()):
+            return tokens, scores, False
+    return tokens, scores, True
+
+
+def assert_same_answers(engine, texts: list[str], tokens: torch.Tensor, complete: bool) -> None:
+    """The engine's answers are the reference's tokens as the engine decodes them (up to the end-of-turn token,
+    special tokens skipped); a reference cut short by a media token is a prefix of them."""
+    eos = engine.tokenizer.eos_token_id
+    kept = [row[: (row == eos).nonzero()[0, 0] + 1] if (row == eos).any() else row for row in tokens]
+    expected = [engine.processor.decode(row, skip_special_tokens=True) for row in kept]
+    if complete:
+        assert texts == expected
+    else:
+        assert all(text.startswith(prefix) for text, prefix in zip(texts, expected)), (texts, expected)
 
 
 def eager_logits(model, reference: EagerReference, batch, row_fn: Callable | None = None) -> torch.Tensor:

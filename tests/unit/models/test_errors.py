@@ -154,3 +154,38 @@ def test_an_answer_cache_that_cannot_be_a_folder_is_refused_by_name(tiny_checkpo
     afile.write_text("")
     with pytest.raises(ValueError, match=re.escape(f"answer_cache={afile}: a file is there")):
         Qwen3VL(pretrained=str(tiny_checkpoint), device="cpu", answer_cache=str(afile))
+
+
+@pytest.mark.parametrize(
+    ("model", "arguments", "message"),
+    [
+        ("vlm_pai", "alpha=-0.1", r"^vlm_pai: alpha must be >= 0 \(0: no attention edit\), got -0.1$"),
+        ("vlm_pai", "gamma=strong", r"^vlm_pai: gamma must be a number, got 'strong'$"),
+        ("vlm_pai", "gamma=nan", r"^vlm_pai: gamma must be a number, got nan$"),
+        (
+            "vlm_pai",
+            "start_layer=2,end_layer=9",
+            r"\[2, 9\) leaves the model, which has 4 layers: start_layer in "
+            r"\[0, 3\], end_layer in \[start_layer \+ 1, 4\]$",
+        ),
+        (
+            "vlm_pai",
+            "start_layer=3,end_layer=3",
+            r"^vlm_pai: the layer range \[start_layer, end_layer\) = \[3, 3\) is "
+            r"empty$",
+        ),
+        ("vlm_pai", "start_layer=1.5", r"^vlm_pai: start_layer must be a whole number, got 1.5$"),
+        ("vlm_vaf", "enh_para=0", r"^vlm_vaf: enh_para must be > 0 \(1: no change\), got 0$"),
+        ("vlm_vaf", "sup_para=-1", r"^vlm_vaf: sup_para must be > 0 \(1: no change\), got -1.0$"),
+        ("vlm_vaf", "end_layer=3", r"\[9, 3\) is empty$"),
+        ("vlm_vaf", "start_layer=0", r"\[0, 15\) leaves the model, which has 4 layers"),  # the authors' 9-14
+    ],
+)
+def test_pai_and_vaf_refuse_a_bad_value_before_any_weight_loads(tiny_checkpoint, tmp_path, model, arguments, message):
+    """The checkpoint has no weights file: a refusal that comes after loading would name that instead."""
+    from plugin import model_class
+
+    config_only = shutil.copytree(tiny_checkpoint, tmp_path / "config_only")
+    (config_only / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=message):
+        model_class(model).create_from_arg_string(f"pretrained={config_only},device=cpu,{arguments}")

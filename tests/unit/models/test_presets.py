@@ -18,9 +18,11 @@ def test_the_data_file_holds_the_studys_settings():
     assert sorted(data) == [
         "adaptvis_paper",
         "clvs_paper",
+        "pai_paper",
         "scalingvis_paper",
         "seed_random",
         "seed_zeroshot",
+        "vaf_paper",
         "vea_paper",
     ]
     random, zeroshot = data["seed_random"], data["seed_zeroshot"]
@@ -87,7 +89,7 @@ def test_the_study_layers_apply_when_no_layer_source_is_given(tiny_checkpoint):
 def test_an_unknown_preset_is_refused_with_the_known_ones(tiny_checkpoint, klass):
     with pytest.raises(
         ValueError,
-        match="unknown preset 'seed_random_typo'; known presets: adaptvis_paper, clvs_paper, scalingvis_paper, seed_random, seed_zeroshot, vea_paper",
+        match="unknown preset 'seed_random_typo'; known presets: adaptvis_paper, clvs_paper, pai_paper, scalingvis_paper, seed_random, seed_zeroshot, vaf_paper, vea_paper",
     ):
         klass(pretrained=str(tiny_checkpoint), device="cpu", preset="seed_random_typo", layers="[1]")
     assert set(presets()) == {
@@ -97,6 +99,8 @@ def test_an_unknown_preset_is_refused_with_the_known_ones(tiny_checkpoint, klass
         "scalingvis_paper",
         "clvs_paper",
         "vea_paper",
+        "pai_paper",
+        "vaf_paper",
     }
 
 
@@ -146,6 +150,26 @@ def test_the_paper_presets_hold_the_authors_settings_with_their_sources():
         ValueError, match="for gemma3, llava, qwen2_5_vl checkpoints only, not for model_type 'qwen3_vl'"
     ):
         preset_arguments("vea_paper", "vea", "qwen3_vl", 28)
+    # PAI README.md:65,82: one command for every model; with guidance their code leaves the first token's row alone
+    assert preset_arguments("pai_paper", "pai", "llava", 32) == {
+        "alpha": 0.2, "gamma": 1.1, "start_layer": 2, "end_layer": 32, "edit_first_token": False}  # fmt: skip
+    assert "LALBJ/PAI 9bbd8bd README.md:65" in preset_source("pai_paper", "pai")
+    # ClearSight: the POPE command's factors, layers 9-14
+    assert preset_arguments("vaf_paper", "vaf", "llava", 32) == {
+        "enh_para": 1.15, "sup_para": 0.95, "start_layer": 9, "end_layer": 15}  # fmt: skip
+    assert "infer_pope.py:54" in preset_source("vaf_paper", "vaf")
+
+
+def test_the_pai_preset_on_a_shallower_model_names_the_range_and_takes_an_explicit_end(tiny_checkpoint):
+    """Their end layer is LLaVA-1.5-7B's depth: on a 4-layer checkpoint it is refused by name, before loading, and an
+    explicit ``end_layer`` wins over it."""
+    from plugin.registered import VLMPAI
+
+    with pytest.raises(ValueError, match=r"\[2, 32\) leaves the model, which has 4 layers"):
+        VLMPAI(pretrained=str(tiny_checkpoint), device="cpu", preset="pai_paper")
+    model = VLMPAI(pretrained=str(tiny_checkpoint), device="cpu", preset="pai_paper", end_layer=4)
+    assert model.method.arguments() == {"preset": "pai_paper", "alpha": 0.2, "gamma": 1.1, "start_layer": 2,
+                                        "end_layer": 4, "edit_first_token": False, "layers": [2, 4]}  # fmt: skip
 
 
 def test_a_paper_preset_on_a_checkpoint_of_another_depth_takes_explicit_layers(family_checkpoint):
@@ -157,3 +181,23 @@ def test_a_paper_preset_on_a_checkpoint_of_another_depth_takes_explicit_layers(f
     model = VEAModel(pretrained=checkpoint, device="cpu", preset="vea_paper", layers="[2,3]")
     assert model.method.values["denoise_lambda"] == 10 and model.method.values["layer_top_fraction"] == 0.1
     assert list(model.method.layers) == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("method", "depth", "expected"),
+    [
+        ("pai", 32, (2, 32)),  # LLaVA-1.5-7B: their own range
+        ("pai", 4, (0, 4)),
+        ("vaf", 32, (9, 15)),
+        ("vaf", 28, (7, 13)),  # 9 * 28 // 32, 15 * 28 // 32
+        ("vaf", 4, (1, 2)),  # one layer at least
+        ("vaf", 2, (0, 1)),
+    ],
+)
+def test_a_papers_layer_range_is_placed_at_the_same_relative_depth(method, depth, expected):
+    """The demo's and the benchmarks' default on models shallower than the papers' (never a real run's)."""
+    from models.methods import METHODS
+    from models.presets import scaled_layer_range
+
+    placed = scaled_layer_range(METHODS[method].params(), depth)
+    assert (placed["start_layer"], placed["end_layer"]) == expected

@@ -21,7 +21,7 @@ REQUIRED = ("study", "paper", "headline", "checkpoints", "baseline", "methods", 
 def test_the_studies_are_the_files_with_the_seed_study_first():
     files = sorted(path.stem for path in (REPO_ROOT / "scripts" / "studies").glob("*.json"))
     assert study_names() == ("seed", *[name for name in files if name != "seed"])
-    assert set(study_names()) == {"seed", "adaptvis", "clvs", "vea"}
+    assert set(study_names()) == {"seed", "adaptvis", "clvs", "vea", "pai", "vaf"}
 
 
 @pytest.mark.parametrize("name", study_names())

@@ -1,0 +1,125 @@
+"""PAI (Liu, Zheng, Chen, "Paying More Attention to Image", ECCV 2024): image logits amplified, guided by an
+image-free pass.
+
+Two parts, each optional (docs/METHODS.md):
+
+- **the attention edit**: in layers ``[start_layer, end_layer)`` the query row of the token being chosen (the prompt's
+  last row, then every decoding step's row) has its pre-softmax logits on image keys ``a`` replaced by
+  ``a + alpha * |a|`` (LALBJ/PAI 9bbd8bd ``attention.py:91-94``, after the mask, ``attention.py:72-75``, before the
+  softmax, ``attention.py:97``; every head). The row is recomputed beside the fused kernel (O(N) per layer, no eager
+  attention) and its output replaced, as for AdaptVis.
+- **the guidance** (their ``CFG.py``): the next token's log-probabilities ``s`` are refined against those ``u`` of the
+  same prompt without its image, ``gamma * (s - u) + u`` (``CFG.py:54-56``); tokens whose conditional probability is
+  below :data:`PLAUSIBILITY_CUTOFF` of the top one are excluded (``CFG.py:53,57``). ``gamma = 1`` is no guidance
+  (``CFG.py:30-31``). The image-free pass is never edited.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from interventions.layers import check_layer_range, layer_range
+from interventions.state import LastRow, RowEdit, SteeringState
+
+# tokens below this share of the top token's conditional probability are excluded from the guided choice
+# (LALBJ/PAI 9bbd8bd CFG.py:53, a constant there)
+PLAUSIBILITY_CUTOFF = 0.1
+
+
+@dataclass(frozen=True)
+class PAIParams:
+    """The numbers that shape PAI's answers; defaults: the authors' README command (LALBJ/PAI 9bbd8bd README.md:65,82,
+    the same for POPE and CHAIR on every model)."""
+
+    NEUTRAL: ClassVar[dict[str, float]] = {"alpha": 0.0, "gamma": 1.0}
+
+    alpha: float = 0.2  # README.md:65 --alpha 0.2 (pope_eval.py:50's default too)
+    gamma: float = 1.1  # README.md:65 --gamma 1.1 (pope_eval.py:52's default is 2)
+    start_layer: int = 2  # README.md:65 --start-layer 2
+    end_layer: int | None = None  # README.md:65 --end-layer 32, LLaVA-1.5-7B's depth; None: the model's depth
+    edit_first_token: bool = True  # the paper; False: the authors' code with guidance (docs/METHODS.md)
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "gamma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0 (0: no attention edit), got {self.alpha}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0 (1: no guidance), got {self.gamma}")
+        check_layer_range(self.start_layer, self.end_layer)
+        if not isinstance(self.edit_first_token, bool):
+            raise ValueError(f"edit_first_token must be true or false, got {self.edit_first_token!r}")
+
+    @property
+    def neutral(self) -> bool:
+        """No edit and no guidance (:attr:`NEUTRAL`): the method cannot change any answer."""
+        return all(getattr(self, name) == value for name, value in self.NEUTRAL.items())
+
+    @property
+    def guided(self) -> bool:
+        return self.gamma != 1
+
+    def layers(self, depth: int) -> range:
+        """The edited layers of a model ``depth`` layers deep (refused by name when the range leaves the model)."""
+        return layer_range(self.start_layer, self.end_layer, depth)
+
+
+class PAI:
+    """The attention edit for a batch of rows (sequences x settings), each with its own ``alpha`` and layer range."""
+
+    edits_decode_rows = True  # every decoding step's row too, not only the prompt's last
+
+    def __init__(
+        self,
+        alphas: Sequence[float],
+        layers: Sequence[range],
+        edit_first_token: Sequence[bool],
+    ) -> None:
+        self.alphas = torch.as_tensor(alphas, dtype=torch.float32)
+        self.starts = torch.as_tensor([layer.start for layer in layers])
+        self.stops = torch.as_tensor([layer.stop for layer in layers])
+        self.first_token = torch.as_tensor(edit_first_token, dtype=torch.bool)
+
+    def begin(self, state: SteeringState) -> None:
+        self._to(state.image_mask.device)
+
+    def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
+        return []
+
+    def edit(self, row: LastRow) -> RowEdit | None:
+        device = row.scores.device
+        if self.alphas.device != device:  # a model sharded across GPUs: this layer's device
+            self._to(device)
+        rows = row.has_image & (self.alphas != 0) & (self.starts <= row.layer) & (row.layer < self.stops)
+        if not row.decoding:
+            rows &= self.first_token
+        if not bool(rows.any()):
+            return None
+        amplified = row.scores + self.alphas[:, None, None] * row.scores.abs()
+        scores = torch.where(row.image_mask[:, None, :], amplified, row.scores)
+        return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=rows)
+
+    def _to(self, device: torch.device) -> None:
+        self.alphas, self.starts, self.stops = self.alphas.to(device), self.starts.to(device), self.stops.to(device)
+        self.first_token = self.first_token.to(device)
+
+
+def guided_scores(conditional: torch.Tensor, unconditional: torch.Tensor, gammas: torch.Tensor) -> torch.Tensor:
+    """The next token's scores ``[R, V]`` guided against the image-free pass: ``gamma * (s - u) + u`` over
+    log-softmaxed scores, tokens below :data:`PLAUSIBILITY_CUTOFF` of the top conditional probability at ``-inf``;
+    rows with ``gamma == 1`` keep their conditional scores as they are."""
+    conditional = conditional.float()
+    s = torch.log_softmax(conditional, dim=-1)
+    u = torch.log_softmax(unconditional.float(), dim=-1)
+    gammas = gammas.to(s.device, torch.float32)[:, None]
+    guided = gammas * (s - u) + u
+    cutoff = math.log(PLAUSIBILITY_CUTOFF) + s.max(dim=-1, keepdim=True).values
+    guided = guided.masked_fill(s < cutoff, float("-inf"))
+    return torch.where(gammas == 1, conditional, guided)

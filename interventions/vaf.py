@@ -1,0 +1,169 @@
+"""VAF, Visual Amplification Fusion (Yin et al., "ClearSight", CVPR 2025): in middle layers, every query row after the
+image attends more to the image and less to what precedes it.
+
+In layers ``[start_layer, end_layer)`` each query row after the sequence's (last) image, the prompt's text after it
+and then every decoding step's row, multiplies its pre-softmax logits on image keys by ``enh_para`` and on the keys
+before the (first) image by ``sup_para``, before the mask is added (ustc-hyin/ClearSight 5466c94
+``visaug/inference/AttnAdapter.py:68-79``: ``q k^T / sqrt(d)``, then the two products, then the mask at lines 87-92;
+every head). The authors hard-code those spans for LLaVA-1.5's template (``SYS_LEN = 35``, BOS and the system prompt
+and ``USER:``; ``IMG_LEN = 576``, lines 71-72); here they come from each sequence's image mask: the image keys are its
+image tokens, the suppressed keys every position before its first one (the chat template's opening, its system prompt
+when it has one).
+
+Why it can stay fused: multiplying the logits of one key by a constant is ``q . (c k)``, the same attention with that key
+scaled. The rows VAF edits (every row after the image, not only the last) run through the fused kernel again with the
+scaled keys, so the cost is one more fused pass over the question's rows in the edited layers, and one over the single
+row of a decoding step: no eager attention, no N x N weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from interventions.layers import check_layer_range, layer_range
+from interventions.state import AttentionCall, LastRow, RowEdit, SteeringState
+
+NO_ROW = 2**62  # "after the image" of a sequence without one: no row ever is
+
+
+@dataclass(frozen=True)
+class VAFParams:
+    """The numbers that shape VAF's answers; defaults: the authors' POPE command (ustc-hyin/ClearSight 5466c94
+    README.md:93-95, visaug/inference/infer_pope.sh:6-8) and their layers (visaug/inference/infer_pope.py:52-58,
+    ``if i > 8 and i < 15``)."""
+
+    NEUTRAL: ClassVar[dict[str, float]] = {"enh_para": 1.0, "sup_para": 1.0}
+
+    enh_para: float = 1.15  # README.md:94 --enh-para 1.15 (infer_pope.py:41's default, 1, changes nothing)
+    sup_para: float = 0.95  # README.md:95 --sup-para 0.95 (infer_pope.py:42's default is 1)
+    start_layer: int = 9  # visaug/inference/infer_pope.py:54, i > 8
+    end_layer: int | None = 15  # infer_pope.py:54, i < 15: layers 9-14 of LLaVA-1.5's 32 (13B: of 40)
+
+    def __post_init__(self) -> None:
+        for name in ("enh_para", "sup_para"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0 (1: no change), got {value}")
+        check_layer_range(self.start_layer, self.end_layer)
+
+    @property
+    def neutral(self) -> bool:
+        """Both factors 1 (:attr:`NEUTRAL`): the method cannot change any answer."""
+        return all(getattr(self, name) == value for name, value in self.NEUTRAL.items())
+
+    def layers(self, depth: int) -> range:
+        """The edited layers of a model ``depth`` layers deep (refused by name when the range leaves the model)."""
+        return layer_range(self.start_layer, self.end_layer, depth)
+
+
+@dataclass(frozen=True)
+class Spans:
+    """Per sequence: which prompt keys are image keys and which come before the first image, and the first row after
+    the last image (``NO_ROW`` without an image)."""
+
+    image: torch.Tensor  # [B, N] bool
+    before_image: torch.Tensor  # [B, N] bool
+    first_row: torch.Tensor  # [B] long
+
+    @classmethod
+    def of(cls, image_mask: torch.Tensor) -> Spans:
+        image = image_mask.bool()
+        length = image.shape[1]
+        has_image = image.any(dim=-1)
+        positions = torch.arange(length, device=image.device)
+        first = torch.where(has_image, image.int().argmax(dim=-1), length)
+        last = length - 1 - image.flip(-1).int().argmax(dim=-1)
+        before = (positions[None] < first[:, None]) & has_image[:, None]
+        return cls(image, before, torch.where(has_image, last + 1, NO_ROW))
+
+
+class VAF:
+    """VAF for a batch of rows, each with its own factors and layer range (``attend``: every edited row in fused form;
+    ``edit``: the prompt's last row again, explicitly, for the attention log)."""
+
+    def __init__(
+        self, enh: Sequence[float], sup: Sequence[float], layers: Sequence[range], image_mask: torch.Tensor
+    ) -> None:
+        self.spans = Spans.of(image_mask)
+        enh_t = torch.as_tensor(enh, dtype=torch.float32, device=image_mask.device)[:, None]
+        sup_t = torch.as_tensor(sup, dtype=torch.float32, device=image_mask.device)[:, None]
+        ones = torch.ones_like(enh_t)
+        self.factors = torch.where(self.spans.image, enh_t, torch.where(self.spans.before_image, sup_t, ones))
+        self.starts = torch.as_tensor([layer.start for layer in layers], device=image_mask.device)
+        self.stops = torch.as_tensor([layer.stop for layer in layers], device=image_mask.device)
+        self.changes = (enh_t[:, 0] != 1) | (sup_t[:, 0] != 1)
+
+    def begin(self, state: SteeringState) -> None:
+        """Nothing per forward: the spans are the prompt's."""
+
+    def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
+        return []
+
+    def active(self, layer: int, device: torch.device) -> torch.Tensor:
+        """``[B]``: the rows VAF edits in ``layer``."""
+        in_range = (self.starts <= layer) & (layer < self.stops)
+        return (in_range & self.changes & (self.spans.first_row < NO_ROW)).to(device)
+
+    def key_factors(self, length: int, device: torch.device) -> torch.Tensor:
+        """``[B, length]``: each key's factor (generated tokens: 1)."""
+        factors = self.factors.to(device)
+        return torch.nn.functional.pad(factors, (0, max(0, length - factors.shape[1])), value=1.0)[:, :length]
+
+    def attend(self, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
+        """The rows after each sequence's image recomputed by the fused kernel with the image and preceding keys
+        scaled; ``output`` is ``[B, q_len, H, D]``."""
+        device = call.query.device
+        active = self.active(call.layer, device)
+        if not bool(active.any()):
+            return output
+        length, first_position = call.key.shape[2], call.first_position
+        first_row = self.spans.first_row.to(device)
+        start = max(int(first_row[active].min()), first_position)
+        if start >= length:
+            return output
+        rows = slice(start - first_position, call.query.shape[2])
+        factors = torch.where(active[:, None], self.key_factors(length, device), 1.0)
+        # the product in float32, rounded once into the model's dtype (bfloat16 cannot hold 1.15 itself)
+        key = (call.key.float() * factors[:, None, :, None]).to(call.key.dtype)
+        tail, _ = sdpa_attention_forward(
+            call.module,
+            call.query[:, :, rows],
+            key,
+            call.value,
+            _rows_mask(call.attention_mask, rows, start, length, device),
+            scaling=call.scaling,
+            **call.kwargs,
+        )
+        positions = torch.arange(start, length, device=device)
+        chosen = active[:, None] & (positions[None] >= first_row[:, None])  # [B, rows]
+        output[:, rows] = torch.where(chosen[:, :, None, None], tail.to(output.dtype), output[:, rows])
+        return output
+
+    def edit(self, row: LastRow) -> RowEdit | None:
+        """The prompt's last row with the scaled logits (what ``attend`` computed fused), for the observers."""
+        active = self.active(row.layer, row.scores.device)
+        length = row.scores.shape[-1]
+        active &= self.spans.first_row.to(row.scores.device) <= length - 1
+        if not bool(active.any()):
+            return None
+        scores = row.scores * self.key_factors(length, row.scores.device)[:, None, :]
+        return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=active)
+
+
+def _rows_mask(
+    attention_mask: torch.Tensor | None, rows: slice, start: int, length: int, device: torch.device
+) -> torch.Tensor:
+    """The mask of the query rows ``rows`` (positions ``start..``) over ``length`` keys: the call's own rows of it, or
+    causal ones (the fused kernel's ``is_causal`` would align a block of rows wrongly)."""
+    if attention_mask is not None:
+        return attention_mask[:, :, rows, :length]
+    positions = torch.arange(start, length, device=device)
+    return (torch.arange(length, device=device)[None, :] <= positions[:, None])[None, None]
