@@ -14,11 +14,8 @@ import math
 
 import pytest
 import torch
-from transformers.cache_utils import DynamicCache
 
-from interventions import steer
 from interventions.pai import PAI
-from interventions.state import SteeringState
 from models.batch import GenerationSettings
 from models.names import ANY_FAMILY
 from plugin.loading import engine_for
@@ -28,6 +25,7 @@ from tests.support.reference import (
     image_positions,
     prepare,
     recomputed_logits,
+    steered_generation,
     with_tokens,
 )
 from tests.support.tolerance import assert_matches_reference, tolerance
@@ -109,22 +107,17 @@ def test_every_decoding_row_is_edited_as_the_reference(engines, reference, first
     batch = prepare(engine)
     layers = range(1, depth)
     editor = PAI([1.5] * batch.size, [layers] * batch.size, [first_token] * batch.size)
-    with steer(engine.model, SteeringState(batch.image_token_mask, method=editor)), torch.no_grad():
-        output = engine.model.generate(
-            **batch.inputs, max_new_tokens=STEPS, min_new_tokens=STEPS, do_sample=False, output_logits=True,
-            return_dict_in_generate=True, pad_token_id=engine.tokenizer.pad_token_id, cache=DynamicCache(),
-        )  # fmt: skip
-    tokens = output.sequences[:, batch.inputs["input_ids"].shape[1] :]
+    tokens, logits = steered_generation(engine, batch, editor, STEPS)
     edit = prompt_edit(batch, 1.5, layers, first_token)
     for step in range(STEPS):
         sequence = with_tokens(batch.inputs, tokens[:, :step])
         expected = recomputed_logits(model, eager, sequence, weights_fn=edit)
-        assert_matches_reference(output.logits[step].float(), expected)
+        assert_matches_reference(logits[step], expected)
         plain = recomputed_logits(model, eager, sequence)
         if step > 0 or first_token:  # the edit changed this step's logits, by far more than the tolerance
             assert (expected - plain).abs().max() > 10 * tolerance(expected)
         else:
-            assert_matches_reference(output.logits[step].float(), plain)
+            assert_matches_reference(logits[step], plain)
 
 
 @pytest.mark.parametrize("gamma", [1.0, 1.5], ids=["attention-only", "guided"])

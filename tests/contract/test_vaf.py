@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers.cache_utils import DynamicCache
 
-from interventions import steer
-from interventions.state import SteeringState
 from interventions.vaf import VAF
 from models.batch import GenerationSettings
 from models.names import ANY_FAMILY
@@ -25,6 +22,7 @@ from tests.support.reference import (
     image_positions,
     prepare,
     recomputed_logits,
+    steered_generation,
     with_tokens,
 )
 from tests.support.tolerance import assert_matches_reference, tolerance
@@ -66,17 +64,12 @@ def test_every_row_after_the_image_is_edited_as_the_reference(checkpoint, refere
     batch = prepare(engine)
     layers = range(1, depth)
     editor = VAF([1.6] * batch.size, [0.4] * batch.size, [layers] * batch.size, batch.image_token_mask)
-    with steer(engine.model, SteeringState(batch.image_token_mask, method=editor)), torch.no_grad():
-        output = engine.model.generate(
-            **batch.inputs, max_new_tokens=STEPS, min_new_tokens=STEPS, do_sample=False, output_logits=True,
-            return_dict_in_generate=True, pad_token_id=engine.tokenizer.pad_token_id, cache=DynamicCache(),
-        )  # fmt: skip
-    tokens = output.sequences[:, batch.inputs["input_ids"].shape[1] :]
+    tokens, logits = steered_generation(engine, batch, editor, STEPS)
     edit = vaf_weights_fn(1.6, 0.4, layers, image_positions(batch))
     for step in range(STEPS):
         sequence = with_tokens(batch.inputs, tokens[:, :step])
         expected = recomputed_logits(model, eager, sequence, weights_fn=edit)
-        assert_matches_reference(output.logits[step].float(), expected)
+        assert_matches_reference(logits[step], expected)
         plain = recomputed_logits(model, eager, sequence)
         assert (expected - plain).abs().max() > 10 * tolerance(expected)  # the edit changed every step
 

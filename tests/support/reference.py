@@ -135,6 +135,23 @@ def recomputed_logits(model, reference: EagerReference, inputs: dict, row_fn=Non
         reference.row_fn = reference.weights_fn = None
 
 
+@torch.no_grad()
+def steered_generation(engine, batch, editor, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The tokens ``[B, steps]`` and each step's raw logits of a greedy ``generate`` under ``editor`` (the mechanism
+    alone: the steered attention with a full cache, as the engine runs a method that edits decoding steps)."""
+    from transformers.cache_utils import DynamicCache
+
+    from interventions import steer
+    from interventions.state import SteeringState
+
+    with steer(engine.model, SteeringState(batch.image_token_mask, method=editor)):
+        output = engine.model.generate(
+            **batch.inputs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, output_logits=True,
+            return_dict_in_generate=True, pad_token_id=engine.tokenizer.pad_token_id, cache=DynamicCache(),
+        )  # fmt: skip
+    return output.sequences[:, batch.inputs["input_ids"].shape[1] :], [logits.float() for logits in output.logits]
+
+
 def greedy_reference(next_scores: Callable, engine, size: int, steps: int) -> tuple[torch.Tensor, list, bool]:
     """Greedy decoding by ``next_scores(tokens) -> [B, V]`` (tokens generated so far ``[B, t]``): the tokens, each
     step's scores, and whether all ``steps`` ran. It stops after a step that chose an image or video token: the
