@@ -17,14 +17,15 @@ new weights overwrites the last row's output with ``weights @ V``. Cost: O(N)
 per head and layer; no eager attention, no N x N map.
 
 A method that says it edits more (``interventions.state.RowEditor``) is also called in decoding steps: PAI's
-``edit`` on each step's one row (the same O(N) recomputation), VAF's ``attend`` on the fused output of any call
-(it re-runs the fused kernel for the rows it changes).
+``edit`` on each step's one row (the same O(N) recomputation, in place of the fused kernel when every sequence's row
+is edited, skipped in layers its ``edits_layer`` rules out), VAF's ``attend`` in place of the fused kernel of any call
+(the kernel, run on the rows before the image with the keys as they are and on the rows after it with scaled keys).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from transformers import AttentionInterface
@@ -80,16 +81,20 @@ def steered_attention_forward(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """SDPA, with the prompt's last row handed to the active state's method and observers."""
-    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+
+    def fused() -> torch.Tensor:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)[0]
+
     state = active_state()
     layer = getattr(module, "layer_idx", None)
     if state is None or layer is None or not state.active:
-        return output, None
+        return fused(), None
     if layer == 0:
         last_row = state.computes_last_row(query, key)
         state.start_forward(last_row, decoding=not last_row and state.follows_decoding and state.decodes(query, key))
     if not (state.in_last_row_forward or state.in_decode_forward):
-        return output, None
+        return fused(), None
+    output = None
     attend = getattr(state.method, "attend", None)
     if attend is not None:
         call = AttentionCall(
@@ -100,21 +105,22 @@ def steered_attention_forward(
             value=value,
             attention_mask=attention_mask,
             scaling=scaling,
-            image_mask=state.keys_image_mask(key.shape[2]).to(query.device),
+            image_mask=state.keys_image_mask(key.shape[2], query.device),
             prompt_length=state.prompt_length,
             kwargs=kwargs,
         )
-        output = attend(call, output)
+        output = attend(call)  # None: the method leaves this call to the fused kernel
     if state.in_decode_forward and not getattr(state.method, "edits_decode_rows", False):
-        return output, None
-    return _steer_last_row(state, module, layer, output, query, key, value, attention_mask, scaling), None
+        return (fused() if output is None else output), None
+    return _steer_last_row(state, module, layer, output, fused, query, key, value, attention_mask, scaling), None
 
 
 def _steer_last_row(
     state: SteeringState,
     module: torch.nn.Module,
     layer: int,
-    output: torch.Tensor,
+    output: torch.Tensor | None,
+    fused: Callable[[], torch.Tensor],
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -122,16 +128,21 @@ def _steer_last_row(
     scaling: float | None,
 ) -> torch.Tensor:
     """The last query row (the prompt's last position, or a decoding step's row) recomputed, handed to the method
-    and, for the prompt's, to the observers."""
+    and, for the prompt's, to the observers; ``output`` is the call's output when ``attend`` computed it, else None
+    (the fused kernel runs here, unless a decoding step's only row is replaced in every sequence)."""
+    decoding = state.in_decode_forward
+    watched = bool(state.observers) and not decoding
+    edits_layer = getattr(state.method, "edits_layer", None)
+    if not watched and (state.method is None or (edits_layer is not None and not edits_layer(layer, decoding))):
+        return fused() if output is None else output
     batch, _, _, dim = query.shape
     length = key.shape[2]
     scale = scaling if scaling is not None else dim**-0.5
-    decoding = state.in_decode_forward
     row = LastRow(
         layer=layer,
         scores=last_row_scores(query, key, scale),
         mask=last_row_mask(attention_mask, batch, length, query.device),
-        image_mask=state.keys_image_mask(length).to(query.device),  # each layer on its own device when sharded
+        image_mask=state.keys_image_mask(length, query.device),  # each layer on its own device when sharded
         module=module,
         decoding=decoding,
     )
@@ -140,11 +151,17 @@ def _steer_last_row(
     if edit is not None and bool(edit.rows.any()):
         edited = edit.rows
         used = torch.where(edited[:, None, None], edit.weights, row.weights)
-        new_last = weighted_values(edit.weights, value).to(output.dtype)  # [B, H, D]
-        output[:, -1] = torch.where(edited[:, None, None], new_last, output[:, -1])
+        new_last = weighted_values(edit.weights, value)  # [B, H, D] float32
+        if output is None and decoding and bool(edited.all()):  # the step's one row, replaced everywhere
+            output = new_last[:, None].to(query.dtype)
+        else:
+            output = fused() if output is None else output
+            output[:, -1] = torch.where(edited[:, None, None], new_last.to(output.dtype), output[:, -1])
         if not decoding:
             state.edited_layers.append(layer)
-    if not decoding:
+    elif output is None:
+        output = fused()
+    if watched:
         for observer in state.observers:
             observer.observe(row, used, edited)
     return output

@@ -82,33 +82,43 @@ class PAI:
         layers: Sequence[range],
         edit_first_token: Sequence[bool],
     ) -> None:
-        self.alphas = torch.as_tensor(alphas, dtype=torch.float32)
-        self.starts = torch.as_tensor([layer.start for layer in layers])
-        self.stops = torch.as_tensor([layer.stop for layer in layers])
-        self.first_token = torch.as_tensor(edit_first_token, dtype=torch.bool)
+        self.alphas = [float(alpha) for alpha in alphas]
+        self.layers = [range(layer.start, layer.stop) for layer in layers]
+        self.edit_first_token = [bool(first) for first in edit_first_token]
+        if not len(self.alphas) == len(self.layers) == len(self.edit_first_token):
+            raise ValueError("PAI needs one alpha, layer range and edit_first_token per row")
+        self._tensors: dict = {}  # (layer, decoding, device) -> (rows [B] bool, alphas [B, 1, 1]), built once
+
+    def _rows(self, layer: int, decoding: bool) -> list[bool]:
+        """Per row, on the host: whether ``layer`` of this forward is edited (images aside)."""
+        return [
+            alpha != 0 and layer in layers and (decoding or first)
+            for alpha, layers, first in zip(self.alphas, self.layers, self.edit_first_token, strict=True)
+        ]
+
+    def edits_layer(self, layer: int, decoding: bool) -> bool:
+        """Whether any row may be edited in ``layer`` (no tensor touched: a decoding step asks once per layer)."""
+        return any(self._rows(layer, decoding))
 
     def begin(self, state: SteeringState) -> None:
-        self._to(state.image_mask.device)
+        """Nothing per forward: the rows and layers are the settings'."""
 
     def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
         return []
 
     def edit(self, row: LastRow) -> RowEdit | None:
-        device = row.scores.device
-        if self.alphas.device != device:  # a model sharded across GPUs: this layer's device
-            self._to(device)
-        rows = row.has_image & (self.alphas != 0) & (self.starts <= row.layer) & (row.layer < self.stops)
-        if not row.decoding:
-            rows &= self.first_token
+        device = row.scores.device  # a model sharded across GPUs: this layer's device
+        key = (row.layer, row.decoding, device)
+        if key not in self._tensors:
+            rows = torch.tensor(self._rows(row.layer, row.decoding), device=device)
+            self._tensors[key] = (rows, torch.tensor(self.alphas, device=device)[:, None, None])
+        rows, alphas = self._tensors[key]
+        rows = rows & row.has_image
         if not bool(rows.any()):
             return None
-        amplified = row.scores + self.alphas[:, None, None] * row.scores.abs()
+        amplified = row.scores + alphas * row.scores.abs()
         scores = torch.where(row.image_mask[:, None, :], amplified, row.scores)
         return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=rows)
-
-    def _to(self, device: torch.device) -> None:
-        self.alphas, self.starts, self.stops = self.alphas.to(device), self.starts.to(device), self.stops.to(device)
-        self.first_token = self.first_token.to(device)
 
 
 def guided_scores(conditional: torch.Tensor, unconditional: torch.Tensor, gammas: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ A *method* edits the last row (``edit(row) -> RowEdit | None``); an *observer*
 (e.g. :class:`interventions.recording.LastRowRecorder`) sees the row before and
 after the edit. Both act only in the forward that computes the prompt's last
 position, unless a method says it edits more: ``edits_decode_rows`` (PAI: every
-decoding step's row is handed to ``edit`` too) or ``attend(call, output)`` (VAF:
-any attention call of the prompt or a decoding step, in fused form). This module
+decoding step's row is handed to ``edit`` too) or ``attend(call)`` (VAF: computes
+any attention call of the prompt or a decoding step itself, in fused form). This module
 imports nothing else of the package (``steer``, which checks the model, lives in
 :mod:`interventions.attention`).
 """
@@ -100,10 +100,16 @@ class AttentionCall:
 class RowEditor(Protocol):
     """An intervention on the prompt's last row.
 
-    Optionally: ``edits_decode_rows = True`` hands every decoding step's row to :meth:`edit` as well (a
-    :class:`LastRow` with ``decoding`` set), and ``attend(call: AttentionCall, output) -> output`` replaces the fused
-    output of any call of the prompt's forward or a decoding step (it runs before the last row is handed to
-    :meth:`edit`).
+    Optionally:
+
+    - ``edits_decode_rows = True`` hands every decoding step's row to :meth:`edit` as well (a :class:`LastRow` with
+      ``decoding`` set);
+    - ``edits_layer(layer: int, decoding: bool) -> bool``: False where :meth:`edit` would return None whatever the
+      row, decided without tensors, so that the row is not recomputed there (PAI's layers outside its range, at every
+      decoding step);
+    - ``attend(call: AttentionCall) -> output | None`` computes a call of the prompt's forward or a decoding step in
+      place of the fused kernel (``[B, q_len, H, D]``, as ``sdpa_attention_forward`` returns it), or returns None to
+      leave it to the kernel; it runs before the last row is handed to :meth:`edit`.
     """
 
     def begin(self, state: SteeringState) -> None:
@@ -144,6 +150,7 @@ class SteeringState:
     edited_layers: list[int] = field(default_factory=list)  # every layer the method edited, in order
     in_last_row_forward: bool = False  # set at layer 0 of every forward under this state
     in_decode_forward: bool = False  # a decoding step (one query row after the prompt), set at layer 0 too
+    _keys_masks: dict = field(default_factory=dict, repr=False)  # keys_image_mask of the forward now running
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_mask, torch.Tensor) or self.image_mask.dim() != 2:
@@ -189,17 +196,27 @@ class SteeringState:
                 "(beam search, num_beams > 1, is not supported under steering or the attention log)"
             )
 
-    def keys_image_mask(self, length: int) -> torch.Tensor:
-        """``[B, length]``: the prompt's image mask over ``length`` keys (the tokens generated after it are text)."""
+    def keys_image_mask(self, length: int, device: torch.device | None = None) -> torch.Tensor:
+        """``[B, length]``: the prompt's image mask over ``length`` keys (the tokens generated after it are text), on
+        ``device`` (kept for the forward's other layers: a decoding step asks once per layer)."""
+        device = self.image_mask.device if device is None else torch.device(device)
+        cached = self._keys_masks.get((length, device))
+        if cached is not None:
+            return cached
         extra = length - self.prompt_length
         if extra <= 0:
-            return self.image_mask[:, :length]
-        return torch.nn.functional.pad(self.image_mask, (0, extra), value=False)
+            mask = self.image_mask[:, :length]
+        else:
+            mask = torch.nn.functional.pad(self.image_mask, (0, extra), value=False)
+        mask = mask.to(device)
+        self._keys_masks[(length, device)] = mask
+        return mask
 
     def start_forward(self, last_row: bool, decoding: bool = False) -> None:
         """Called at layer 0 of every forward: remember its kind, and reset the method and observers for a last row."""
         self.in_last_row_forward = last_row
         self.in_decode_forward = decoding
+        self._keys_masks.clear()
         if not last_row:
             return
         self.prefills += 1

@@ -11,9 +11,9 @@ image tokens, the suppressed keys every position before its first one (the chat 
 when it has one).
 
 Why it can stay fused: multiplying the logits of one key by a constant is ``q . (c k)``, the same attention with that key
-scaled. The rows VAF edits (every row after the image, not only the last) run through the fused kernel again with the
-scaled keys, so the cost is one more fused pass over the question's rows in the edited layers, and one over the single
-row of a decoding step: no eager attention, no N x N weights.
+scaled. In the edited layers the fused kernel runs in two parts, the rows up to the image on the keys as they are and
+the rows after it (the question's, then each decoding step's) on the scaled keys: the work of one fused call, no eager
+attention, no N x N weights.
 """
 
 from __future__ import annotations
@@ -117,35 +117,31 @@ class VAF:
         factors = self.factors.to(device)
         return torch.nn.functional.pad(factors, (0, max(0, length - factors.shape[1])), value=1.0)[:, :length]
 
-    def attend(self, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
-        """The rows after each sequence's image recomputed by the fused kernel with the image and preceding keys
-        scaled; ``output`` is ``[B, q_len, H, D]``."""
+    def attend(self, call: AttentionCall) -> torch.Tensor | None:
+        """The call computed by the fused kernel in two parts: the rows up to each sequence's image with the keys as
+        they are, the rows after it with the image and preceding keys scaled (``[B, q_len, H, D]``); None where no
+        row of the call is edited."""
         device = call.query.device
         active = self.active(call.layer, device)
         if not bool(active.any()):
-            return output
+            return None
         length, first_position = call.key.shape[2], call.first_position
         first_row = self.spans.first_row.to(device)
-        start = max(int(first_row[active].min()), first_position)
+        start = max(int(first_row[active].min()), first_position)  # the first edited row's position
         if start >= length:
-            return output
-        rows = slice(start - first_position, call.query.shape[2])
+            return None
         factors = torch.where(active[:, None], self.key_factors(length, device), 1.0)
         # the product in float32, rounded once into the model's dtype (bfloat16 cannot hold 1.15 itself)
-        key = (call.key.float() * factors[:, None, :, None]).to(call.key.dtype)
-        tail, _ = sdpa_attention_forward(
-            call.module,
-            call.query[:, :, rows],
-            key,
-            call.value,
-            _rows_mask(call.attention_mask, rows, start, length, device),
-            scaling=call.scaling,
-            **call.kwargs,
-        )
+        scaled = (call.key.float() * factors[:, None, :, None]).to(call.key.dtype)
+        tail = _fused(call, start, length, scaled)
         positions = torch.arange(start, length, device=device)
-        chosen = active[:, None] & (positions[None] >= first_row[:, None])  # [B, rows]
-        output[:, rows] = torch.where(chosen[:, :, None, None], tail.to(output.dtype), output[:, rows])
-        return output
+        chosen = active[:, None] & (positions[None] >= first_row[:, None])  # [B, tail rows]
+        if not bool(chosen.all()):  # a sequence whose image ends later, or one left as it is, in the same batch
+            tail = torch.where(chosen[:, :, None, None], tail, _fused(call, start, length, call.key))
+        if start == first_position:
+            return tail
+        head = _fused(call, first_position, start, call.key)  # the rows before: keys up to their own position
+        return torch.cat([head, tail], dim=1)
 
     def edit(self, row: LastRow) -> RowEdit | None:
         """The prompt's last row with the scaled logits (what ``attend`` computed fused), for the observers."""
@@ -158,12 +154,27 @@ class VAF:
         return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=active)
 
 
-def _rows_mask(
-    attention_mask: torch.Tensor | None, rows: slice, start: int, length: int, device: torch.device
-) -> torch.Tensor:
-    """The mask of the query rows ``rows`` (positions ``start..``) over ``length`` keys: the call's own rows of it, or
-    causal ones (the fused kernel's ``is_causal`` would align a block of rows wrongly)."""
-    if attention_mask is not None:
-        return attention_mask[:, :, rows, :length]
-    positions = torch.arange(start, length, device=device)
-    return (torch.arange(length, device=device)[None, :] <= positions[:, None])[None, None]
+def _fused(call: AttentionCall, start: int, stop: int, key: torch.Tensor) -> torch.Tensor:
+    """The fused kernel on the call's query rows at positions ``start..stop-1``: ``[B, stop - start, H, D]``. With the
+    call's mask, over every key (Gemma-3's image rows see the image's later keys); causal without one, over the keys up
+    to ``stop``."""
+    rows = slice(start - call.first_position, stop - call.first_position)
+    keys = call.key.shape[2]
+    if call.attention_mask is not None:
+        mask = call.attention_mask[:, :, rows, :keys]
+    elif start == 0 or stop - start == 1:
+        keys, mask = stop, None  # causal from position 0 (the kernel's own flag aligns it), or one row seeing all
+    else:  # the kernel's ``is_causal`` aligns a block of rows at the top left: explicit causal rows instead
+        keys = stop
+        positions = torch.arange(start, stop, device=key.device)
+        mask = (torch.arange(stop, device=key.device)[None, :] <= positions[:, None])[None, None]
+    output, _ = sdpa_attention_forward(
+        call.module,
+        call.query[:, :, rows],
+        key[:, :, :keys],
+        call.value[:, :, :keys],
+        mask,
+        scaling=call.scaling,
+        **call.kwargs,
+    )
+    return output

@@ -1,11 +1,12 @@
 """PAI as the engine runs it (``--model vlm_pai``, any family; ``qwen3vl_pai``): see ``interventions.pai``.
 
 The attention edit touches the row that chooses each token (the prompt's last row, then each decoding step's row), so
-the prompt's first N - 1 positions are shared by every setting as for AdaptVis (``interventions.prefix``); the
-settings of a sweep run together, the batch repeated once per setting. The guidance decodes the prompt without its
-image beside the answer, one token per step on its own cache (:class:`ImageFreeGuidance`): its first N_u - 1
-positions are computed once per batch, also shared by every setting. Its cost: the image-free prompt's prefill (no
-image tokens: a small share of the image prompt's) and one more one-token forward per generated token.
+the prompt's first N - 1 positions are shared by every setting of a sweep as for AdaptVis (``interventions.prefix``),
+the settings run together, the batch repeated once per setting; a single setting is one whole-prompt pass (nothing to
+share, and no extra one-token forward). The guidance decodes the prompt without its image beside the answer, one
+token per step on its own cache (:class:`ImageFreeGuidance`): its first N_u - 1 positions are computed once per
+batch, also shared by every setting. Its cost: the image-free prompt's prefill (no image tokens: a small share of the
+image prompt's) and one more one-token forward per generated token.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class PAIRunner(LastRowRunner):
     def arguments(self) -> dict:
         start, stop = self.params.start_layer, self.params.layers(self.depth).stop
         return {**super().arguments(), "layers": [start, stop]}
+
+    def shares_prefix(self, settings: int) -> bool:
+        """From two settings on (a sweep): one setting decides nothing from the prefix, and its whole-prompt pass
+        saves the prefix's extra one-token forward."""
+        return settings > 1
 
     def plan(self, host: MethodHost, batch: PreparedBatch, prefix: PromptPrefix, points: list[PAIParams]) -> Plan:
         """Every setting its own rows; the image-free prompt's prefix computed once when a setting guides."""

@@ -146,6 +146,12 @@ class LastRowRunner(MethodRunner):
         """A setting that changes nothing, answered as the baseline is (one whole-prompt pass, in any dtype)."""
         return self.whole_prompt(host, batch, settings, point)
 
+    def shares_prefix(self, settings: int) -> bool:
+        """Whether ``settings`` steered settings are answered from one shared prefix (True: AdaptVis' two passes and
+        every sweep gain from it) rather than by a whole-prompt pass each (PAI's one setting: its pass edits the last
+        row in place, without the prefix's extra one-token forward)."""
+        return True
+
     def plan(self, host: MethodHost, batch: PreparedBatch, prefix: PromptPrefix, points: list) -> Plan:
         """What the settings ``points`` decide from the shared prefix, and which of them share a generation."""
         raise NotImplementedError
@@ -166,15 +172,17 @@ class LastRowRunner(MethodRunner):
         self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool
     ) -> list[Response]:
         """Neutral settings take the baseline's pass (unless ``share_neutral``); the others share one prefix and run
-        together, at most ``host.rows_per_pass`` rows (sequences x settings) at a time; without a shareable cache,
-        whole-prompt passes."""
+        together, at most ``host.rows_per_pass`` rows (sequences x settings) at a time; without a shareable cache, or
+        where :meth:`shares_prefix` declines, whole-prompt passes."""
         responses: list[Response | None] = [None] * len(points)
         steered = [i for i, point in enumerate(points) if share_neutral or not point.neutral]
         for i in (i for i in range(len(points)) if i not in steered):
             responses[i] = self.neutral(host, batch, settings, points[i])
         if not steered:
             return responses
-        prefix = host.prompt_prefix(batch, keep_layer0_keys=self.keeps_layer0_keys([points[i] for i in steered]))
+        prefix = None
+        if self.shares_prefix(len(steered)):
+            prefix = host.prompt_prefix(batch, keep_layer0_keys=self.keeps_layer0_keys([points[i] for i in steered]))
         if prefix is None:
             for i in steered:
                 responses[i] = self.whole_prompt(host, batch, settings, points[i])

@@ -2,8 +2,8 @@
 
 VAF edits every query row after the image, the question's as well as the last, so the shared prefix of the last-row
 methods does not apply: each setting is one whole-prompt pass (its cheap form is in the attention itself: the edited
-rows run through the fused kernel again with their keys scaled). A neutral setting (both factors 1) changes nothing
-and is the baseline's pass, bit for bit.
+rows run through the fused kernel on scaled keys, in place of the plain call). A neutral setting (both factors 1)
+changes nothing and is the baseline's pass, bit for bit.
 """
 
 from __future__ import annotations

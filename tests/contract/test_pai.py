@@ -11,6 +11,7 @@ forward, and what later rows see of it is that edited computation); it guides wi
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -97,14 +98,19 @@ def engines(checkpoint):
     return checkpoint, depth
 
 
-@pytest.mark.parametrize("first_token", [True, False])
-def test_every_decoding_row_is_edited_as_the_reference(engines, reference, first_token):
-    """The mechanism: each step's logits of a steered ``generate`` equal the recomputed reference's on its tokens."""
+@pytest.mark.parametrize(
+    ("first_token", "with_images"),
+    [(True, (True, True)), (False, (True, True)), (True, (True, False))],
+    ids=["first-token", "from-the-second", "beside-a-text-only-sequence"],
+)
+def test_every_decoding_row_is_edited_as_the_reference(engines, reference, first_token, with_images):
+    """The mechanism: each step's logits of a steered ``generate`` equal the recomputed reference's on its tokens (a
+    sequence without an image beside an edited one: its row keeps the kernel's output, the other's is replaced)."""
     checkpoint, depth = engines
     model, eager = reference
     engine = engine_for(ANY_FAMILY.name("pai"), pretrained=str(checkpoint), device="cpu", alpha=1.5, gamma=1.0,
                         start_layer=0)  # fmt: skip
-    batch = prepare(engine)
+    batch = prepare(engine, with_images)
     layers = range(1, depth)
     editor = PAI([1.5] * batch.size, [layers] * batch.size, [first_token] * batch.size)
     tokens, logits = steered_generation(engine, batch, editor, STEPS)
@@ -122,8 +128,9 @@ def test_every_decoding_row_is_edited_as_the_reference(engines, reference, first
 
 @pytest.mark.parametrize("gamma", [1.0, 1.5], ids=["attention-only", "guided"])
 def test_the_model_answers_as_the_reference(engines, reference, gamma):
-    """The runner (shared prefix, the image-free prompt decoded beside the answer): the answers and the scores the
-    first token was chosen from, as the reference's greedy generation."""
+    """The runner, one setting (one whole-prompt pass) and the same setting in a sweep (the shared prefix), the
+    image-free prompt decoded beside the answer: the answers and the scores the first token was chosen from, as the
+    reference's greedy generation."""
     checkpoint, depth = engines
     model, eager = reference
     engine = engine_for(ANY_FAMILY.name("pai"), pretrained=str(checkpoint), device="cpu", alpha=0.8, gamma=gamma,
@@ -133,9 +140,10 @@ def test_the_model_answers_as_the_reference(engines, reference, gamma):
     tokens, scores, complete = reference_generation(engine, model, eager, batch, 0.8, range(1, depth), gamma)
     assert_same_answers(engine, response.texts, tokens, complete)
     assert_scores_match(response.first_token_logits, scores[0])
-    whole = engine.answer_whole_prompt(batch, GenerationSettings(max_new_tokens=STEPS))
-    assert whole.texts == response.texts
-    assert_scores_match(whole.first_token_logits, scores[0])
+    point = engine.method.params
+    swept = engine.answer(batch, GenerationSettings(max_new_tokens=STEPS), [point, replace(point, alpha=0.3)], True)
+    assert swept[0].texts == response.texts
+    assert_scores_match(swept[0].first_token_logits, scores[0])
     assert [extra["decision"] for extra in response.extras] == [
         {"alpha": 0.8, "gamma": gamma, "layers": [1, depth], "edit_first_token": True}
     ] * batch.size

@@ -21,6 +21,7 @@ from tests.support.reference import (
     greedy_reference,
     image_positions,
     prepare,
+    prepare_one,
     recomputed_logits,
     steered_generation,
     with_tokens,
@@ -57,11 +58,14 @@ def depth(checkpoint):
     return engine_for(ANY_FAMILY.name(None), pretrained=str(checkpoint), device="cpu").depth
 
 
-def test_every_row_after_the_image_is_edited_as_the_reference(checkpoint, reference, depth):
-    """The mechanism: each step's logits of a steered ``generate`` equal the recomputed reference's on its tokens."""
+@pytest.mark.parametrize("sequences", [2, 1], ids=["padded-pair", "one-sequence"])
+def test_every_row_after_the_image_is_edited_as_the_reference(checkpoint, reference, depth, sequences):
+    """The mechanism: each step's logits of a steered ``generate`` equal the recomputed reference's on its tokens (a
+    padded pair whose images end at different rows: the kernel's mask rows; one sequence: no mask, the kernel's own
+    causal flag)."""
     model, eager = reference
     engine = engine_for(ANY_FAMILY.name("vaf"), pretrained=str(checkpoint), device="cpu", start_layer=0, end_layer=1)
-    batch = prepare(engine)
+    batch = prepare(engine) if sequences == 2 else prepare_one(engine)
     layers = range(1, depth)
     editor = VAF([1.6] * batch.size, [0.4] * batch.size, [layers] * batch.size, batch.image_token_mask)
     tokens, logits = steered_generation(engine, batch, editor, STEPS)

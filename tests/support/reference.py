@@ -87,6 +87,12 @@ def prepare(model, with_images: tuple[bool, bool] = (True, True)):
     return getattr(model, "engine", model).prepare(list(CONTEXTS), visuals, [0, 1], ["unit", "unit"])
 
 
+def prepare_one(model):
+    """The first prompt alone, with its image: no padding, so a family without bidirectional image attention runs
+    the fused kernel with no mask (its own causal flag)."""
+    return getattr(model, "engine", model).prepare([CONTEXTS[0]], [[sample_images()[0]]], [0], ["unit"])
+
+
 def image_positions(batch) -> list[list[int]]:
     return [torch.nonzero(row).flatten().tolist() for row in batch.image_token_mask.cpu()]
 
