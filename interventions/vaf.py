@@ -100,12 +100,20 @@ class VAF:
         self.starts = torch.as_tensor([layer.start for layer in layers], device=image_mask.device)
         self.stops = torch.as_tensor([layer.stop for layer in layers], device=image_mask.device)
         self.changes = (enh_t[:, 0] != 1) | (sup_t[:, 0] != 1)
+        # on the host: the layer ranges of the rows whose factors change anything
+        self._ranges = [
+            range(layer.start, layer.stop) for e, s, layer in zip(enh, sup, layers, strict=True) if (e, s) != (1, 1)
+        ]
 
     def begin(self, state: SteeringState) -> None:
         """Nothing per forward: the spans are the prompt's."""
 
     def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
         return []
+
+    def edits_layer(self, layer: int, decoding: bool) -> bool:
+        """Whether any row may be edited in ``layer`` (no tensor touched): elsewhere the last row is not recomputed."""
+        return any(layer in layers for layers in self._ranges)
 
     def active(self, layer: int, device: torch.device) -> torch.Tensor:
         """``[B]``: the rows VAF edits in ``layer``."""
@@ -121,6 +129,8 @@ class VAF:
         """The call computed by the fused kernel in two parts: the rows up to each sequence's image with the keys as
         they are, the rows after it with the image and preceding keys scaled (``[B, q_len, H, D]``); None where no
         row of the call is edited."""
+        if not self.edits_layer(call.layer, decoding=False):
+            return None
         device = call.query.device
         active = self.active(call.layer, device)
         if not bool(active.any()):
