@@ -78,11 +78,14 @@ def check_layer_range(start: int, end: int | None) -> None:
     """``start_layer`` and ``end_layer`` are whole numbers with ``0 <= start < end`` (end None: the model's depth)."""
     for name, value in (("start_layer", start), ("end_layer", end)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
     if start < 0:
-        raise ValueError(f"start_layer must be >= 0, got {start}")
+        raise ValueError(f"start_layer must be a whole number >= 0, got {start}")
     if end is not None and end <= start:
-        raise ValueError(f"the layer range [start_layer, end_layer) = [{start}, {end}) is empty")
+        raise ValueError(
+            f"the layer range [start_layer, end_layer) = [{start}, {end}) is empty: end_layer must be above "
+            f"start_layer (or none: the model's depth)"
+        )
 
 
 def layer_range(start: int, end: int | None, depth: int) -> range:

@@ -39,20 +39,17 @@ class PAIParams:
     NEUTRAL: ClassVar[dict[str, float]] = {"alpha": 0.0, "gamma": 1.0}
 
     alpha: float = 0.2  # README.md:65 --alpha 0.2 (pope_eval.py:50's default too)
-    gamma: float = 1.1  # README.md:65 --gamma 1.1 (pope_eval.py:52's default is 2)
+    gamma: float = 1.1  # README.md:65 --gamma 1.1 (pope_eval.py:53's default is 2)
     start_layer: int = 2  # README.md:65 --start-layer 2
     end_layer: int | None = None  # README.md:65 --end-layer 32, LLaVA-1.5-7B's depth; None: the model's depth
     edit_first_token: bool = True  # the paper; False: the authors' code with guidance (docs/METHODS.md)
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "gamma"):
+        for name, allowed in (("alpha", ">= 0 (0: no attention edit)"), ("gamma", ">= 0 (1: no guidance)")):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0 (0: no attention edit), got {self.alpha}")
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0 (1: no guidance), got {self.gamma}")
+            number = not isinstance(value, bool) and isinstance(value, (int, float))
+            if not number or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
         check_layer_range(self.start_layer, self.end_layer)
         if not isinstance(self.edit_first_token, bool):
             raise ValueError(f"edit_first_token must be true or false, got {self.edit_first_token!r}")

@@ -105,8 +105,8 @@ class RowEditor(Protocol):
     - ``edits_decode_rows = True`` hands every decoding step's row to :meth:`edit` as well (a :class:`LastRow` with
       ``decoding`` set);
     - ``edits_layer(layer: int, decoding: bool) -> bool``: False where :meth:`edit` would return None whatever the
-      row, decided without tensors, so that the row is not recomputed there (PAI's layers outside its range, at every
-      decoding step);
+      row, decided without tensors, so that the row is not recomputed there (PAI's and VAF's layers outside their
+      range);
     - ``attend(call: AttentionCall) -> output | None`` computes a call of the prompt's forward or a decoding step in
       place of the fused kernel (``[B, q_len, H, D]``, as ``sdpa_attention_forward`` returns it), or returns None to
       leave it to the kernel; it runs before the last row is handed to :meth:`edit`.

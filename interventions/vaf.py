@@ -48,10 +48,9 @@ class VAFParams:
     def __post_init__(self) -> None:
         for name in ("enh_para", "sup_para"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0 (1: no change), got {value}")
+            number = not isinstance(value, bool) and isinstance(value, (int, float))
+            if not number or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0 (1: no change), got {value!r}")
         check_layer_range(self.start_layer, self.end_layer)
 
     @property

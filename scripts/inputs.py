@@ -4,9 +4,13 @@ anything runs, so a run that would fail after an hour of GPU time does not start
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 COCO_FILES = ("instances_train2017.json", "instances_val2017.json")
+# lmms-eval tasks whose scorer reads NLTK's data (lmms_eval/tasks/coco_cap_chair/utils.py: word_tokenize, pos_tag,
+# WordNet's lemmatizer), only when it scores, after every answer is generated
+NLTK_SCORED_TASKS = ("coco_cap_chair",)
 
 
 def env_path(variable: str) -> Path | None:
@@ -99,6 +103,35 @@ def check_benchmarks(
         if t not in vsr
     ]
     return problems
+
+
+def check_nltk_data(tasks: list[str]) -> list[str]:
+    """The NLTK data a task's scorer needs (CHAIR's), found by calling what the scorer calls: without it the run
+    would generate every caption and then fail."""
+    scored = sorted({task for task in tasks if task.startswith(NLTK_SCORED_TASKS)})
+    if not scored:
+        return []
+    import nltk
+    from nltk.stem import WordNetLemmatizer
+
+    probes = (
+        lambda: nltk.word_tokenize("a cat sat"),
+        lambda: nltk.pos_tag(["a", "cat"]),
+        lambda: WordNetLemmatizer().lemmatize("cats"),
+    )
+    missing = []
+    for probe in probes:
+        try:
+            probe()
+        except LookupError as error:
+            found = re.search(r"Resource '?([\w.]+)'? not found", str(error))
+            missing.append(found.group(1) if found else str(error).strip().splitlines()[0])
+    if not missing:
+        return []
+    return [
+        f"{', '.join(scored)}: lmms-eval scores it with NLTK, whose data is missing here ({', '.join(missing)}): "
+        f"python -m nltk.downloader {' '.join(missing)} (or export NLTK_DATA=/path/to/nltk_data)"
+    ]
 
 
 def check_hub(checkpoint: str, flag: str, assign: str = " ") -> list[str]:

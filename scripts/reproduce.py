@@ -36,8 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--study",
         choices=study_names(),
         default="seed",
-        help="seed: the reference study (Qwen3-VL-2B on VSR); adaptvis, clvs, vea: that paper's headline experiment "
-        "on its own model (default: %(default)s)",
+        help="seed: the reference study (Qwen3-VL-2B on VSR); "
+        + ", ".join(name for name in study_names() if name != "seed")
+        + ": that paper's headline experiment on its own model (default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, default=Path("reproduce_out"), help="output folder (default reproduce_out)")
     parser.add_argument("--random_checkpoint", help="seed: the random-split checkpoint (default: the published one)")

@@ -19,7 +19,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from inputs import check_benchmarks, check_coco, check_data_variables, check_hub, check_vsr_data, env_path
+from inputs import (
+    check_benchmarks,
+    check_coco,
+    check_data_variables,
+    check_hub,
+    check_nltk_data,
+    check_vsr_data,
+    env_path,
+)
 from pipeline import Pipeline, task_metric
 
 from vsr_tasks.data import DATA_DIR_VARIABLE
@@ -317,11 +325,13 @@ def check_inputs(study: Study, plan: Plan, args: argparse.Namespace) -> list[str
     if plan.profile:
         problems += check_coco(plan.coco_annotations_dir)
     problems += check_benchmarks(plan.benchmarks, args.include_path)
+    own: list[str] = []
     if plan.tasks is not None:
         problems += check_benchmarks(plan.tasks, args.include_path, refuse_vsr=False, flag="--tasks")
     elif vsr is None:  # the study's own tasks (VSR's are this plugin's and checked above with their data)
         own = sorted({task for arm in plan.arms for task in study.tasks(arm, args.test)})
         problems += check_benchmarks(own, args.include_path, refuse_vsr=False, flag="task")
+    problems += check_nltk_data(list(plan.benchmarks or []) + list(plan.tasks or own))
     if args.finetune:
         problems += check_hub(args.base_model or spec["finetune"]["base_model"], "--base_model")
     else:

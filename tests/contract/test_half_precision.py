@@ -21,7 +21,7 @@ from interventions import SteeringState, steer
 from interventions.state import RowEdit
 from models.attention_log import read_records
 from models.batch import GenerationSettings
-from plugin.registered import Qwen3VLAdaptVis, Qwen3VLCLVS
+from plugin.registered import Qwen3VLAdaptVis, Qwen3VLCLVS, Qwen3VLPAI, Qwen3VLVAF
 from plugin.registered import Qwen3VLBaseline as Qwen3VL
 from tests.support.batches import batch_of, documents
 from tests.support.commands import train
@@ -32,6 +32,9 @@ from tests.support.reference import (
     eager_logits,
     image_positions,
     load_reference_model,
+    pai_weights_fn,
+    recomputed_logits,
+    vaf_weights_fn,
 )
 
 # bfloat16 runs torch's bfloat16 SDPA kernels: ``bfloat16_sdpa`` (pyproject.toml's markers) says why CI's rerun under
@@ -93,6 +96,35 @@ def test_clvs_agrees_with_the_eager_reference(setup, dtype):
     expected, _ = clvs_reference_logits(model, eager, batch, 0.7, 0.8, True, stops)
     error = (response.first_token_logits - expected).abs().max()
     assert error <= bound, f"{dtype}: {float(error):.4f} > {bound:.4f}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["pai", "vaf"])
+def test_pai_and_vaf_agree_with_the_eager_reference(setup, dtype, method):
+    """PAI's edit of the first token's row, and VAF's of every row after the image with its keys scaled in float32
+    and rounded once into the half dtype: no error beyond what half precision costs the plain model."""
+    checkpoint, docs, model, eager = setup
+    bound = half_precision_bound(checkpoint, docs, model, eager, dtype)
+    layers = range(1, 8)
+    # factors far from the papers' so that the effect stands far above half precision's rounding
+    if method == "pai":
+        wrapper = Qwen3VLPAI(pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype, alpha=1.5, gamma=1.0,
+                             start_layer=1)  # fmt: skip
+    else:
+        wrapper = Qwen3VLVAF(pretrained=checkpoint, device="cpu", batch_size=4, dtype=dtype, enh_para=3.0,
+                             sup_para=0.4, start_layer=1, end_layer=8)  # fmt: skip
+    batch = batch_of(wrapper, docs)
+    images = image_positions(batch)
+    last = batch.inputs["input_ids"].shape[1] - 1
+    edit = pai_weights_fn(1.5, layers, images, last) if method == "pai" else vaf_weights_fn(3.0, 0.4, layers, images)
+    response = wrapper.engine.respond(batch, ONE_TOKEN)
+    with torch.no_grad():
+        expected = recomputed_logits(model, eager, batch.inputs, weights_fn=edit)
+        plain = recomputed_logits(model, eager, batch.inputs)
+    error = (response.first_token_logits - expected).abs().max()
+    assert error <= bound, f"{dtype}: {float(error):.4f} > {bound:.4f}"
+    effect = (expected - plain).abs().max()
+    assert effect > 2 * bound, f"{float(effect):.4f}"  # a method that did nothing would be off by more than the bound
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -32,6 +32,19 @@ def adaptvis(checkpoint):
     return AdaptVisModel(pretrained=str(checkpoint), device="cpu", batch_size=2)
 
 
+def test_the_image_keys_are_the_checkpoints_image_token_positions(baseline, reference):
+    """Every method and every reference reads the image keys from the engine's batch (``image_token_mask``); checked
+    here against transformers' own config of the checkpoint: exactly the positions holding its image token (LLaVA-NeXT's
+    tiles and newlines, Qwen's merged patches, Gemma-3's pooled tokens), none in a text-only sequence beside it."""
+    model, _ = reference
+    config = model.config
+    token = config.image_token_id if getattr(config, "image_token_id", None) is not None else config.image_token_index
+    batch = prepare(baseline, (True, False))
+    expected = batch.inputs["input_ids"] == token
+    assert torch.equal(batch.image_token_mask.cpu(), expected.cpu())
+    assert int(expected[0].sum()) > 0 and int(expected[1].sum()) == 0
+
+
 def test_steered_attention_without_state_is_sdpa(baseline, adaptvis):
     batch = prepare(baseline)
     assert adaptvis.model.config.text_config._attn_implementation != "sdpa"

@@ -24,6 +24,7 @@ from tests.support.reference import (
     assert_same_answers,
     greedy_reference,
     image_positions,
+    pai_weights_fn,
     prepare,
     recomputed_logits,
     steered_generation,
@@ -32,28 +33,6 @@ from tests.support.reference import (
 from tests.support.tolerance import assert_matches_reference, tolerance
 
 STEPS = 4
-
-
-def pai_weights_fn(alpha: float, layers: range, images: list[list[int]], first_row: int):
-    """The authors' edit of every row from position ``first_row`` on: after the mask, the visible image columns
-    ``x + alpha * |x|``, then softmax (rows before it are left as computed). A masked key stays masked (Gemma-3's
-    sliding window hides image keys from late rows; docs/METHODS.md says why the authors' clamp is not followed)."""
-
-    def weights_fn(layer, scores, mask, weights):
-        if layer not in layers:
-            return weights
-        out = weights.clone()
-        for b, keys in enumerate(images):
-            if not keys:
-                continue
-            for row in range(first_row, scores.shape[2]):
-                logits = scores[b, :, row] + mask[b, :, row]
-                visible = [key for key in keys if mask[b, 0, row, key] == 0]
-                logits[:, visible] = logits[:, visible] + alpha * logits[:, visible].abs()
-                out[b, :, row] = torch.softmax(logits, dim=-1)
-        return out
-
-    return weights_fn
 
 
 def guided(conditional: torch.Tensor, unconditional: torch.Tensor, gamma: float) -> torch.Tensor:

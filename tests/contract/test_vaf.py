@@ -10,7 +10,6 @@ whole sequence at every step (no cache).
 from __future__ import annotations
 
 import pytest
-import torch
 
 from interventions.vaf import VAF
 from models.batch import GenerationSettings
@@ -24,33 +23,13 @@ from tests.support.reference import (
     prepare_one,
     recomputed_logits,
     steered_generation,
+    vaf_weights_fn,
     with_tokens,
 )
 from tests.support.tolerance import assert_matches_reference, tolerance
 
 STEPS = 4
 SYSTEM_PROMPT = "You are a careful assistant. Look at every part of the picture before you answer."
-
-
-def vaf_weights_fn(enh: float, sup: float, layers: range, images: list[list[int]]):
-    """Rows after the last image key: image columns times ``enh``, columns before the first image key times ``sup``,
-    then the mask and the softmax (AttnAdapter.py:70-79, 87-95)."""
-
-    def weights_fn(layer, scores, mask, weights):
-        if layer not in layers:
-            return weights
-        out = weights.clone()
-        for b, keys in enumerate(images):
-            if not keys:
-                continue
-            for row in range(max(keys) + 1, scores.shape[2]):
-                logits = scores[b, :, row].clone()
-                logits[:, keys] = logits[:, keys] * enh
-                logits[:, : min(keys)] = logits[:, : min(keys)] * sup
-                out[b, :, row] = torch.softmax(logits + mask[b, :, row], dim=-1)
-        return out
-
-    return weights_fn
 
 
 @pytest.fixture(scope="module")

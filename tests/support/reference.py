@@ -371,3 +371,47 @@ def llava_next_region(width: int, height: int, tile: int, patch: int, pinpoints)
     region = [(x0 - left) * width / new_w, (y0 - top) * height / new_h, (x1 - left) * width / new_w,
               (y1 - top) * height / new_h]  # fmt: skip
     return [max(0.0, region[0]), max(0.0, region[1]), min(float(width), region[2]), min(float(height), region[3])]
+
+
+def pai_weights_fn(alpha: float, layers: range, images: list[list[int]], first_row: int):
+    """PAI's edit (LALBJ/PAI ``attention.py:72-97``) of every row from position ``first_row`` on: after the mask, the
+    visible image columns ``x + alpha * |x|``, then softmax (rows before it are left as computed). A masked key stays
+    masked (Gemma-3's sliding window hides image keys from late rows; docs/METHODS.md says why the authors' clamp is
+    not followed)."""
+
+    def weights_fn(layer, scores, mask, weights):
+        if layer not in layers:
+            return weights
+        out = weights.clone()
+        for b, keys in enumerate(images):
+            if not keys:
+                continue
+            for row in range(first_row, scores.shape[2]):
+                logits = scores[b, :, row] + mask[b, :, row]
+                visible = [key for key in keys if mask[b, 0, row, key] == 0]
+                logits[:, visible] = logits[:, visible] + alpha * logits[:, visible].abs()
+                out[b, :, row] = torch.softmax(logits, dim=-1)
+        return out
+
+    return weights_fn
+
+
+def vaf_weights_fn(enh: float, sup: float, layers: range, images: list[list[int]]):
+    """Rows after the last image key: image columns times ``enh``, columns before the first image key times ``sup``,
+    then the mask and the softmax (ustc-hyin/ClearSight ``AttnAdapter.py:70-79, 87-95``)."""
+
+    def weights_fn(layer, scores, mask, weights):
+        if layer not in layers:
+            return weights
+        out = weights.clone()
+        for b, keys in enumerate(images):
+            if not keys:
+                continue
+            for row in range(max(keys) + 1, scores.shape[2]):
+                logits = scores[b, :, row].clone()
+                logits[:, keys] = logits[:, keys] * enh
+                logits[:, : min(keys)] = logits[:, : min(keys)] * sup
+                out[b, :, row] = torch.softmax(logits + mask[b, :, row], dim=-1)
+        return out
+
+    return weights_fn

@@ -159,9 +159,10 @@ def test_an_answer_cache_that_cannot_be_a_folder_is_refused_by_name(tiny_checkpo
 @pytest.mark.parametrize(
     ("model", "arguments", "message"),
     [
-        ("vlm_pai", "alpha=-0.1", r"^vlm_pai: alpha must be >= 0 \(0: no attention edit\), got -0.1$"),
-        ("vlm_pai", "gamma=strong", r"^vlm_pai: gamma must be a number, got 'strong'$"),
-        ("vlm_pai", "gamma=nan", r"^vlm_pai: gamma must be a number, got nan$"),
+        ("vlm_pai", "alpha=-0.1", r"^vlm_pai: alpha must be a finite number >= 0 \(0: no attention edit\), got -0.1$"),
+        ("vlm_pai", "gamma=strong", r"^vlm_pai: gamma must be a finite number >= 0 \(1: no guidance\), got 'strong'$"),
+        ("vlm_pai", "gamma=nan", r"^vlm_pai: gamma must be a finite number >= 0 \(1: no guidance\), got nan$"),
+        ("vlm_pai", "gamma=inf", r"^vlm_pai: gamma must be a finite number >= 0 \(1: no guidance\), got inf$"),
         (
             "vlm_pai",
             "start_layer=2,end_layer=9",
@@ -172,12 +173,13 @@ def test_an_answer_cache_that_cannot_be_a_folder_is_refused_by_name(tiny_checkpo
             "vlm_pai",
             "start_layer=3,end_layer=3",
             r"^vlm_pai: the layer range \[start_layer, end_layer\) = \[3, 3\) is "
-            r"empty$",
+            r"empty: end_layer must be above start_layer \(or none: the model's depth\)$",
         ),
-        ("vlm_pai", "start_layer=1.5", r"^vlm_pai: start_layer must be a whole number, got 1.5$"),
-        ("vlm_vaf", "enh_para=0", r"^vlm_vaf: enh_para must be > 0 \(1: no change\), got 0$"),
-        ("vlm_vaf", "sup_para=-1", r"^vlm_vaf: sup_para must be > 0 \(1: no change\), got -1.0$"),
-        ("vlm_vaf", "end_layer=3", r"\[9, 3\) is empty$"),
+        ("vlm_pai", "start_layer=1.5", r"^vlm_pai: start_layer must be a whole number >= 0, got 1.5$"),
+        ("vlm_vaf", "enh_para=0", r"^vlm_vaf: enh_para must be a finite number > 0 \(1: no change\), got 0$"),
+        ("vlm_vaf", "sup_para=-1", r"^vlm_vaf: sup_para must be a finite number > 0 \(1: no change\), got -1.0$"),
+        ("vlm_vaf", "enh_para=inf", r"^vlm_vaf: enh_para must be a finite number > 0 \(1: no change\), got inf$"),
+        ("vlm_vaf", "end_layer=3", r"\[9, 3\) is empty: end_layer must be above start_layer"),
         ("vlm_vaf", "start_layer=0", r"\[0, 15\) leaves the model, which has 4 layers"),  # the authors' 9-14
     ],
 )
