@@ -148,11 +148,11 @@ def _steer_last_row(
     )
     edit = state.method.edit(row) if state.method is not None else None
     used, edited = row.weights, None
-    if edit is not None and bool(edit.rows.any()):
+    if edit is not None and edit.any():
         edited = edit.rows
         used = torch.where(edited[:, None, None], edit.weights, row.weights)
         new_last = weighted_values(edit.weights, value)  # [B, H, D] float32
-        if output is None and decoding and bool(edited.all()):  # the step's one row, replaced everywhere
+        if output is None and decoding and edit.all():  # the step's one row, replaced everywhere
             output = new_last[:, None].to(query.dtype)
         else:
             output = fused() if output is None else output

@@ -85,6 +85,7 @@ class PAI:
         if not len(self.alphas) == len(self.layers) == len(self.edit_first_token):
             raise ValueError("PAI needs one alpha, layer range and edit_first_token per row")
         self._tensors: dict = {}  # (layer, decoding, device) -> (rows [B] bool, alphas [B, 1, 1]), built once
+        self._has_image: list[bool] | None = None  # per sequence, read from the device once per generation
 
     def _rows(self, layer: int, decoding: bool) -> list[bool]:
         """Per row, on the host: whether ``layer`` of this forward is edited (images aside)."""
@@ -98,24 +99,30 @@ class PAI:
         return any(self._rows(layer, decoding))
 
     def begin(self, state: SteeringState) -> None:
-        """Nothing per forward: the rows and layers are the settings'."""
+        """A new prompt's forward: its sequences' images are read again at the first edit."""
+        self._has_image = None
+        self._tensors.clear()
 
     def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
         return []
 
     def edit(self, row: LastRow) -> RowEdit | None:
+        if self._has_image is None:
+            self._has_image = row.has_image.tolist()
+        on_host = [edited and image for edited, image in zip(self._rows(row.layer, row.decoding), self._has_image)]
+        if not any(on_host):
+            return None
         device = row.scores.device  # a model sharded across GPUs: this layer's device
         key = (row.layer, row.decoding, device)
         if key not in self._tensors:
-            rows = torch.tensor(self._rows(row.layer, row.decoding), device=device)
-            self._tensors[key] = (rows, torch.tensor(self.alphas, device=device)[:, None, None])
+            self._tensors[key] = (torch.tensor(on_host, device=device), self._alphas(device))
         rows, alphas = self._tensors[key]
-        rows = rows & row.has_image
-        if not bool(rows.any()):
-            return None
         amplified = row.scores + alphas * row.scores.abs()
         scores = torch.where(row.image_mask[:, None, :], amplified, row.scores)
-        return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=rows)
+        return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=rows, on_host=on_host)
+
+    def _alphas(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor(self.alphas, device=device)[:, None, None]
 
 
 def guided_scores(conditional: torch.Tensor, unconditional: torch.Tensor, gammas: torch.Tensor) -> torch.Tensor:

@@ -66,10 +66,18 @@ class LastRow:
 
 @dataclass
 class RowEdit:
-    """New last-row weights ``[B, H, N]`` (rows sum to 1) for the sequences where ``rows`` is True."""
+    """New last-row weights ``[B, H, N]`` (rows sum to 1) for the sequences where ``rows`` is True (``on_host``: the
+    same as a list, when the method knows it without the device, so that the attention need not wait to read it)."""
 
     weights: torch.Tensor
     rows: torch.Tensor  # [B] bool
+    on_host: list[bool] | None = None
+
+    def any(self) -> bool:
+        return any(self.on_host) if self.on_host is not None else bool(self.rows.any())
+
+    def all(self) -> bool:
+        return all(self.on_host) if self.on_host is not None else bool(self.rows.all())
 
 
 @dataclass

@@ -96,13 +96,10 @@ class VAF:
         sup_t = torch.as_tensor(sup, dtype=torch.float32, device=image_mask.device)[:, None]
         ones = torch.ones_like(enh_t)
         self.factors = torch.where(self.spans.image, enh_t, torch.where(self.spans.before_image, sup_t, ones))
-        self.starts = torch.as_tensor([layer.start for layer in layers], device=image_mask.device)
-        self.stops = torch.as_tensor([layer.stop for layer in layers], device=image_mask.device)
-        self.changes = (enh_t[:, 0] != 1) | (sup_t[:, 0] != 1)
-        # on the host: the layer ranges of the rows whose factors change anything
-        self._ranges = [
-            range(layer.start, layer.stop) for e, s, layer in zip(enh, sup, layers, strict=True) if (e, s) != (1, 1)
-        ]
+        # on the host, read once: each sequence's first edited row and layers, so that no layer waits on the device
+        self.first_rows: list[int] = self.spans.first_row.tolist()
+        self.layers = [range(layer.start, layer.stop) for layer in layers]
+        self.changes = [(e, s) != (1, 1) for e, s in zip(enh, sup, strict=True)]
 
     def begin(self, state: SteeringState) -> None:
         """Nothing per forward: the spans are the prompt's."""
@@ -110,14 +107,17 @@ class VAF:
     def hooks(self, model: torch.nn.Module, state: SteeringState) -> list:
         return []
 
+    def active(self, layer: int) -> list[bool]:
+        """Per sequence: whether VAF edits its rows after the image in ``layer`` (an image, factors that change
+        something, the layer in its range)."""
+        return [
+            change and layer in layers and first_row < NO_ROW
+            for change, layers, first_row in zip(self.changes, self.layers, self.first_rows, strict=True)
+        ]
+
     def edits_layer(self, layer: int, decoding: bool) -> bool:
         """Whether any row may be edited in ``layer`` (no tensor touched): elsewhere the last row is not recomputed."""
-        return any(layer in layers for layers in self._ranges)
-
-    def active(self, layer: int, device: torch.device) -> torch.Tensor:
-        """``[B]``: the rows VAF edits in ``layer``."""
-        in_range = (self.starts <= layer) & (layer < self.stops)
-        return (in_range & self.changes & (self.spans.first_row < NO_ROW)).to(device)
+        return any(self.active(layer))
 
     def key_factors(self, length: int, device: torch.device) -> torch.Tensor:
         """``[B, length]``: each key's factor (generated tokens: 1)."""
@@ -128,24 +128,24 @@ class VAF:
         """The call computed by the fused kernel in two parts: the rows up to each sequence's image with the keys as
         they are, the rows after it with the image and preceding keys scaled (``[B, q_len, H, D]``); None where no
         row of the call is edited."""
-        if not self.edits_layer(call.layer, decoding=False):
+        active = self.active(call.layer)
+        if not any(active):
             return None
-        device = call.query.device
-        active = self.active(call.layer, device)
-        if not bool(active.any()):
-            return None
-        length, first_position = call.key.shape[2], call.first_position
-        first_row = self.spans.first_row.to(device)
-        start = max(int(first_row[active].min()), first_position)  # the first edited row's position
+        length, first_position, device = call.key.shape[2], call.first_position, call.query.device
+        first_edited = min(first_row for first_row, edited in zip(self.first_rows, active) if edited)
+        start = max(first_edited, first_position)  # the first edited row's position
         if start >= length:
             return None
-        factors = torch.where(active[:, None], self.key_factors(length, device), 1.0)
+        edited = torch.tensor(active, device=device)
+        factors = torch.where(edited[:, None], self.key_factors(length, device), 1.0)
         # the product in float32, rounded once into the model's dtype (bfloat16 cannot hold 1.15 itself)
         scaled = (call.key.float() * factors[:, None, :, None]).to(call.key.dtype)
         tail = _fused(call, start, length, scaled)
-        positions = torch.arange(start, length, device=device)
-        chosen = active[:, None] & (positions[None] >= first_row[:, None])  # [B, tail rows]
-        if not bool(chosen.all()):  # a sequence whose image ends later, or one left as it is, in the same batch
+        if not all(on and first_row <= start for on, first_row in zip(active, self.first_rows)):
+            # a sequence whose image ends later, or one left as it is, in the same batch: its own rule per row
+            positions = torch.arange(start, length, device=device)
+            first_row = torch.tensor(self.first_rows, device=device)
+            chosen = edited[:, None] & (positions[None] >= first_row[:, None])  # [B, tail rows]
             tail = torch.where(chosen[:, :, None, None], tail, _fused(call, start, length, call.key))
         if start == first_position:
             return tail
@@ -154,13 +154,13 @@ class VAF:
 
     def edit(self, row: LastRow) -> RowEdit | None:
         """The prompt's last row with the scaled logits (what ``attend`` computed fused), for the observers."""
-        active = self.active(row.layer, row.scores.device)
         length = row.scores.shape[-1]
-        active &= self.spans.first_row.to(row.scores.device) <= length - 1
-        if not bool(active.any()):
+        active = [on and first_row <= length - 1 for on, first_row in zip(self.active(row.layer), self.first_rows)]
+        if not any(active):
             return None
         scores = row.scores * self.key_factors(length, row.scores.device)[:, None, :]
-        return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=active)
+        rows = torch.tensor(active, device=row.scores.device)
+        return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=rows, on_host=active)
 
 
 def _fused(call: AttentionCall, start: int, stop: int, key: torch.Tensor) -> torch.Tensor:
