@@ -147,10 +147,9 @@ def _steer_last_row(
         decoding=decoding,
     )
     edit = state.method.edit(row) if state.method is not None else None
-    used, edited = row.weights, None
+    edited = None
     if edit is not None and edit.any():
         edited = edit.rows
-        used = torch.where(edited[:, None, None], edit.weights, row.weights)
         new_last = weighted_values(edit.weights, value)  # [B, H, D] float32
         if output is None and decoding and edit.all():  # the step's one row, replaced everywhere
             output = new_last[:, None].to(query.dtype)
@@ -161,7 +160,8 @@ def _steer_last_row(
             state.edited_layers.append(layer)
     elif output is None:
         output = fused()
-    if watched:
+    if watched:  # the weights the model used (the row's own softmax is computed only here or by the method)
+        used = row.weights if edited is None else torch.where(edited[:, None, None], edit.weights, row.weights)
         for observer in state.observers:
             observer.observe(row, used, edited)
     return output
