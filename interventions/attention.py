@@ -105,8 +105,6 @@ def steered_attention_forward(
             value=value,
             attention_mask=attention_mask,
             scaling=scaling,
-            image_mask=state.keys_image_mask(key.shape[2], query.device),
-            prompt_length=state.prompt_length,
             kwargs=kwargs,
         )
         output = attend(call)  # None: the method leaves this call to the fused kernel

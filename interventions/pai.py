@@ -84,7 +84,7 @@ class PAI:
         self.edit_first_token = [bool(first) for first in edit_first_token]
         if not len(self.alphas) == len(self.layers) == len(self.edit_first_token):
             raise ValueError("PAI needs one alpha, layer range and edit_first_token per row")
-        self._tensors: dict = {}  # (layer, decoding, device) -> (rows [B] bool, alphas [B, 1, 1]), built once
+        self._tensors: dict = {}  # (layer, decoding, device) -> (rows [B] bool, alphas [B]), once per generation
         self._has_image: list[bool] | None = None  # per sequence, read from the device once per generation
 
     def _rows(self, layer: int, decoding: bool) -> list[bool]:
@@ -115,14 +115,11 @@ class PAI:
         device = row.scores.device  # a model sharded across GPUs: this layer's device
         key = (row.layer, row.decoding, device)
         if key not in self._tensors:
-            self._tensors[key] = (torch.tensor(on_host, device=device), self._alphas(device))
+            self._tensors[key] = (torch.tensor(on_host, device=device), torch.tensor(self.alphas, device=device))
         rows, alphas = self._tensors[key]
-        amplified = row.scores + alphas * row.scores.abs()
+        amplified = row.scores + alphas[:, None, None] * row.scores.abs()
         scores = torch.where(row.image_mask[:, None, :], amplified, row.scores)
         return RowEdit(weights=torch.softmax(scores + row.mask, dim=-1), rows=rows, on_host=on_host)
-
-    def _alphas(self, device: torch.device) -> torch.Tensor:
-        return torch.tensor(self.alphas, device=device)[:, None, None]
 
 
 def guided_scores(conditional: torch.Tensor, unconditional: torch.Tensor, gammas: torch.Tensor) -> torch.Tensor:

@@ -85,7 +85,7 @@ class AttentionCall:
     """One attention call of a steered forward, for a method that edits more than the prompt's last row.
 
     Query rows are the last ``q_len`` of the ``K`` key positions (the prompt: ``q_len == K == N``; a decoding step:
-    ``q_len == 1``, ``K > N``). ``image_mask`` covers the ``K`` keys (generated tokens are never image keys).
+    ``q_len == 1``, ``K > N``). The image keys are the method's to know (VAF reads them from the batch once).
     """
 
     layer: int
@@ -95,8 +95,6 @@ class AttentionCall:
     value: torch.Tensor  # [B, H_kv, K, D]
     attention_mask: torch.Tensor | None  # as the fused kernel takes it
     scaling: float | None
-    image_mask: torch.Tensor  # [B, K] bool
-    prompt_length: int  # N
     kwargs: dict
 
     @property

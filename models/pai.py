@@ -21,7 +21,7 @@ from interventions.prefix import PromptPrefix
 from interventions.state import suspended
 from models.batch import GenerationSettings, PreparedBatch, Response
 from models.host import MethodHost
-from models.runner import LastRowRunner, Plan
+from models.runner import LastRowRunner, LayerRangeArguments, Plan
 from models.spec import MethodSpec
 
 
@@ -62,15 +62,8 @@ class ImageFreeGuidance(LogitsProcessor):
         return guided_scores(scores, output.logits[:, -1], self.gammas).to(scores.dtype)
 
 
-class PAIRunner(LastRowRunner):
+class PAIRunner(LayerRangeArguments, LastRowRunner):
     """Paying More Attention to Image: the image logits amplified, the scores guided against the image-free prompt."""
-
-    def check_arguments(self, values: dict[str, Any]) -> None:
-        self.params.layers(self.depth)  # a layer range that leaves the model, refused before it is loaded
-
-    def arguments(self) -> dict:
-        start, stop = self.params.start_layer, self.params.layers(self.depth).stop
-        return {**super().arguments(), "layers": [start, stop]}
 
     def shares_prefix(self, settings: int) -> bool:
         """From two settings on (a sweep): one setting decides nothing from the prefix, and its whole-prompt pass

@@ -135,6 +135,18 @@ class Plan:
     context: Any = None
 
 
+class LayerRangeArguments:
+    """For a runner whose settings hold a half-open ``[start_layer, end_layer)`` (PAI, VAF; listed before the runner
+    class it completes): a range that leaves the model is refused before any weight loads, and the attention log
+    records the range resolved against the depth (``end_layer`` none: the depth)."""
+
+    def check_arguments(self, values: dict[str, Any]) -> None:
+        self.params.layers(self.depth)
+
+    def arguments(self) -> dict:
+        return {**super().arguments(), "layers": [self.params.start_layer, self.params.layers(self.depth).stop]}
+
+
 class LastRowRunner(MethodRunner):
     """AdaptVis and CLVS: every setting answered from one shared prefix, the settings together in batched passes."""
 

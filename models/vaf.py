@@ -8,24 +8,16 @@ changes nothing and is the baseline's pass, bit for bit.
 
 from __future__ import annotations
 
-from typing import Any
-
 from interventions.vaf import VAF, Spans, VAFParams
 from models.batch import GenerationSettings, PreparedBatch, Response
 from models.host import MethodHost
-from models.runner import MethodRunner
+from models.runner import LayerRangeArguments, MethodRunner
 from models.spec import MethodSpec
 
 
-class VAFRunner(MethodRunner):
+class VAFRunner(LayerRangeArguments, MethodRunner):
     """Visual Amplification Fusion: in middle layers, the rows after the image attend more to it, less to the
     template before it."""
-
-    def check_arguments(self, values: dict[str, Any]) -> None:
-        self.params.layers(self.depth)  # a layer range that leaves the model, refused before it is loaded
-
-    def arguments(self) -> dict:
-        return {**super().arguments(), "layers": [self.params.start_layer, self.params.layers(self.depth).stop]}
 
     def answer(
         self, host: MethodHost, batch: PreparedBatch, settings: GenerationSettings, points: list, share_neutral: bool

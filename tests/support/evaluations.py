@@ -40,6 +40,34 @@ CROSS_SMOOTHEN = "confidence_threshold=1.0,smoothen_weight=0.05"  # every docume
 CROSS_RUNS = (("base", "qwen3vl", ""), ("smooth", "qwen3vl_adaptvis", CROSS_SMOOTHEN))
 
 
+def evaluate(root: Path, arguments: dict[str, str], limit: int, vsr_data_dir: Path, label: str = "") -> dict[str, str]:
+    """Each model (``{model: its --model_args}``) through lmms-eval on the first ``limit`` documents of the VSR task,
+    samples logged: ``{model: output folder}``."""
+    runs = {}
+    for model, args in arguments.items():
+        output = root / f"out_{model}"
+        completed = run_lmms_eval(
+            ["--model", model, "--model_args", args, "--tasks", VSR_TASK, "--limit", str(limit), "--log_samples",
+             "--output_path", str(output)],
+            lmms_eval_env(vsr_data_dir),
+        )  # fmt: skip
+        assert list(output.rglob("*_results.json")), (
+            f"{label}{model}: no results\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+        )
+        runs[model] = str(output)
+    return runs
+
+
+def reported(root: Path, runs: dict[str, str], vsr_data_dir: Path, *flags: str) -> str:
+    """The analysis report over ``runs`` (in-process), in ``root/report``."""
+    report = root / "report"
+    completed = run_module(
+        "analysis", ["report", *runs.values(), "--out", str(report), *flags], lmms_eval_env(vsr_data_dir)
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return str(report)
+
+
 def study_pair(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, vsr_data_dir: Path) -> dict:
     """``{"runs": {model: output folder}, "report": folder}``."""
 
@@ -76,28 +104,19 @@ def user_path(tmp_path_factory: pytest.TempPathFactory, qwen_checkpoint: Path, v
 
         boxes = root / "synthetic"  # VSR-layout rows with COCO boxes: what VEA profiles its layers on
         generate(boxes, 8, 2, 0, seed=4, image_size=96)
-        runs, logs = {}, {}
+        logs = {model: root / f"attn_{model}" for model in USER_PATH_MODELS}
+        arguments = {}
         for model in USER_PATH_MODELS:
-            output, log = root / f"out_{model}", root / f"attn_{model}"
-            args = f"pretrained={qwen_checkpoint},attention_log={log},batch_size=2"
+            args = f"pretrained={qwen_checkpoint},attention_log={logs[model]},batch_size=2"
             if model == "qwen3vl_vea":  # layers profiled on first use, on the synthetic train rows and their boxes
                 args += f",coco_annotations_dir={boxes / 'annotations'},vsr_data_dir={boxes},profile_samples=4"
                 args += f",profile_cache={root / 'vea_cache'}"
             if model == "qwen3vl_vaf":  # the authors' layers 9-14 are beyond the tiny model's 4
                 args += ",start_layer=1,end_layer=4"
-            completed = run_lmms_eval(
-                ["--model", model, "--model_args", args, "--tasks", VSR_TASK, "--limit", str(USER_PATH_LIMIT),
-                 "--log_samples", "--output_path", str(output)],
-                lmms_eval_env(vsr_data_dir),
-            )  # fmt: skip
-            assert list(output.rglob("*_results.json")), f"{model}: no results ({completed.stderr[-3000:]})"
-            runs[model], logs[model] = str(output), str(log)
-        report = root / "report"
-        completed = run_module(
-            "analysis", ["report", *runs.values(), "--out", str(report)], lmms_eval_env(vsr_data_dir)
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        return {"root": str(root), "runs": runs, "logs": logs, "report": str(report)}
+            arguments[model] = args
+        runs = evaluate(root, arguments, USER_PATH_LIMIT, vsr_data_dir)
+        report = reported(root, runs, vsr_data_dir)
+        return {"root": str(root), "runs": runs, "logs": {m: str(log) for m, log in logs.items()}, "report": report}
 
     return built_once(tmp_path_factory, "e2e-user-path", build)
 
@@ -109,28 +128,17 @@ def family_runs(
     (``checkpoint()`` builds its tiny checkpoint, only when the runs are not built yet)."""
 
     def build(root: Path) -> dict:
-        runs, logs = {}, {}
         checkpoint_folder = checkpoint()
+        logs = {model: root / f"attn_{model}" for model in FAMILY_MODELS}
+        arguments = {}
         for model in FAMILY_MODELS:
-            output, log = root / f"out_{model}", root / f"attn_{model}"
             args = f"pretrained={checkpoint_folder},batch_size=2"
-            args += f",attention_log={log}" if model in FAMILY_LOGGED else ""
+            args += f",attention_log={logs[model]}" if model in FAMILY_LOGGED else ""
             args += ",layers=[1,3]" if model == "vlm_vea" else ""
-            completed = run_lmms_eval(
-                ["--model", model, "--model_args", args, "--tasks", VSR_TASK, "--limit", str(FAMILY_LIMIT),
-                 "--log_samples", "--output_path", str(output)],
-                lmms_eval_env(vsr_data_dir),
-            )  # fmt: skip
-            assert list(output.rglob("*_results.json")), f"{family} {model}: no results\n{completed.stdout[-3000:]}"
-            runs[model], logs[model] = str(output), str(log)
-        report = root / "report"
-        completed = run_module(
-            "analysis",
-            ["report", *runs.values(), "--out", str(report), "--baseline", "vlm_baseline"],
-            lmms_eval_env(vsr_data_dir),
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        return {"runs": runs, "logs": logs, "report": str(report)}
+            arguments[model] = args
+        runs = evaluate(root, arguments, FAMILY_LIMIT, vsr_data_dir, label=f"{family} ")
+        report = reported(root, runs, vsr_data_dir, "--baseline", "vlm_baseline")
+        return {"runs": runs, "logs": {m: str(log) for m, log in logs.items()}, "report": report}
 
     return built_once(tmp_path_factory, f"e2e-family-{family}", build)
 
