@@ -8,7 +8,12 @@ REPRODUCE_DIR ?= reproduce_out
 
 .PHONY: test test-lower lint format demo reproduce clean
 
+# PyTorch's CUDA build (what pip takes on Linux x86-64) makes .venv about 7.5 GB: say so before pip fails half-way
+# with "No space left on device".
+NEEDED_KB := 8000000
 $(STAMP): pyproject.toml
+	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); if [ ! -x $(BIN)/python ] && [ "$$free_kb" -lt $(NEEDED_KB) ]; then \
+		echo "warning: .venv needs about 7.5 GB (PyTorch's CUDA build); $$((free_kb / 1000000)) GB free here" >&2; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev]"
 	touch $(STAMP)
