@@ -6,6 +6,7 @@ The lmms-eval models (``plugin.vlm``) load the same way, so a model argument mea
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
 from models.engine import Engine
@@ -36,6 +37,9 @@ def accelerate_process() -> Any:
     from models.host import Process
 
     accelerator = Accelerator()
+    if accelerator.num_processes > 1:
+        atexit.unregister(_end_process_group)  # registered once, however many models a run builds
+        atexit.register(_end_process_group)
     process = Process(
         accelerator.process_index,
         accelerator.num_processes,
@@ -43,3 +47,18 @@ def accelerate_process() -> Any:
         accelerator.wait_for_everyone,
     )
     return process, accelerator
+
+
+def _end_process_group() -> None:
+    """Destroy the data-parallel process group while Python can still run its threads.
+
+    Neither lmms-eval nor accelerate destroys it, and under load a gloo worker thread may still be releasing the last
+    barrier's work (and the Python tensors an earlier broadcast left in it) when the interpreter finalizes: taking the
+    GIL then ends the thread inside a destructor, ``std::terminate`` aborts the process ("terminate called without an
+    active exception", exit -6) after every result was written, and torchrun reports the run failed. Destroying the
+    group joins its threads first; at exit every rank has passed lmms-eval's last barrier, so no collective is cut.
+    """
+    import torch.distributed as distributed
+
+    if distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()

@@ -133,6 +133,42 @@ def test_data_parallel_processes_split_documents_and_agree(batch_one_run, tmp_pa
     assert _predictions(samples["vsr_random_dev"]) == _predictions(batch_one_run[1]["vsr_random_dev"])
 
 
+EXIT_PROBE = """
+import atexit, os, sys
+import torch.distributed as distributed
+from plugin.loading import accelerate_process
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+def report():  # registered first, so it runs after the plugin's own exit hook (atexit runs last in, first out)
+    with open(f"{sys.argv[1]}.{os.environ['RANK']}", "w") as file:
+        file.write(f"{during} {distributed.is_initialized()} {threads()}")
+
+atexit.register(report)
+process, accelerator = accelerate_process()
+objects = [{"rank": process.rank}]  # lmms-eval broadcasts Python objects, then waits at a barrier, then exits
+distributed.broadcast_object_list(objects, src=0)
+accelerator.wait_for_everyone()
+during = threads()
+"""
+
+
+def test_data_parallel_processes_end_their_process_group_before_python_finalizes(tmp_path):
+    """Left to the interpreter's finalization, a gloo thread still releasing the last barrier can abort a process
+    that finished its work (exit -6): the plugin destroys the group at exit, which joins its threads."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(EXIT_PROBE)
+    command = [*_torchrun(), "--nproc_per_node", "2", str(probe), str(tmp_path / "report")]
+    env = lmms_eval_env(None, ACCELERATE_USE_CPU="1", MASTER_PORT="29518")
+    completed = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for rank in (0, 1):
+        during, initialized, after = (tmp_path / f"report.{rank}").read_text().split()
+        assert initialized == "False"
+        assert int(after) < int(during), "the group's worker threads outlived it"
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="accelerate's --cpu launcher starts ONE process unless mpirun is used (--mpirun_hostfile); "
